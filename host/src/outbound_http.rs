@@ -1,0 +1,129 @@
+//! The HTTP client lent to connectors: one pooled client, redirects off, a
+//! resolver that enforces the egress options, the integration's allowlist
+//! checked before anything leaves, and a cap on response size.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::egress::{self, Allowlist, Denied, EgressOptions, PolicyResolver};
+use crate::runtime::bindings::{HttpError, Method, Request, Response};
+
+/// The shared outbound client.
+#[derive(Debug, Clone)]
+pub struct OutboundHttp {
+    client: reqwest::Client,
+    options: EgressOptions,
+    max_response_bytes: u64,
+    max_timeout: Duration,
+}
+
+impl OutboundHttp {
+    pub fn new(
+        options: EgressOptions,
+        max_response_bytes: u64,
+        max_timeout: Duration,
+    ) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            // A redirect would bypass the allowlist check of its target.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(std::sync::Arc::new(PolicyResolver::new(options.clone())))
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("prefsync/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(OutboundHttp {
+            client,
+            options,
+            max_response_bytes,
+            max_timeout,
+        })
+    }
+
+    /// Checks `request` against the policy and sends it. A denial comes back
+    /// as [`HttpError::Denied`] with the host and the reason.
+    pub async fn send(
+        &self,
+        request: Request,
+        allowlist: &Allowlist,
+    ) -> Result<Response, HttpError> {
+        let url = egress::check_url(&request.url, allowlist, &self.options)
+            .map_err(|d| HttpError::Denied(d.to_string()))?;
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+            Method::Head => reqwest::Method::HEAD,
+        };
+        let timeout = request
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()).min(self.max_timeout))
+            .unwrap_or(self.max_timeout);
+        let mut builder = self.client.request(method, url).timeout(timeout);
+        for (name, value) in &request.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| HttpError::InvalidRequest(format!("bad header name `{name}`")))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| HttpError::InvalidRequest(format!("bad value for header `{name}`")))?;
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = request.body {
+            builder = builder.body(body);
+        }
+        let mut response = builder.send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.max_response_bytes)
+        {
+            return Err(HttpError::TooLarge(self.max_response_bytes));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if (body.len() + chunk.len()) as u64 > self.max_response_bytes {
+                return Err(HttpError::TooLarge(self.max_response_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Maps a reqwest failure to the contract's error; a resolver denial keeps its text.
+fn transport_error(error: reqwest::Error) -> HttpError {
+    if error.is_timeout() {
+        return HttpError::Timeout;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = source {
+        if let Some(denied) = e.downcast_ref::<Denied>() {
+            return HttpError::Denied(denied.to_string());
+        }
+        source = e.source();
+    }
+    // reqwest's top-level text is terse; the innermost cause says what failed.
+    let mut detail = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(e) = source {
+        detail = e.to_string();
+        source = e.source();
+    }
+    HttpError::Connection(detail)
+}

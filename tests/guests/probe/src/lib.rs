@@ -1,0 +1,135 @@
+//! A connector that does what its config's `mode` says, so the tests can
+//! show the sandbox containing it:
+//!
+//! - `noop`: maps the record through `mappings` and reports it unchanged
+//!   (the benchmark's per-call baseline);
+//! - `loop`: spins forever; `memory-bomb`: allocates until refused;
+//! - `http`: requests `target` (not necessarily `url`) and reports what happened;
+//! - `sandbox`: tries files, directories and environment variables;
+//! - `panic`: panics; `leak`: logs, prints and returns its own secrets;
+//! - `cache`: counts its calls in the host cache.
+
+use prefsync_sdk::mapping::mapped_json;
+use prefsync_sdk::{
+    Capabilities, Connector, ConsentRecord, Context, DeliveredKind, Description, Outcome, Problems,
+    Request,
+};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub struct ProbeConfig {
+    mode: String,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    authentication: serde_json::Value,
+    #[serde(default)]
+    mappings: Vec<prefsync_sdk::Mapping>,
+}
+
+/// The probe connector (public so the benchmark can link it natively).
+pub struct Probe;
+
+impl Connector for Probe {
+    type Config = ProbeConfig;
+
+    fn describe() -> Description {
+        Description {
+            type_id: "probe".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            display_name: "Probe (test guest)".into(),
+            config_schema: serde_json::json!({
+                "type": "object",
+                "required": ["mode"],
+                "properties": {
+                    "mode": {"type": "string"},
+                    "url": {"type": "string", "format": "uri"},
+                    "target": {"type": "string"}
+                }
+            }),
+            default_hosts: vec![],
+            max_concurrency: 2,
+            max_batch_size: 10,
+            capabilities: Capabilities {
+                batching: true,
+                inbound_webhooks: false,
+            },
+        }
+    }
+
+    fn check(problems: &mut Problems<'_>) {
+        problems.require_string("mode");
+        if problems.get("url").is_some() {
+            problems.require_url("url", false);
+        }
+        problems.mappings("mappings", false);
+    }
+
+    fn deliver(ctx: &Context<'_>, config: &ProbeConfig, record: &ConsentRecord) -> Outcome {
+        match config.mode.as_str() {
+            "noop" => {
+                let fields = mapped_json(&config.mappings, record);
+                std::hint::black_box(fields);
+                Outcome::Delivered(DeliveredKind::Unchanged)
+            }
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1024 * 1024]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "http" => {
+                let target = config.target.clone().unwrap_or_default();
+                match ctx.send(Request::get(target)) {
+                    Ok(r) => Outcome::Skipped(format!("status {}", r.status)),
+                    Err(e) => e.into_outcome("probe request"),
+                }
+            }
+            "sandbox" => {
+                let file = std::fs::read_to_string("/etc/passwd").map(|s| s.len());
+                let dir = std::fs::read_dir("/").map(|d| d.count());
+                let cwd = std::fs::read_dir(".").map(|d| d.count());
+                let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+                let home = std::env::var("HOME").ok();
+                Outcome::Skipped(format!(
+                    "file={} root={} cwd={} env={} home={}",
+                    file.is_ok(),
+                    dir.is_ok(),
+                    cwd.is_ok(),
+                    env.len(),
+                    home.is_some()
+                ))
+            }
+            "panic" => panic!("probe panicked on purpose for {}", record.key),
+            "leak" => {
+                let secrets = config.authentication.to_string();
+                ctx.info(
+                    &format!("my config is {secrets}"),
+                    &[("auth", secrets.as_str())],
+                );
+                println!("stdout: {secrets}");
+                eprintln!("stderr: {secrets}");
+                Outcome::permanent(format!("failed with {secrets}"))
+            }
+            "cache" => {
+                let calls: u32 = ctx
+                    .cache_get("calls")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+                    + 1;
+                ctx.cache_set("calls", &calls.to_string(), 60);
+                Outcome::Skipped(format!("call {calls}"))
+            }
+            other => Outcome::permanent(format!("unknown mode {other}")),
+        }
+    }
+}
+
+prefsync_sdk::export!(Probe);

@@ -1,0 +1,16 @@
+//! prefsync's integration tests: real components, built from source by
+//! `build.rs`, in the real runtime, against mock destinations on loopback.
+
+mod cli;
+mod dotdigital;
+mod other_world;
+mod probe;
+
+// Every guest that build.rs builds must have a test module of its name.
+macro_rules! assert_guest_tested {
+    ($name:ident) => {
+        #[allow(unused_imports)]
+        use self::$name as _;
+    };
+}
+prefsync_tests::for_each_guest!(assert_guest_tested);

@@ -1,0 +1,10 @@
+//! Support for prefsync's integration tests and benchmarks: the guest
+//! components built by `build.rs`, mock destination servers, and helpers.
+
+pub mod mocks;
+pub mod support;
+
+/// Paths of the guest components built from source for these tests.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}

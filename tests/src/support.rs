@@ -1,0 +1,125 @@
+//! Helpers shared by the integration tests and benchmarks.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use prefsync::egress::EgressOptions;
+use prefsync::runtime::{
+    ConsentRecord, Limits, Property, RecordMetadata, Runtime, RuntimeOptions, Value,
+};
+
+/// Precompiled artifacts shared by every test run, so each guest is compiled
+/// once per build (the cache is keyed by content and engine, so it is safe).
+pub fn artifact_dir() -> PathBuf {
+    PathBuf::from(env!("OUT_DIR")).join("artifacts")
+}
+
+/// Egress options that let connectors reach the loopback mocks over http.
+pub fn loopback_egress() -> EgressOptions {
+    EgressOptions {
+        allow_loopback: true,
+        allow_private: false,
+        allow_http: true,
+    }
+}
+
+/// A runtime with the given egress options and limits, sharing the artifact cache.
+pub fn runtime(egress: EgressOptions, limits: Limits) -> Runtime {
+    Runtime::new(RuntimeOptions {
+        limits,
+        egress,
+        artifact_dir: Some(artifact_dir()),
+    })
+    .expect("runtime starts")
+}
+
+/// A record keyed by `organization_user_id`.
+pub fn record(key: &str, properties: &[(&str, Value)]) -> ConsentRecord {
+    let mut all = vec![Property {
+        name: "organization_user_id".into(),
+        value: Value::Text(key.into()),
+    }];
+    all.extend(properties.iter().map(|(name, value)| Property {
+        name: name.to_string(),
+        value: value.clone(),
+    }));
+    ConsentRecord {
+        key_name: "organization_user_id".into(),
+        key: key.into(),
+        properties: all,
+        metadata: RecordMetadata {
+            state_version: 1,
+            updated_at: "2026-11-23T00:00:00Z".into(),
+            extra: Vec::new(),
+        },
+    }
+}
+
+/// Everything `tracing` writes while the guard lives, for assertions on logs.
+#[derive(Clone, Default)]
+pub struct LogCapture {
+    buffer: Arc<Mutex<Vec<u8>>>,
+}
+
+impl LogCapture {
+    /// Captures this thread's events at every level until the guard drops
+    /// (use a current-thread tokio runtime).
+    pub fn start() -> (LogCapture, tracing::subscriber::DefaultGuard) {
+        let capture = LogCapture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (capture, guard)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The `prefsync` binary of this workspace, built (incrementally) on first use.
+pub fn prefsync_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = std::process::Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args([
+                "build",
+                "-p",
+                "prefsync",
+                "--bin",
+                "prefsync",
+                "--message-format=json",
+            ])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("running cargo build for the prefsync binary");
+        assert!(out.status.success(), "building the prefsync binary failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|msg| {
+                msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "prefsync"
+            })
+            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported the prefsync executable")
+    })
+    .clone()
+}

@@ -343,3 +343,34 @@ async fn compiled_once_then_loaded_from_the_artifact_cache() {
     assert_eq!(again.source(), prefsync::runtime::Source::Cached);
     assert_eq!(first.info(), again.info());
 }
+
+#[tokio::test]
+async fn calls_per_integration_stay_within_the_declared_concurrency() {
+    let mock = Dotdigital::start("u", "p", &[]).await.unwrap();
+    mock.state
+        .set_outage(Some(Fault::Slow(Duration::from_millis(150))));
+    let connector = probe(loopback_egress(), Limits::default()).await;
+    assert_eq!(connector.info().max_concurrency, 2);
+    let target = format!("{}/contacts/v3/email/x", mock.url());
+    let integration = connector.integration(
+        "p",
+        &json!({"mode": "http", "url": mock.url(), "target": target}),
+    );
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let connector = connector.clone();
+            let integration = integration.clone();
+            tokio::spawn(async move {
+                connector
+                    .deliver(&integration, vec![user(&format!("u{i}"))])
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        let delivery = call.await.unwrap();
+        assert!(delivery.error.is_none(), "{:?}", delivery.error);
+    }
+    assert_eq!(mock.state.requests().len(), 8);
+    assert_eq!(mock.state.peak_concurrency(), 2);
+}

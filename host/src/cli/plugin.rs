@@ -1,11 +1,15 @@
-//! `prefsync plugin …`: inspect connector components.
+//! `prefsync plugin …`: inspect connector components and try them on records.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use clap::Subcommand;
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::Value as Json;
 
-use crate::runtime::{ConnectorInfo, Runtime, RuntimeOptions};
+use crate::egress::EgressOptions;
+use crate::runtime::{
+    ConnectorInfo, ConsentRecord, Outcome, Property, RecordMetadata, Runtime, RuntimeOptions, Value,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -18,6 +22,28 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Validate an integration config with a connector, then deliver records
+    /// through it in the real sandbox, and print each outcome.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The connector component.
+    file: PathBuf,
+    /// The integration config, in the seed's JSON shape.
+    #[arg(long)]
+    config: PathBuf,
+    /// A record: a JSON object of flattened properties, keyed by
+    /// `organization_user_id` (repeat for several records).
+    #[arg(long = "record", required = true)]
+    records: Vec<PathBuf>,
+    /// Let the connector reach loopback addresses (local mocks).
+    #[arg(long)]
+    allow_loopback: bool,
+    /// Let the connector use plain http:// (local mocks).
+    #[arg(long)]
+    allow_http: bool,
 }
 
 pub async fn run(command: PluginCommand) -> Result<()> {
@@ -36,7 +62,145 @@ pub async fn run(command: PluginCommand) -> Result<()> {
             }
             Ok(())
         }
+        PluginCommand::Test(args) => test(args).await,
     }
+}
+
+async fn test(args: TestArgs) -> Result<()> {
+    let runtime = Runtime::new(RuntimeOptions {
+        egress: EgressOptions {
+            allow_loopback: args.allow_loopback,
+            allow_private: false,
+            allow_http: args.allow_http,
+        },
+        ..Default::default()
+    })?;
+    let connector = runtime
+        .load_file(&args.file)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let config = read_json(&args.config)?;
+    let problems = connector.validate(&config).await?;
+    if !problems.is_empty() {
+        let listed: Vec<String> = problems
+            .iter()
+            .map(|p| {
+                format!(
+                    "  {}: {}",
+                    if p.path.is_empty() {
+                        "(config)"
+                    } else {
+                        &p.path
+                    },
+                    p.message
+                )
+            })
+            .collect();
+        bail!(
+            "{} is not a valid config:\n{}",
+            args.config.display(),
+            listed.join("\n")
+        );
+    }
+    let integration = connector.integration("cli-test", &config);
+    let limits = runtime.limits().clone();
+    println!(
+        "{} {} (WIT {}), limits: {} MiB memory, {} ms CPU, {} ms wall",
+        connector.info().type_id,
+        connector.info().version,
+        connector.info().wit_version,
+        limits.memory_bytes / (1024 * 1024),
+        limits.cpu_ms,
+        limits.wall_ms
+    );
+    for path in &args.records {
+        let record = read_record(path)?;
+        let key = record.key.clone();
+        let delivery = connector.deliver(&integration, vec![record]).await;
+        let report = &delivery.report;
+        println!(
+            "{key}: {}  [http {:?}, {} ms, CPU ≤{} ms, peak memory {} KiB]",
+            describe_outcome(&delivery.outcomes[0]),
+            report.stats.http_statuses,
+            report.duration.as_millis(),
+            report.stats.cpu_ticks * limits.epoch_tick_ms,
+            report.peak_memory_bytes / 1024
+        );
+    }
+    Ok(())
+}
+
+fn describe_outcome(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Delivered(kind) => format!("delivered ({kind:?})").to_lowercase(),
+        Outcome::Skipped(why) => format!("skipped: {why}"),
+        Outcome::Failed(f) => format!(
+            "failed ({}{}): {}",
+            if f.retryable {
+                "retryable"
+            } else {
+                "permanent"
+            },
+            f.retry_after_ms
+                .map(|ms| format!(", retry after {ms} ms"))
+                .unwrap_or_default(),
+            f.message
+        ),
+    }
+}
+
+fn read_json(path: &Path) -> Result<Json> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: invalid JSON at line {}, column {}: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+/// A record file: a flat JSON object of properties with `organization_user_id`.
+fn read_record(path: &Path) -> Result<ConsentRecord> {
+    let Json::Object(fields) = read_json(path)? else {
+        bail!(
+            "{}: a record must be a JSON object of properties",
+            path.display()
+        );
+    };
+    let key = match fields.get("organization_user_id") {
+        Some(Json::String(key)) if !key.is_empty() => key.clone(),
+        _ => bail!(
+            "{}: `organization_user_id` (a non-empty string) is required",
+            path.display()
+        ),
+    };
+    let mut properties = Vec::new();
+    for (name, value) in fields {
+        let value = match value {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Boolean(b),
+            Json::Number(n) => Value::Number(n.as_f64().unwrap_or_default()),
+            Json::String(s) => Value::Text(s),
+            _ => bail!(
+                "{}: property `{name}` must be null, a boolean, a number or a string",
+                path.display()
+            ),
+        };
+        properties.push(Property { name, value });
+    }
+    Ok(ConsentRecord {
+        key_name: "organization_user_id".into(),
+        key,
+        properties,
+        metadata: RecordMetadata {
+            state_version: 1,
+            updated_at: String::new(),
+            extra: Vec::new(),
+        },
+    })
 }
 
 /// The human-readable form of `describe`.

@@ -86,7 +86,7 @@ impl CallState {
             .iter()
             .find(|(k, _)| k == "record_key")
             .map(|(_, v)| v.as_str())
-            .or_else(|| match self.tags.record_keys.as_slice() {
+            .or(match self.tags.record_keys.as_slice() {
                 [only] => Some(only.as_str()),
                 _ => None,
             })

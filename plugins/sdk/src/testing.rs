@@ -6,6 +6,9 @@ use std::collections::{HashMap, VecDeque};
 use crate::context::{Host, LogLevel};
 use crate::http::{HttpError, Request, Response};
 
+/// One log line a connector emitted: level, message, fields.
+pub type LogLine = (LogLevel, String, Vec<(String, String)>);
+
 /// Answers requests from a queue of scripted responses and records what was asked.
 #[derive(Default)]
 pub struct MockHost {
@@ -13,7 +16,7 @@ pub struct MockHost {
     /// Every request sent, in order.
     pub requests: RefCell<Vec<Request>>,
     /// Every log line: level, message, fields.
-    pub logs: RefCell<Vec<(LogLevel, String, Vec<(String, String)>)>>,
+    pub logs: RefCell<Vec<LogLine>>,
     cache: RefCell<HashMap<String, String>>,
 }
 

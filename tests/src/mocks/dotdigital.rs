@@ -8,6 +8,7 @@
 //! publicly; the ones used here follow the documented `contacts:…` pattern.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +72,30 @@ struct Inner {
 #[derive(Clone, Debug)]
 pub struct Dotdigital {
     inner: Arc<Mutex<Inner>>,
+    concurrency: Arc<ConcurrencyGauge>,
+}
+
+/// Requests being answered now, and the most at once.
+#[derive(Debug, Default)]
+struct ConcurrencyGauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+struct InFlight<'a>(&'a ConcurrencyGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a ConcurrencyGauge) -> Self {
+        let now = gauge.now.fetch_add(1, Ordering::SeqCst) + 1;
+        gauge.peak.fetch_max(now, Ordering::SeqCst);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Dotdigital {
@@ -99,6 +124,7 @@ impl Dotdigital {
                 next_id: 1,
                 ..Default::default()
             })),
+            concurrency: Arc::default(),
         };
         let router = Router::new()
             .fallback(handle_request)
@@ -156,6 +182,11 @@ impl Dotdigital {
 
     pub fn contacts(&self) -> Vec<Contact> {
         self.lock().contacts.values().cloned().collect()
+    }
+
+    /// The most requests the mock was answering at the same time.
+    pub fn peak_concurrency(&self) -> usize {
+        self.concurrency.peak.load(Ordering::SeqCst)
     }
 
     /// Every request received, in order.
@@ -225,6 +256,8 @@ async fn handle_request(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let gauge = mock.concurrency.clone();
+    let _in_flight = InFlight::enter(&gauge);
     let body_json: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
     let fault = {
         let mut inner = mock.lock();
@@ -266,7 +299,7 @@ async fn handle_request(
         .path()
         .trim_matches('/')
         .split('/')
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (method.as_str(), segments.as_slice()) {
@@ -278,6 +311,16 @@ async fn handle_request(
                 .map(|(name, ty)| json!({"name": name, "type": format!("{ty:?}"), "visibility": "Private", "defaultValue": null}))
                 .collect();
             axum::Json(Json::Array(list)).into_response()
+        }
+        ("GET" | "PATCH", ["contacts", "v3", identifier, _])
+            if !IDENTIFIERS.contains(identifier) =>
+        {
+            error(
+                StatusCode::BAD_REQUEST,
+                "contacts:invalidIdentifier",
+                "Unknown identifier",
+                identifier,
+            )
         }
         ("GET", ["contacts", "v3", identifier, value]) => lookup(&mock, identifier, value),
         ("PATCH", ["contacts", "v3", identifier, value]) => {
@@ -305,14 +348,6 @@ fn authorized(inner: &Inner, headers: &HeaderMap) -> bool {
 const IDENTIFIERS: [&str; 3] = ["email", "mobileNumber", "contactId"];
 
 fn lookup(mock: &Dotdigital, identifier: &str, value: &str) -> Response {
-    if !IDENTIFIERS.contains(&identifier) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "contacts:invalidIdentifier",
-            "Unknown identifier",
-            identifier,
-        );
-    }
     match mock
         .lock()
         .contacts
@@ -335,14 +370,6 @@ fn upsert(
     query: Option<&str>,
     body: Json,
 ) -> Response {
-    if !IDENTIFIERS.contains(&identifier) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "contacts:invalidIdentifier",
-            "Unknown identifier",
-            identifier,
-        );
-    }
     let merge = query
         .unwrap_or("")
         .split('&')
@@ -387,13 +414,13 @@ fn upsert(
                 name,
             );
         };
-        let fits = match (ty, value) {
-            (_, Json::Null) => true,
-            (FieldType::Boolean, Json::Bool(_)) => true,
-            (FieldType::Numeric, Json::Number(_)) => true,
-            (FieldType::String | FieldType::Date, Json::String(_)) => true,
-            _ => false,
-        };
+        let fits = matches!(
+            (ty, value),
+            (_, Json::Null)
+                | (FieldType::Boolean, Json::Bool(_))
+                | (FieldType::Numeric, Json::Number(_))
+                | (FieldType::String | FieldType::Date, Json::String(_))
+        );
         if !fits {
             return error(
                 StatusCode::BAD_REQUEST,

@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null
 echo "==> building the Dotdigital connector (wasm32-wasip2) and prefsync"
-cargo build --quiet --release --target wasm32-wasip2 -p prefsync-dotdigital
+# Components need no debug info; it would multiply their size.
+CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
+    cargo build --quiet --release --target wasm32-wasip2 -p prefsync-dotdigital
 cargo build --quiet --release -p prefsync --bin prefsync -p prefsync-tests --bin prefsync-mocks
 
 wasm=target/wasm32-wasip2/release/prefsync_dotdigital.wasm

@@ -8,7 +8,8 @@ use serde_json::Value as Json;
 
 use crate::egress::EgressOptions;
 use crate::runtime::{
-    ConnectorInfo, ConsentRecord, Outcome, Property, RecordMetadata, Runtime, RuntimeOptions, Value,
+    ConnectorInfo, ConsentRecord, DeliveredKind, Outcome, Property, RecordMetadata, Runtime,
+    RuntimeOptions, Value,
 };
 
 #[derive(Debug, Subcommand)]
@@ -119,11 +120,12 @@ async fn test(args: TestArgs) -> Result<()> {
         let delivery = connector.deliver(&integration, vec![record]).await;
         let report = &delivery.report;
         println!(
-            "{key}: {}  [http {:?}, {} ms, CPU ≤{} ms, peak memory {} KiB]",
+            "{key}: {}  [http {:?}, {} ms, CPU < {} ms, peak memory {} KiB]",
             describe_outcome(&delivery.outcomes[0]),
             report.stats.http_statuses,
             report.duration.as_millis(),
-            report.stats.cpu_ticks * limits.epoch_tick_ms,
+            // CPU is counted in epoch ticks seen while guest code ran.
+            (report.stats.cpu_ticks + 1) * limits.epoch_tick_ms,
             report.peak_memory_bytes / 1024
         );
     }
@@ -132,7 +134,9 @@ async fn test(args: TestArgs) -> Result<()> {
 
 fn describe_outcome(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Delivered(kind) => format!("delivered ({kind:?})").to_lowercase(),
+        Outcome::Delivered(DeliveredKind::Created) => "delivered (created)".into(),
+        Outcome::Delivered(DeliveredKind::Updated) => "delivered (updated)".into(),
+        Outcome::Delivered(DeliveredKind::Unchanged) => "delivered (unchanged)".into(),
         Outcome::Skipped(why) => format!("skipped: {why}"),
         Outcome::Failed(f) => format!(
             "failed ({}{}): {}",

@@ -2,6 +2,7 @@
 //! WebAssembly connectors. See `ARCHITECTURE.md` for the map.
 
 pub mod cli;
+pub mod consent;
 pub mod egress;
 pub mod outbound_http;
 pub mod runtime;

@@ -1,0 +1,28 @@
+//! Consent: Didomi events in, one merged state per user, flat property names out.
+//!
+//! - [`event`] parses what `POST /v1/events` receives (events, webhook
+//!   envelopes, lists, NDJSON) into [`ConsentEvent`]s. An event is *partial*: it
+//!   carries only the purposes, channels, metadata keys, vendors, country and
+//!   TCF string it sets; a field it leaves out is [`Field::Absent`], which is
+//!   not the same as an explicit `null` ("no choice").
+//! - [`state`] merges events into a [`UserState`], keyed by
+//!   `organization_user_id`: purposes and channels by id, metadata key by key,
+//!   vendors as a whole. Each field keeps the write with the greatest
+//!   `(created_at, event id)` (last-write-wins per field, ties broken on the
+//!   event id), so late, repeated or reordered events converge on the same
+//!   state. Only confirmed events are merged.
+//! - [`flatten`] names the state's values the way integration mappings do: the
+//!   path joined with `_`, lists keyed by id (`consents_purposes_<id>_enabled`,
+//!   `metadata_<key>`, …). Ids may contain `_`, so a single name is resolved by
+//!   walking the state, never by splitting it.
+
+pub mod event;
+pub mod flatten;
+pub mod state;
+
+pub use event::{
+    Batch, ChannelChange, ConsentEvent, EventError, EventStatus, EventUser, Field, PartialConsents,
+    PurposeChange, TimestampError, Vendors, parse_batch, parse_body, parse_rfc3339,
+};
+pub use flatten::{PropertyValue, flatten, resolve};
+pub use state::{ApplyResult, ChannelState, PurposeState, SkipReason, Stamped, UserState};

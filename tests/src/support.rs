@@ -94,6 +94,10 @@ impl Write for LogCapture {
 }
 
 /// The `prefsync` binary of this workspace, built (incrementally) on first use.
+///
+/// Built with the workspace's test-time feature resolution (`--workspace
+/// --tests`), so its dependencies are the ones `cargo test --workspace`
+/// already compiled and only the binary itself may need linking.
 pub fn prefsync_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {

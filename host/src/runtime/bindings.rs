@@ -9,9 +9,9 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
+pub use self::prefsync::connector::http::{HttpError, Method, Request, Response};
+pub use self::prefsync::connector::log::Level;
+pub use self::prefsync::connector::types::{ConsentRecord, Property, RecordMetadata, Value};
 pub use exports::prefsync::connector::connector::{
     Capabilities, DeliveredKind, Description, Failure, Outcome, ValidationProblem,
 };
-pub use prefsync::connector::http::{HttpError, Method, Request, Response};
-pub use prefsync::connector::log::Level;
-pub use prefsync::connector::types::{ConsentRecord, Property, RecordMetadata, Value};

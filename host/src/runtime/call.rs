@@ -16,7 +16,7 @@ use super::limits::MemoryLimiter;
 
 /// Who is calling: tags every log line the guest emits.
 #[derive(Debug, Clone)]
-pub struct CallTags {
+pub(super) struct CallTags {
     pub connector: String,
     pub connector_version: String,
     /// Keys of the records in the batch; a single key tags every line.

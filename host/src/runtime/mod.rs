@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value as Json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -37,12 +37,12 @@ pub use bindings::{
     ConsentRecord, DeliveredKind, Failure, Outcome, Property, RecordMetadata, ValidationProblem,
     Value,
 };
-pub use call::{CallStats, CallTags};
+pub use call::CallStats;
 pub use integration::IntegrationContext;
 pub use limits::Limits;
 
 use bindings::{Destination, DestinationPre};
-use call::CallState;
+use call::{CallState, CallTags};
 
 /// The WIT package every connector is built against.
 pub const WIT_PACKAGE: &str = "prefsync:connector";
@@ -664,17 +664,4 @@ impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-}
-
-/// Default location of the artifact cache under a data directory.
-pub fn artifact_dir_in(data_dir: &Path) -> PathBuf {
-    data_dir.join("artifacts")
-}
-
-/// Reads a component file and loads it, with the path in the error.
-pub async fn load_path(runtime: &Runtime, path: &Path) -> Result<Arc<Connector>> {
-    runtime
-        .load_file(path)
-        .await
-        .with_context(|| format!("loading connector {}", path.display()))
 }

@@ -5,6 +5,7 @@ mod cli;
 mod dotdigital;
 mod other_world;
 mod probe;
+mod serve;
 
 // Every guest that build.rs builds must have a test module of its name.
 macro_rules! assert_guest_tested {

@@ -14,6 +14,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP API (with no config file: SQLite under ./data, connectors
+    /// from target/wasm32-wasip2/release, listening on 127.0.0.1:8080).
+    Serve {
+        /// The host configuration (see prefsync.example.toml).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
     /// Work with connector components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -22,6 +29,10 @@ pub enum Command {
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve { config } => {
+            let config = crate::config::HostConfig::load(config.as_deref())?;
+            crate::serve::run(config).await
+        }
         Command::Plugin(command) => plugin::run(command).await,
     }
 }

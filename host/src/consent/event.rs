@@ -299,8 +299,9 @@ fn body_format(content_type: Option<&str>) -> Result<BodyFormat, EventError> {
 }
 
 /// `line_index` is 0 for a whole JSON body, else the 0-based NDJSON line
-/// (which holds no newline, so the parser's line is always 1 there).
-fn syntax_error(error: &serde_json::Error, line_index: usize) -> EventError {
+/// (which holds no newline, so the parser's line is always 1 there). Also
+/// used for every other JSON body the host reads, so all say it alike.
+pub(crate) fn syntax_error(error: &serde_json::Error, line_index: usize) -> EventError {
     let full = error.to_string();
     let suffix = format!(" at line {} column {}", error.line(), error.column());
     let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();

@@ -1,0 +1,111 @@
+//! Bearer-token checks. Without a configured admin token, one is generated
+//! on first start and kept in `<data_dir>/admin-token` (mode 0600), so the
+//! API is never open and the token is never printed or logged.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::api::error::ApiError;
+use super::api::integrations::random_hex;
+use super::{App, admin_token_file};
+use crate::config::HostConfig;
+
+/// The admin token: configured, or read from / generated into the data dir.
+pub fn admin_token(config: &HostConfig, data_dir: &Path) -> Result<String> {
+    if let Some(token) = &config.server.admin_token {
+        return Ok(token.clone());
+    }
+    let path = admin_token_file(data_dir);
+    if let Ok(token) = std::fs::read_to_string(&path)
+        && !token.trim().is_empty()
+    {
+        return Ok(token.trim().to_string());
+    }
+    let token = random_hex(24);
+    write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(path = %path.display(), "no admin token configured: generated one; read it from this file");
+    Ok(token)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+/// Lets a request through only with `Authorization: Bearer <admin token>`.
+pub async fn require_admin(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if bearer_matches(&request, &app.admin_token) {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <admin token>)",
+        )
+        .into_response()
+    }
+}
+
+fn bearer_matches(request: &Request, expected: &str) -> bool {
+    let Some(given) = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Compare in time independent of where the first difference is.
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_token_is_private_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HostConfig::default();
+        let first = admin_token(&config, dir.path()).unwrap();
+        assert_eq!(first.len(), 48);
+        assert_eq!(admin_token(&config, dir.path()).unwrap(), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(admin_token_file(dir.path()))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let configured = HostConfig {
+            server: crate::config::ServerConfig {
+                admin_token: Some("configured-token-0123456789".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            admin_token(&configured, dir.path()).unwrap(),
+            "configured-token-0123456789"
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! `prefsync serve`: the HTTP API over the store and the loaded connectors.
+//!
+//! Today it manages integrations (`/v1/integrations`) and answers health
+//! checks; event ingestion and dispatch build on the same `App`.
+
+pub mod api;
+mod auth;
+pub mod registry;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::json;
+
+use crate::config::HostConfig;
+use crate::runtime::{Runtime, RuntimeOptions};
+use crate::store::{SqliteStore, Store};
+
+pub use registry::Registry;
+
+/// Everything a request handler may need.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub connectors: Arc<Registry>,
+    pub config: Arc<HostConfig>,
+    admin_token: String,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn run(config: HostConfig) -> Result<()> {
+    let data_dir = config.storage.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage.sqlite_path())?);
+    let runtime = Runtime::new(RuntimeOptions {
+        limits: config.limits.clone(),
+        egress: config.egress.clone(),
+        artifact_dir: Some(config.storage.artifact_dir()),
+    })?;
+    let connectors = Arc::new(Registry::load_dir(&runtime, &config.plugins.dir).await?);
+    tracing::info!(connectors = ?connectors.type_ids(), dir = %config.plugins.dir.display(), "connectors loaded");
+    let admin_token = auth::admin_token(&config, &data_dir)?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.server.listen))?;
+    let app = Arc::new(App {
+        store,
+        connectors,
+        config: Arc::new(config),
+        admin_token,
+    });
+    // Scripts and tests read this line to find the port (listen may be :0).
+    println!("prefsync listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// The API's routes; admin routes require the admin bearer token.
+pub fn router(app: Arc<App>) -> Router {
+    let admin = api::integrations::routes().route_layer(axum::middleware::from_fn_with_state(
+        app.clone(),
+        auth::require_admin,
+    ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .merge(admin)
+        .layer(DefaultBodyLimit::max(app.config.server.max_body_bytes))
+        .with_state(app)
+}
+
+async fn ready(State(app): State<Arc<App>>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    match app.store.queue_depth().await {
+        Ok(depth) => (
+            StatusCode::OK,
+            axum::Json(
+                json!({"ready": true, "connectors": app.connectors.type_ids(), "queue_depth": depth}),
+            ),
+        ),
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "store not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"ready": false})),
+            )
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Where a generated admin token is written when none is configured.
+pub fn admin_token_file(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("admin-token")
+}

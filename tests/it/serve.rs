@@ -292,3 +292,200 @@ async fn admin_endpoints_need_the_token_and_health_does_not() {
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["connectors"], json!(["dotdigital"]));
 }
+
+fn event(id: &str, at: &str, user: &str, consents: Value, metadata: Value) -> String {
+    json!({
+        "id": id,
+        "created_at": at,
+        "status": "confirmed",
+        "user": {"organization_user_id": user, "metadata": metadata},
+        "consents": consents
+    })
+    .to_string()
+}
+
+/// Polls `check` every 50 ms for up to 20 s.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..400 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn events_reach_the_destination_once_per_meaningful_change() {
+    use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
+    let mock = Dotdigital::start(
+        "apiuser-1@apiconnector.com",
+        PASSWORD,
+        &[
+            ("NEWSLETTER", FieldType::Boolean),
+            ("EMAIL_OPTIN", FieldType::Boolean),
+        ],
+    )
+    .await
+    .unwrap();
+    let server = Server::start();
+    let mut integration = dotdigital(Some("dd"));
+    integration["authentication"]["url"] = json!(mock.url());
+    integration["mappings"] = json!([
+        {"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"},
+        {"id": "EMAIL_OPTIN", "value": "consents_channels_email_enabled"}
+    ]);
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/integrations",
+            Some(&integration.to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let user = "ann@example.com";
+    let post = |body: String| {
+        let server = &server;
+        async move {
+            server
+                .send(reqwest::Method::POST, "/v1/events", Some(&body))
+                .await
+        }
+    };
+    let (status, body) = post(event(
+        "e1",
+        "2026-11-23T10:00:00Z",
+        user,
+        json!({"purposes": [{"id": "newsletter", "enabled": true}]}),
+        json!({}),
+    ))
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["events"][0]["deliveries"], json!(["dd"]));
+    eventually("the contact created with NEWSLETTER", || {
+        mock.state
+            .contact(user)
+            .is_some_and(|c| c.data_fields.get("NEWSLETTER") == Some(&json!(true)))
+    })
+    .await;
+
+    // The same event again: harmless.
+    let (status, body) = post(event(
+        "e1",
+        "2026-11-23T10:00:00Z",
+        user,
+        json!({"purposes": [{"id": "newsletter", "enabled": true}]}),
+        json!({}),
+    ))
+    .await;
+    assert_eq!((status, body["duplicates"].as_u64()), (202, Some(1)));
+    // An older event arriving late does not overwrite the newer value.
+    let (status, _) = post(event(
+        "e0",
+        "2026-11-23T09:00:00Z",
+        user,
+        json!({"purposes": [{"id": "newsletter", "enabled": false}]}),
+        json!({}),
+    ))
+    .await;
+    assert_eq!(status, 202);
+    // A change to a property no mapping reads sends nothing.
+    let (status, body) = post(event(
+        "e2",
+        "2026-11-23T11:00:00Z",
+        user,
+        json!({}),
+        json!({"firstname": "Ann"}),
+    ))
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(body["events"][0]["deliveries"], json!([]));
+    // A mapped change is delivered.
+    let (status, _) = post(event(
+        "e3",
+        "2026-11-23T12:00:00Z",
+        user,
+        json!({"channels": [{"id": "email", "enabled": false}]}),
+        json!({}),
+    ))
+    .await;
+    assert_eq!(status, 202);
+    eventually("EMAIL_OPTIN delivered", || {
+        mock.state
+            .contact(user)
+            .is_some_and(|c| c.data_fields.get("EMAIL_OPTIN") == Some(&json!(false)))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        mock.state.requests_with("PATCH").len(),
+        2,
+        "one delivery per meaningful change"
+    );
+    assert_eq!(
+        serde_json::Value::Object(mock.state.contact(user).unwrap().data_fields),
+        json!({"NEWSLETTER": true, "EMAIL_OPTIN": false})
+    );
+
+    let (status, shown) = server
+        .send(reqwest::Method::GET, &format!("/v1/users/{user}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        shown["properties"]["consents_purposes_newsletter_enabled"],
+        true
+    );
+    assert_eq!(shown["properties"]["metadata_firstname"], "Ann");
+}
+
+#[tokio::test]
+async fn bad_events_are_refused_and_nothing_is_stored() {
+    let server = Server::start();
+    let cases: [(&str, Option<&str>, u16, &str); 3] = [
+        (
+            "{\"id\": \"x\",}",
+            Some("application/json"),
+            400,
+            "invalid JSON at line 1, column 12: trailing comma",
+        ),
+        (
+            &event("e1", "2026-11-23T10:00:00Z", "", json!({}), json!({})),
+            Some("application/json"),
+            400,
+            "user.organization_user_id",
+        ),
+        (
+            "{}",
+            Some("text/plain"),
+            415,
+            "unsupported content type `text/plain`",
+        ),
+    ];
+    for (body, content_type, expected, says) in cases {
+        let mut request = server
+            .client()
+            .post(format!("{}/v1/events", server.url))
+            .bearer_auth(TOKEN)
+            .body(body.to_string());
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
+    }
+    let unauthorised = server
+        .client()
+        .post(format!("{}/v1/events", server.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorised.status().as_u16(), 401);
+    let (status, _) = server
+        .send(reqwest::Method::GET, "/v1/users/ann@example.com", None)
+        .await;
+    assert_eq!(status, 404, "nothing was stored");
+}

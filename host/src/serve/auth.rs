@@ -58,6 +58,23 @@ pub async fn require_admin(State(app): State<Arc<App>>, request: Request, next: 
     }
 }
 
+/// Lets a request through with the ingest token, or the admin token.
+pub async fn require_ingest(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let ingest_ok = app
+        .ingest_token
+        .as_deref()
+        .is_some_and(|token| bearer_matches(&request, token));
+    if ingest_ok || bearer_matches(&request, &app.admin_token) {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <ingest or admin token>)",
+        )
+        .into_response()
+    }
+}
+
 fn bearer_matches(request: &Request, expected: &str) -> bool {
     let Some(given) = request
         .headers()

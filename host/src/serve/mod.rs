@@ -5,6 +5,7 @@
 
 pub mod api;
 mod auth;
+mod dispatch;
 pub mod registry;
 
 use std::path::Path;
@@ -28,7 +29,11 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub connectors: Arc<Registry>,
     pub config: Arc<HostConfig>,
+    /// Woken when new work is committed, so the dispatcher need not wait for its poll.
+    pub work: tokio::sync::Notify,
     admin_token: String,
+    /// `POST /v1/events` takes this token, or the admin token.
+    ingest_token: Option<String>,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -51,27 +56,50 @@ pub async fn run(config: HostConfig) -> Result<()> {
     let app = Arc::new(App {
         store,
         connectors,
+        ingest_token: config.server.ingest_token.clone(),
         config: Arc::new(config),
+        work: tokio::sync::Notify::new(),
         admin_token,
     });
+    let owner = app.config.dispatch.host_id.clone().unwrap_or_else(|| {
+        format!(
+            "prefsync-{}-{}",
+            std::process::id(),
+            api::integrations::random_hex(3)
+        )
+    });
+    let (stop_dispatch, stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(dispatch::run(app.clone(), owner, stopped));
     // Scripts and tests read this line to find the port (listen may be :0).
     println!("prefsync listening on http://{}", listener.local_addr()?);
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Stop claiming, and let the deliveries in flight finish and be recorded.
+    let _ = stop_dispatch.send(true);
+    let _ = dispatcher.await;
     Ok(())
 }
 
 /// The API's routes; admin routes require the admin bearer token.
 pub fn router(app: Arc<App>) -> Router {
-    let admin = api::integrations::routes().route_layer(axum::middleware::from_fn_with_state(
-        app.clone(),
-        auth::require_admin,
-    ));
+    let admin = api::integrations::routes()
+        .route("/v1/users/{id}", get(api::events::user))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_admin,
+        ));
+    let ingest = Router::new()
+        .route("/v1/events", axum::routing::post(api::events::ingest))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_ingest,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .merge(admin)
+        .merge(ingest)
         .layer(DefaultBodyLimit::max(app.config.server.max_body_bytes))
         .with_state(app)
 }

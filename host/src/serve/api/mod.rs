@@ -1,4 +1,5 @@
 //! The HTTP API: one module per resource, each with a `routes()`.
 
 pub mod error;
+pub mod events;
 pub mod integrations;

@@ -1,0 +1,266 @@
+//! The dispatcher: claims due deliveries per integration (with a lease, so
+//! several hosts can share a store), delivers the users' *current* state in
+//! batches of the connector's size, and records each outcome: acknowledged,
+//! retried later per the retry policy, or dead-lettered — with an audit row
+//! per attempt.
+//!
+//! A tick never waits for deliveries: it claims at most what the
+//! integration's concurrency and batch size allow beyond what is already in
+//! flight, spawns the batches, and goes on, so one slow destination never
+//! holds up another.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::App;
+use super::api::integrations::now_ms;
+use crate::pipeline::record_for;
+use crate::runtime::{Connector, DeliveredKind, IntegrationContext, Outcome};
+use crate::store::{AuditRow, Claim, Completion, IntegrationRecord};
+
+/// Per integration: its runtime context (rebuilt when the config changes)
+/// and how many claimed deliveries are in flight.
+#[derive(Default)]
+struct IntegrationSlot {
+    updated_at_ms: i64,
+    context: Option<Arc<IntegrationContext>>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Runs until `shutdown` turns true, then waits for the batches in flight.
+pub async fn run(app: Arc<App>, owner: String, mut shutdown: watch::Receiver<bool>) {
+    let poll = Duration::from_millis(app.config.dispatch.poll_ms.max(10));
+    let mut slots: HashMap<String, IntegrationSlot> = HashMap::new();
+    let mut batches = JoinSet::new();
+    while !*shutdown.borrow() {
+        let claimed = match tick(&app, &owner, &mut slots, &mut batches).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "dispatch tick failed");
+                0
+            }
+        };
+        while batches.try_join_next().is_some() {}
+        if claimed == 0 {
+            tokio::select! {
+                _ = app.work.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => {}
+                Some(_) = batches.join_next(), if !batches.is_empty() => {}
+            }
+        }
+    }
+    while batches.join_next().await.is_some() {}
+}
+
+async fn tick(
+    app: &Arc<App>,
+    owner: &str,
+    slots: &mut HashMap<String, IntegrationSlot>,
+    batches: &mut JoinSet<()>,
+) -> Result<usize> {
+    let mut claimed = 0;
+    for integration in app.store.integrations().await? {
+        if !integration.enabled {
+            continue;
+        }
+        let Some(connector) = app.connectors.get(&integration.type_id) else {
+            continue;
+        };
+        let slot = slots.entry(integration.id.clone()).or_default();
+        if slot.context.is_none() || slot.updated_at_ms != integration.updated_at_ms {
+            slot.context = Some(connector.integration(&integration.id, &integration.config));
+            slot.updated_at_ms = integration.updated_at_ms;
+        }
+        let batch_size = connector.info().max_batch_size.max(1) as usize;
+        let capacity = batch_size * connector.info().max_concurrency.max(1) as usize;
+        let room = capacity.saturating_sub(slot.in_flight.load(Ordering::SeqCst));
+        if room == 0 {
+            continue;
+        }
+        let lease_ms = i64::try_from(app.config.dispatch.lease_ms).unwrap_or(i64::MAX);
+        let claims = app
+            .store
+            .claim_due(&integration.id, owner, now_ms(), lease_ms, room as u32)
+            .await?;
+        claimed += claims.len();
+        for chunk in claims.chunks(batch_size) {
+            let in_flight = slot.in_flight.clone();
+            in_flight.fetch_add(chunk.len(), Ordering::SeqCst);
+            let job = Batch {
+                app: app.clone(),
+                connector: connector.clone(),
+                context: slot.context.clone().expect("set above"),
+                integration: integration.clone(),
+                claims: chunk.to_vec(),
+            };
+            batches.spawn(async move {
+                let count = job.claims.len();
+                job.deliver().await;
+                in_flight.fetch_sub(count, Ordering::SeqCst);
+            });
+        }
+    }
+    Ok(claimed)
+}
+
+struct Batch {
+    app: Arc<App>,
+    connector: Arc<Connector>,
+    context: Arc<IntegrationContext>,
+    integration: IntegrationRecord,
+    claims: Vec<Claim>,
+}
+
+impl Batch {
+    async fn deliver(self) {
+        let mut records = Vec::with_capacity(self.claims.len());
+        let mut claims = Vec::with_capacity(self.claims.len());
+        for claim in &self.claims {
+            match self.app.store.user(&claim.organization_user_id).await {
+                Ok(Some(user)) => {
+                    records.push(record_for(&user.state, Vec::new()));
+                    claims.push((claim, user.state.version));
+                }
+                Ok(None) => {
+                    self.finish(
+                        claim,
+                        0,
+                        Completion::Acked,
+                        "skipped",
+                        "user has no state",
+                        &[],
+                        0,
+                    )
+                    .await
+                }
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), user = %claim.organization_user_id, "loading user state failed; the lease will expire and the delivery be retried");
+                }
+            }
+        }
+        if records.is_empty() {
+            return;
+        }
+        let delivery = self.connector.deliver(&self.context, records).await;
+        let statuses = delivery.report.stats.http_statuses.clone();
+        let duration_ms = delivery.report.duration.as_millis() as u64;
+        let policy = &self.app.config.retry;
+        for ((claim, version), outcome) in claims.into_iter().zip(delivery.outcomes) {
+            let (completion, label, detail) = match outcome {
+                Outcome::Delivered(kind) => {
+                    (Completion::Acked, delivered_label(kind), String::new())
+                }
+                Outcome::Skipped(reason) => (Completion::Acked, "skipped", reason),
+                Outcome::Failed(failure) if failure.retryable => {
+                    let unit = jitter_unit();
+                    match policy.next_delay(claim.attempts + 1, failure.retry_after_ms, unit) {
+                        Some(delay) => (
+                            Completion::Retry {
+                                next_attempt_at_ms: now_ms() + delay.as_millis() as i64,
+                                error: failure.message.clone(),
+                            },
+                            "failed:retryable",
+                            failure.message,
+                        ),
+                        None => (
+                            Completion::DeadLetter {
+                                error: failure.message.clone(),
+                            },
+                            "dead_letter",
+                            failure.message,
+                        ),
+                    }
+                }
+                Outcome::Failed(failure) => (
+                    Completion::DeadLetter {
+                        error: failure.message.clone(),
+                    },
+                    "failed:permanent",
+                    failure.message,
+                ),
+            };
+            self.finish(
+                claim,
+                version,
+                completion,
+                label,
+                &detail,
+                &statuses,
+                duration_ms,
+            )
+            .await;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        claim: &Claim,
+        state_version: u64,
+        completion: Completion,
+        outcome: &str,
+        detail: &str,
+        http_statuses: &[u16],
+        duration_ms: u64,
+    ) {
+        let info = self.connector.info();
+        let audit = AuditRow {
+            id: 0,
+            at_ms: now_ms(),
+            integration_id: self.integration.id.clone(),
+            organization_user_id: claim.organization_user_id.clone(),
+            state_version,
+            connector_type: info.type_id.clone(),
+            connector_version: info.version.clone(),
+            connector_hash: info.content_hash.clone(),
+            outcome: outcome.to_string(),
+            detail: detail.to_string(),
+            http_statuses: http_statuses.to_vec(),
+            duration_ms,
+            attempt: claim.attempts + 1,
+            origin: None,
+        };
+        match self
+            .app
+            .store
+            .complete(claim, &completion, &audit, now_ms())
+            .await
+        {
+            Ok(true) => {
+                tracing::debug!(integration = %self.integration.id, user = %claim.organization_user_id, outcome, "delivery recorded")
+            }
+            Ok(false) => {
+                tracing::warn!(integration = %self.integration.id, user = %claim.organization_user_id, "lease lost before the outcome was recorded; another attempt will follow")
+            }
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "recording a delivery outcome failed")
+            }
+        }
+        if !matches!(completion, Completion::Retry { .. }) {
+            // An acknowledgement may leave newer work due at once.
+            self.app.work.notify_one();
+        }
+    }
+}
+
+fn delivered_label(kind: DeliveredKind) -> &'static str {
+    match kind {
+        DeliveredKind::Created => "delivered:created",
+        DeliveredKind::Updated => "delivered:updated",
+        DeliveredKind::Unchanged => "delivered:unchanged",
+    }
+}
+
+/// A number in [0, 1) for retry jitter.
+fn jitter_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}

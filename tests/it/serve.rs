@@ -489,3 +489,173 @@ async fn bad_events_are_refused_and_nothing_is_stored() {
         .await;
     assert_eq!(status, 404, "nothing was stored");
 }
+
+#[tokio::test]
+async fn failures_are_retried_then_dead_lettered_and_replay_delivers() {
+    use prefsync_tests::mocks::dotdigital::{Dotdigital, Fault, FieldType};
+    let mock = Dotdigital::start(
+        "apiuser-1@apiconnector.com",
+        PASSWORD,
+        &[("NEWSLETTER", FieldType::Boolean)],
+    )
+    .await
+    .unwrap();
+    let server = Server::start();
+    let mut integration = dotdigital(Some("dd"));
+    integration["authentication"]["url"] = json!(mock.url());
+    // A fast policy for the test: 5 retries 50 ms apart.
+    integration["retry"] = json!({"max_retries": 5, "initial_backoff_ms": 50, "multiplier": 1.0, "max_backoff_ms": 50, "jitter": 0.0});
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/integrations",
+            Some(&integration.to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Five failures, then the destination answers: delivered on the sixth attempt.
+    mock.state.push_faults((0..5).map(|_| Fault::Status(503)));
+    let newsletter = |id: &str, at: &str, user: &str, on: bool| {
+        event(
+            id,
+            at,
+            user,
+            json!({"purposes": [{"id": "newsletter", "enabled": on}]}),
+            json!({}),
+        )
+    };
+    let (status, _) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/events",
+            Some(&newsletter(
+                "e1",
+                "2026-11-23T10:00:00Z",
+                "flaky@example.com",
+                true,
+            )),
+        )
+        .await;
+    assert_eq!(status, 202);
+    eventually("delivery after five failures", || {
+        mock.state.contact("flaky@example.com").is_some()
+    })
+    .await;
+    let (_, history) = server
+        .send(
+            reqwest::Method::GET,
+            "/v1/users/flaky@example.com/history",
+            None,
+        )
+        .await;
+    let outcomes: Vec<&str> = history["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["failed:retryable"; 5]
+            .iter()
+            .copied()
+            .chain(["delivered:created"])
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(history["attempts"][5]["connector_type"], "dotdigital");
+    assert_eq!(history["attempts"][5]["http_statuses"], json!([201]));
+
+    // Down for good: after the last retry the delivery is parked, not dropped.
+    mock.state.set_outage(Some(Fault::Status(503)));
+    let (status, _) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/events",
+            Some(&newsletter(
+                "e2",
+                "2026-11-23T10:00:00Z",
+                "down@example.com",
+                true,
+            )),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let dead = loop {
+        let (_, dead) = server
+            .send(
+                reqwest::Method::GET,
+                "/v1/dead-letters?integration=dd",
+                None,
+            )
+            .await;
+        if dead.as_array().is_some_and(|d| !d.is_empty()) {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead[0]["organization_user_id"], "down@example.com");
+    assert_eq!(dead[0]["attempts"], 6);
+    assert!(
+        dead[0]["last_error"].as_str().unwrap().contains("HTTP 503"),
+        "{dead}"
+    );
+    assert!(mock.state.contact("down@example.com").is_none());
+
+    // The destination is back: replay delivers.
+    mock.state.set_outage(None);
+    let id = dead[0]["id"].as_i64().unwrap();
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/dead-letters/{id}/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    eventually("delivery after replay", || {
+        mock.state.contact("down@example.com").is_some()
+    })
+    .await;
+    let (status, _) = server
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/dead-letters/{id}/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "a dead letter is replayed once");
+    let (status, body) = server
+        .send(
+            reqwest::Method::GET,
+            "/v1/deliveries?integration=dd&status=done",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body.as_array().unwrap().len(), 2, "{body}");
+    let (status, body) = server
+        .send(reqwest::Method::GET, "/v1/deliveries?status=sideways", None)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            400,
+            Some("status: `sideways` is not one of pending, in_flight, done")
+        )
+    );
+
+    let mut bad_policy = dotdigital(Some("dd2"));
+    bad_policy["retry"] = json!({"jitter": 3});
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/integrations",
+            Some(&bad_policy.to_string()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("retry.jitter: must be at least 0 and below 1"))
+    );
+}

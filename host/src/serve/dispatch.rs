@@ -151,7 +151,13 @@ impl Batch {
         let delivery = self.connector.deliver(&self.context, records).await;
         let statuses = delivery.report.stats.http_statuses.clone();
         let duration_ms = delivery.report.duration.as_millis() as u64;
-        let policy = &self.app.config.retry;
+        // Checked when the integration was saved; the host default otherwise.
+        let policy = self
+            .integration
+            .config
+            .get("retry")
+            .and_then(|r| super::api::integrations::retry_policy_of(r).ok())
+            .unwrap_or_else(|| self.app.config.retry.clone());
         for ((claim, version), outcome) in claims.into_iter().zip(delivery.outcomes) {
             let (completion, label, detail) = match outcome {
                 Outcome::Delivered(kind) => {

@@ -84,6 +84,7 @@ pub async fn run(config: HostConfig) -> Result<()> {
 /// The API's routes; admin routes require the admin bearer token.
 pub fn router(app: Arc<App>) -> Router {
     let admin = api::integrations::routes()
+        .merge(api::deliveries::routes())
         .route("/v1/users/{id}", get(api::events::user))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),

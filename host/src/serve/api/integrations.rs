@@ -185,6 +185,9 @@ fn host_fields(
         Some(Json_::Bool(b)) => *b,
         Some(_) => return Err(ApiError::bad_request("enabled: must be true or false")),
     };
+    if let Some(retry) = obj.get("retry") {
+        retry_policy_of(retry)?;
+    }
     obj.insert("id".into(), json!(id));
     obj.insert("enabled".into(), json!(enabled));
     let now = now_ms();
@@ -199,6 +202,16 @@ fn host_fields(
         },
         config,
     ))
+}
+
+/// An integration's own `retry` policy (same keys as the host's `[retry]`).
+pub fn retry_policy_of(value: &Json_) -> Result<crate::pipeline::RetryPolicy, ApiError> {
+    let policy: crate::pipeline::RetryPolicy = serde_json::from_value(value.clone())
+        .map_err(|e| ApiError::bad_request(format!("retry: {e}")))?;
+    policy
+        .check()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(policy)
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -1,43 +1,105 @@
 #!/usr/bin/env bash
-# The demo, on the embedded defaults: builds the Dotdigital connector and
-# prefsync, starts a mock Dotdigital on loopback, shows what the connector
-# declares, and delivers sample consent records through the sandbox.
+# The demo, on the embedded default (SQLite under ./data): builds prefsync,
+# the Dotdigital connector and a mock Dotdigital; starts `prefsync serve` and
+# the mock on loopback; creates a Dotdigital integration in the seed's
+# format; sends sample Didomi events (a plain event, a webhook envelope, and
+# NDJSON with one late, older event); and shows what reached the mock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null
-echo "==> building the Dotdigital connector (wasm32-wasip2) and prefsync"
+echo "==> building prefsync, the Dotdigital connector (wasm32-wasip2) and the mock"
 # Components need no debug info; it would multiply their size.
 CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
     cargo build --quiet --release --target wasm32-wasip2 -p prefsync-dotdigital
 cargo build --quiet --release -p prefsync --bin prefsync -p prefsync-tests --bin prefsync-mocks
 
-wasm=target/wasm32-wasip2/release/prefsync_dotdigital.wasm
 work=$(mktemp -d)
-trap 'kill "$mock_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
-# The mock stops by itself after 120 s at the latest.
-target/release/prefsync-mocks dotdigital --seconds 120 >"$work/mock.log" 2>&1 &
-mock_pid=$!
-for _ in $(seq 50); do
-    grep -q "listening on" "$work/mock.log" 2>/dev/null && break
+wait_for_line() { # file pattern
+    for _ in $(seq 300); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "timed out waiting for '$2' in $1" >&2
+    cat "$1" >&2
+    exit 1
+}
+
+# Both stop by themselves after 5 minutes at the latest.
+target/release/prefsync-mocks dotdigital --seconds 300 >"$work/mock.log" 2>&1 &
+pids+=($!)
+wait_for_line "$work/mock.log" "listening on"
+mock_url=$(sed -n 's/.*listening on //p' "$work/mock.log")
+
+# The embedded default (SQLite), in a data directory of the demo's own that
+# starts empty each time, plus what a local demo needs: a free port, and
+# connectors allowed to reach the loopback mock over plain http.
+rm -rf data/demo
+cat >"$work/prefsync.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+[storage]
+data_dir = "data/demo"
+[egress]
+allow_loopback = true
+allow_http = true
+TOML
+PREFSYNC_LOG=${PREFSYNC_LOG:-warn} timeout 300 target/release/prefsync serve --config "$work/prefsync.toml" >"$work/serve.log" 2>&1 &
+pids+=($!)
+wait_for_line "$work/serve.log" "prefsync listening on"
+api=$(sed -n 's/^prefsync listening on //p' "$work/serve.log")
+token=$(cat data/demo/admin-token)
+echo "==> prefsync at $api (SQLite and admin token in ./data/demo); mock Dotdigital at $mock_url"
+
+call() { # method path [file] [content-type]
+    local args=(-sS -X "$1" -H "Authorization: Bearer $token" "$api$2")
+    if [ $# -ge 3 ]; then args+=(-H "Content-Type: ${4:-application/json}" --data-binary "@$3"); fi
+    curl "${args[@]}"
+    echo
+}
+
+sed "s#http://127.0.0.1:18081#$mock_url#; s#\"type_id\"#\"id\": \"demo-dotdigital\", \"type_id\"#" \
+    examples/dotdigital/integration.json >"$work/integration.json"
+echo; echo "==> PUT the Dotdigital integration (seed format; the password never comes back)"
+if curl -sf -o /dev/null -H "Authorization: Bearer $token" "$api/v1/integrations/demo-dotdigital"; then
+    call PUT /v1/integrations/demo-dotdigital "$work/integration.json"
+else
+    call POST /v1/integrations "$work/integration.json"
+fi
+
+echo; echo "==> POST Didomi events: an event, a webhook envelope, then NDJSON with a late older event"
+call POST /v1/events examples/events/ann-subscribes.json
+call POST /v1/events examples/events/bob-webhook.json
+sleep 1
+call POST /v1/events examples/events/later.ndjson application/x-ndjson
+
+echo; echo "==> waiting for the deliveries"
+for _ in $(seq 100); do
+    pending=$(call GET "/v1/deliveries?status=pending"; call GET "/v1/deliveries?status=in_flight")
+    [ "$pending" = $'[]\n[]' ] && break
     sleep 0.1
 done
-mock_url=$(sed -n 's/.*listening on //p' "$work/mock.log")
-echo "==> mock Dotdigital at $mock_url"
-sed "s#http://127.0.0.1:18081#$mock_url#" examples/dotdigital/integration.json >"$work/integration.json"
 
-echo; echo "==> prefsync plugin inspect $wasm"
-target/release/prefsync plugin inspect "$wasm" | sed -n '1,9p'
-
-echo; echo "==> delivering sample records (loopback and http allowed for the mock only)"
-target/release/prefsync plugin test "$wasm" --config "$work/integration.json" \
-    --allow-loopback --allow-http \
-    --record examples/dotdigital/ann.json \
-    --record examples/dotdigital/ann-unsubscribes.json \
-    --record examples/dotdigital/bob-no-choice.json
-
-echo; echo "==> the mock now holds these contacts"
-kill -INT "$mock_pid"
-wait "$mock_pid" || true
+echo; echo "==> ann's delivery history (audit)"
+call GET /v1/users/ann@example.com/history >"$work/history.json"
+python3 - "$work/history.json" <<'PY'
+import json, sys
+history = json.load(open(sys.argv[1]))
+for e in reversed(history["events"]):
+    print(f"  event   {e['event_id']:<14} {e['status']}")
+for a in history["attempts"]:
+    print(f"  attempt state v{a['state_version']} {a['outcome']:<18} http {a['http_statuses']}"
+          f" by {a['connector_type']} {a['connector_version']} in {a['duration_ms']} ms")
+PY
+echo; echo "==> the mock Dotdigital now holds"
+kill -INT "${pids[0]}"
+wait "${pids[0]}" || true
 grep -v "listening on" "$work/mock.log"

@@ -476,6 +476,20 @@ async fn bad_events_are_refused_and_nothing_is_stored() {
         let answer: Value = response.json().await.unwrap();
         assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
     }
+    let oversized = server
+        .client()
+        .post(format!("{}/v1/events", server.url))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        oversized.status().as_u16(),
+        413,
+        "bodies over server.max_body_bytes are refused"
+    );
     let unauthorised = server
         .client()
         .post(format!("{}/v1/events", server.url))

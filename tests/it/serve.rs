@@ -20,6 +20,12 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Self::try_start(|_| String::new()).expect("prefsync serve started")
+    }
+
+    /// Starts with extra config lines (`extra` may write files into the
+    /// temporary directory it is given); the error is what the server printed.
+    fn try_start(extra: impl FnOnce(&std::path::Path) -> String) -> Result<Server, String> {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
@@ -32,9 +38,10 @@ impl Server {
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\
                  [storage]\ndata_dir = {:?}\n[plugins]\ndir = {:?}\n\
-                 [egress]\nallow_loopback = true\nallow_http = true\n",
+                 [egress]\nallow_loopback = true\nallow_http = true\n{}",
                 dir.path().join("data"),
-                plugins
+                plugins,
+                extra(dir.path())
             ),
         )
         .unwrap();
@@ -42,9 +49,19 @@ impl Server {
             .args(["serve", "--config"])
             .arg(&config)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -54,13 +71,17 @@ impl Server {
                 }
             }
         });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("prefsync serve started");
-        Server {
-            child,
-            url,
-            _dir: dir,
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => Ok(Server {
+                child,
+                url,
+                _dir: dir,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(errors.join().unwrap_or_default())
+            }
         }
     }
 
@@ -671,5 +692,43 @@ async fn failures_are_retried_then_dead_lettered_and_replay_delivers() {
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("retry.jitter: must be at least 0 and below 1"))
+    );
+}
+
+#[tokio::test]
+async fn integrations_are_loaded_from_a_directory_and_a_bad_file_stops_the_start() {
+    let server = Server::try_start(|dir| {
+        let integrations = dir.join("integrations");
+        std::fs::create_dir_all(&integrations).unwrap();
+        std::fs::write(
+            integrations.join("dd-from-file.json"),
+            dotdigital(None).to_string(),
+        )
+        .unwrap();
+        format!("[integrations]\ndir = {integrations:?}\n")
+    })
+    .unwrap();
+    let (status, shown) = server
+        .send(reqwest::Method::GET, "/v1/integrations/dd-from-file", None)
+        .await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["authentication"]["password"], "[REDACTED]");
+    drop(server);
+
+    let error = Server::try_start(|dir| {
+        let integrations = dir.join("integrations");
+        std::fs::create_dir_all(&integrations).unwrap();
+        std::fs::write(
+            integrations.join("broken.json"),
+            "{\n  \"type_id\": \"dotdigital\",\n}",
+        )
+        .unwrap();
+        format!("[integrations]\ndir = {integrations:?}\n")
+    })
+    .err()
+    .expect("a broken integration file stops the start");
+    assert!(
+        error.contains("broken.json: invalid JSON at line 3, column 1: trailing comma"),
+        "{error}"
     );
 }

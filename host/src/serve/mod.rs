@@ -61,6 +61,10 @@ pub async fn run(config: HostConfig) -> Result<()> {
         work: tokio::sync::Notify::new(),
         admin_token,
     });
+    if let Some(dir) = &app.config.integrations.dir {
+        let count = api::integrations::load_dir(&app, dir).await?;
+        tracing::info!(count, dir = %dir.display(), "integrations loaded from files");
+    }
     let owner = app.config.dispatch.host_id.clone().unwrap_or_else(|| {
         format!(
             "prefsync-{}-{}",

@@ -84,6 +84,44 @@ async fn remove(
     }
 }
 
+/// Creates or updates the integrations of `dir` (config as code): every
+/// `*.json` file holds one integration in the seed's format; its `id`
+/// defaults to the file name. Any invalid file stops the start-up with the
+/// file and the problems named, so a typo never runs half-configured.
+pub async fn load_dir(app: &App, dir: &std::path::Path) -> anyhow::Result<usize> {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("reading integrations directory {}: {e}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    for path in &paths {
+        let body =
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let mut record = checked(app, None, &body)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
+        let id_given = serde_json::from_slice::<Json_>(&body)
+            .ok()
+            .is_some_and(|v| v.get("id").is_some_and(|id| !id.is_null()));
+        if !id_given {
+            check_id(&stem).map_err(|e| {
+                anyhow::anyhow!("{}: {} (from the file name)", path.display(), e.message)
+            })?;
+            record.id = stem;
+            record.config["id"] = json!(record.id);
+        }
+        app.store.put_integration(&record).await?;
+        tracing::info!(id = %record.id, file = %path.display(), "integration loaded from file");
+    }
+    Ok(paths.len())
+}
+
 /// The integration as shown: its JSON with secrets redacted, plus timestamps.
 pub fn present(record: &IntegrationRecord) -> Json_ {
     let mut shown = redact_config(&record.config);
@@ -212,6 +250,20 @@ pub fn retry_policy_of(value: &Json_) -> Result<crate::pipeline::RetryPolicy, Ap
         .check()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(policy)
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ApiError::bad_request(format!(
+            "id: `{id}` is not usable; use 1 to 64 letters, digits, `-`, `_` or `.`"
+        )));
+    }
+    Ok(())
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -458,6 +458,30 @@ async fn events_reach_the_destination_once_per_meaningful_change() {
         true
     );
     assert_eq!(shown["properties"]["metadata_firstname"], "Ann");
+
+    let metrics = server
+        .client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "prefsync_events_total{result=\"recorded\"} 4",
+        "prefsync_events_total{result=\"duplicate\"} 1",
+        "prefsync_deliveries_total{integration=\"dd\",outcome=\"delivered:created\"} 1",
+        "prefsync_deliveries_total{integration=\"dd\",outcome=\"delivered:updated\"} 1",
+        "prefsync_queue_depth 0",
+        "prefsync_outbound_http_responses_total{connector=\"dotdigital\",status=\"201\"} 1",
+        "prefsync_connector_call_seconds_count{connector=\"dotdigital\"} 2",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -151,6 +151,11 @@ impl Batch {
         let delivery = self.connector.deliver(&self.context, records).await;
         let statuses = delivery.report.stats.http_statuses.clone();
         let duration_ms = delivery.report.duration.as_millis() as u64;
+        self.app.metrics.call(
+            &self.connector.info().type_id,
+            delivery.report.duration,
+            &statuses,
+        );
         // Checked when the integration was saved; the host default otherwise.
         let policy = self
             .integration
@@ -216,6 +221,7 @@ impl Batch {
         http_statuses: &[u16],
         duration_ms: u64,
     ) {
+        self.app.metrics.delivery(&self.integration.id, outcome);
         let info = self.connector.info();
         let audit = AuditRow {
             id: 0,

@@ -6,6 +6,7 @@
 pub mod api;
 mod auth;
 mod dispatch;
+pub mod metrics;
 pub mod registry;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub connectors: Arc<Registry>,
     pub config: Arc<HostConfig>,
+    pub metrics: metrics::Metrics,
     /// Woken when new work is committed, so the dispatcher need not wait for its poll.
     pub work: tokio::sync::Notify,
     admin_token: String,
@@ -59,6 +61,7 @@ pub async fn run(config: HostConfig) -> Result<()> {
         ingest_token: config.server.ingest_token.clone(),
         config: Arc::new(config),
         work: tokio::sync::Notify::new(),
+        metrics: metrics::Metrics::default(),
         admin_token,
     });
     if let Some(dir) = &app.config.integrations.dir {
@@ -103,6 +106,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(prometheus))
         .merge(admin)
         .merge(ingest)
         .layer(DefaultBodyLimit::max(app.config.server.max_body_bytes))
@@ -125,6 +129,18 @@ async fn ready(State(app): State<Arc<App>>) -> (StatusCode, axum::Json<serde_jso
             )
         }
     }
+}
+
+async fn prometheus(State(app): State<Arc<App>>) -> Result<String, api::error::ApiError> {
+    let depth = app.store.queue_depth().await?;
+    let dead = app
+        .store
+        .dead_letters(None)
+        .await?
+        .iter()
+        .filter(|d| d.replayed_at_ms.is_none())
+        .count() as u64;
+    Ok(app.metrics.render(depth, dead))
 }
 
 async fn shutdown_signal() {

@@ -25,13 +25,16 @@ pub async fn ingest(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
-    let batch = parse_batch(content_type, &body).map_err(|e| match e {
-        EventError::UnsupportedContentType { .. } => {
-            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string())
+    let batch = parse_batch(content_type, &body).map_err(|e| {
+        app.metrics.event_rejected();
+        match e {
+            EventError::UnsupportedContentType { .. } => {
+                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string())
+            }
+            EventError::Syntax { line, column, .. } => ApiError::bad_request(e.to_string())
+                .with_details(json!({"line": line, "column": column})),
+            other => ApiError::bad_request(other.to_string()),
         }
-        EventError::Syntax { line, column, .. } => ApiError::bad_request(e.to_string())
-            .with_details(json!({"line": line, "column": column})),
-        other => ApiError::bad_request(other.to_string()),
     })?;
     let targets = Targets::load(&app).await?;
     let mut answers = Vec::with_capacity(batch.events.len());
@@ -56,6 +59,7 @@ pub async fn ingest(
             }
         });
     }
+    app.metrics.events(recorded, duplicates);
     if recorded > 0 {
         app.work.notify_one();
     }

@@ -15,6 +15,8 @@ const PASSWORD: &str = "Sup3r-Secret-Pw";
 struct Server {
     child: Child,
     url: String,
+    /// Everything the server wrote to stderr (its log), when it ends.
+    log: Option<std::thread::JoinHandle<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -48,6 +50,7 @@ impl Server {
         let mut child = Command::new(prefsync_bin())
             .args(["serve", "--config"])
             .arg(&config)
+            .env("PREFSYNC_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -56,7 +59,6 @@ impl Server {
         let errors = std::thread::spawn(move || {
             let mut text = String::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("{line}");
                 text.push_str(&line);
                 text.push('\n');
             }
@@ -75,6 +77,7 @@ impl Server {
             Ok(url) => Ok(Server {
                 child,
                 url,
+                log: Some(errors),
                 _dir: dir,
             }),
             Err(_) => {
@@ -83,6 +86,28 @@ impl Server {
                 Err(errors.join().unwrap_or_default())
             }
         }
+    }
+
+    /// Stops the server with SIGTERM; returns whether it exited cleanly
+    /// within 10 s, and its log.
+    fn terminate(mut self) -> (bool, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let mut clean = false;
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                clean = status.success();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = self
+            .log
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        (clean, log)
     }
 
     fn client(&self) -> reqwest::Client {
@@ -755,4 +780,63 @@ async fn integrations_are_loaded_from_a_directory_and_a_bad_file_stops_the_start
         error.contains("broken.json: invalid JSON at line 3, column 1: trailing comma"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_the_log_and_sigterm_stops_cleanly() {
+    use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
+    // The mock refuses this password, so it travels through error paths.
+    let mock = Dotdigital::start(
+        "apiuser-1@apiconnector.com",
+        "the-right-one",
+        &[("NEWSLETTER", FieldType::Boolean)],
+    )
+    .await
+    .unwrap();
+    let server = Server::start();
+    let mut integration = dotdigital(Some("dd"));
+    integration["authentication"]["url"] = json!(mock.url());
+    let (status, _) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/integrations",
+            Some(&integration.to_string()),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let body = event(
+        "e1",
+        "2026-11-23T10:00:00Z",
+        "ann@example.com",
+        json!({"purposes": [{"id": "newsletter", "enabled": true}]}),
+        json!({}),
+    );
+    let (status, _) = server
+        .send(reqwest::Method::POST, "/v1/events", Some(&body))
+        .await;
+    assert_eq!(status, 202);
+    eventually("the refused delivery", || !mock.state.requests().is_empty()).await;
+    let (_, dead) = loop {
+        let answer = server
+            .send(reqwest::Method::GET, "/v1/dead-letters", None)
+            .await;
+        if answer.1.as_array().is_some_and(|d| !d.is_empty()) {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        dead[0]["last_error"].as_str().unwrap().contains("HTTP 401"),
+        "{dead}"
+    );
+    let (clean, log) = server.terminate();
+    assert!(clean, "SIGTERM ends the server cleanly:\n{log}");
+    assert!(
+        log.contains("dotdigital"),
+        "the debug log was captured:\n{log}"
+    );
+    for secret in [PASSWORD, TOKEN, "apiuser-1@apiconnector.com"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+        assert!(!dead.to_string().contains(secret), "{secret} in {dead}");
+    }
 }

@@ -83,20 +83,7 @@ async fn test(args: TestArgs) -> Result<()> {
     let config = read_json(&args.config)?;
     let problems = connector.validate(&config).await?;
     if !problems.is_empty() {
-        let listed: Vec<String> = problems
-            .iter()
-            .map(|p| {
-                format!(
-                    "  {}: {}",
-                    if p.path.is_empty() {
-                        "(config)"
-                    } else {
-                        &p.path
-                    },
-                    p.message
-                )
-            })
-            .collect();
+        let listed: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
         bail!(
             "{} is not a valid config:\n{}",
             args.config.display(),

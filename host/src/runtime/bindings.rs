@@ -15,3 +15,15 @@ pub use self::prefsync::connector::types::{ConsentRecord, Property, RecordMetada
 pub use exports::prefsync::connector::connector::{
     Capabilities, DeliveredKind, Description, Failure, Outcome, ValidationProblem,
 };
+
+impl std::fmt::Display for ValidationProblem {
+    /// `path: message`, with `(config)` for a problem of the whole document.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = if self.path.is_empty() {
+            "(config)"
+        } else {
+            &self.path
+        };
+        write!(f, "{path}: {}", self.message)
+    }
+}

@@ -159,20 +159,7 @@ async fn checked(
             .iter()
             .map(|p| json!({"path": p.path, "message": p.message}))
             .collect();
-        let summary: Vec<String> = problems
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}: {}",
-                    if p.path.is_empty() {
-                        "(config)"
-                    } else {
-                        &p.path
-                    },
-                    p.message
-                )
-            })
-            .collect();
+        let summary: Vec<String> = problems.iter().map(ToString::to_string).collect();
         return Err(
             ApiError::bad_request(format!("invalid integration: {}", summary.join("; ")))
                 .with_details(json!({"problems": listed})),

@@ -4,14 +4,12 @@
 //! deliveries are counted and reported (at-least-once allows them).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use prefsync_tests::guests;
 use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
-use prefsync_tests::support::prefsync_bin;
+use prefsync_tests::support::ServeProcess;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "crash-admin-token-0123456789";
@@ -19,27 +17,10 @@ const USERS: usize = 20;
 const EVENTS: usize = 400;
 const RESTARTS: usize = 3;
 
-fn start(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(prefsync_bin())
-        .args(["serve", "--config"])
-        .arg(dir.join("prefsync.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("prefsync listening on ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("prefsync serve started");
-    (child, url)
+fn start(dir: &Path) -> (ServeProcess, String) {
+    let process = ServeProcess::start(&dir.join("prefsync.toml")).expect("prefsync serve started");
+    let url = process.url.clone();
+    (process, url)
 }
 
 /// A tiny deterministic generator, so a failing run can be repeated.
@@ -111,8 +92,7 @@ async fn killed_hosts_lose_no_accepted_event() {
         if kill_points.contains(&n) {
             // Let some deliveries get under way, then kill without warning.
             tokio::time::sleep(Duration::from_millis(rng.next(200))).await;
-            child.kill().unwrap();
-            child.wait().unwrap();
+            child.kill();
             (child, url) = start(dir.path());
         }
         let user = format!("user{}@example.com", rng.next(USERS as u64));
@@ -155,8 +135,7 @@ async fn killed_hosts_lose_no_accepted_event() {
         assert!(Instant::now() < deadline, "queue did not drain: {ready}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 
     for (user, (_, value)) in &accepted {
         let contact = mock

@@ -1,22 +1,18 @@
 //! `prefsync serve`, as a real process on loopback with a real SQLite file.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use prefsync_tests::guests;
-use prefsync_tests::support::prefsync_bin;
+use prefsync_tests::support::ServeProcess;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 const PASSWORD: &str = "Sup3r-Secret-Pw";
 
-/// A running `prefsync serve`; killed when dropped.
+/// A `prefsync serve` with its own temporary directory, plugins and config.
 struct Server {
-    child: Child,
+    process: ServeProcess,
     url: String,
-    /// Everything the server wrote to stderr (its log), when it ends.
-    log: Option<std::thread::JoinHandle<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -26,7 +22,7 @@ impl Server {
     }
 
     /// Starts with extra config lines (`extra` may write files into the
-    /// temporary directory it is given); the error is what the server printed.
+    /// temporary directory it is given); the error is what the server logged.
     fn try_start(extra: impl FnOnce(&std::path::Path) -> String) -> Result<Server, String> {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
@@ -47,67 +43,17 @@ impl Server {
             ),
         )
         .unwrap();
-        let mut child = Command::new(prefsync_bin())
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("PREFSYNC_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let errors = std::thread::spawn(move || {
-            let mut text = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                text.push_str(&line);
-                text.push('\n');
-            }
-            text
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("prefsync listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => Ok(Server {
-                child,
-                url,
-                log: Some(errors),
-                _dir: dir,
-            }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(errors.join().unwrap_or_default())
-            }
-        }
+        let process = ServeProcess::start(&config)?;
+        Ok(Server {
+            url: process.url.clone(),
+            process,
+            _dir: dir,
+        })
     }
 
-    /// Stops the server with SIGTERM; returns whether it exited cleanly
-    /// within 10 s, and its log.
-    fn terminate(mut self) -> (bool, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let mut clean = false;
-        for _ in 0..200 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                clean = status.success();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let log = self
-            .log
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default();
-        (clean, log)
+    /// Stops the server with SIGTERM: (exited cleanly, its log).
+    fn terminate(self) -> (bool, String) {
+        self.process.terminate()
     }
 
     fn client(&self) -> reqwest::Client {
@@ -131,13 +77,6 @@ impl Server {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -127,3 +127,94 @@ pub fn prefsync_bin() -> PathBuf {
     })
     .clone()
 }
+
+/// A running `prefsync serve` process; killed (SIGKILL) when dropped.
+pub struct ServeProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`, as the server printed it.
+    pub url: String,
+    /// Collects everything the server writes to stderr (its log).
+    log: Option<std::thread::JoinHandle<String>>,
+}
+
+impl ServeProcess {
+    /// Runs `prefsync serve --config <config>` with the debug log on, and
+    /// waits for its "listening" line. When it does not come up, the error
+    /// is what it logged.
+    pub fn start(config: &std::path::Path) -> Result<ServeProcess, String> {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(prefsync_bin())
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("PREFSYNC_LOG", "debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning prefsync serve");
+        let stderr = child.stderr.take().expect("piped");
+        let log = std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("prefsync listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(url) => Ok(ServeProcess {
+                child,
+                url,
+                log: Some(log),
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(log.join().unwrap_or_default())
+            }
+        }
+    }
+
+    /// Kills the process without warning, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the process with SIGTERM; returns whether it exited cleanly
+    /// within 10 s, and its log.
+    pub fn terminate(mut self) -> (bool, String) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let mut clean = false;
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                clean = status.success();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let log = self
+            .log
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        (clean, log)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -18,12 +18,16 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        Self::try_start(|_| String::new()).expect("prefsync serve started")
+        Self::try_start("", |_| String::new()).expect("prefsync serve started")
     }
 
-    /// Starts with extra config lines (`extra` may write files into the
-    /// temporary directory it is given); the error is what the server logged.
-    fn try_start(extra: impl FnOnce(&std::path::Path) -> String) -> Result<Server, String> {
+    /// Starts with extra lines in `[server]` and extra config tables
+    /// (`extra` may write files into the temporary directory it is given);
+    /// the error is what the server logged.
+    fn try_start(
+        server_lines: &str,
+        extra: impl FnOnce(&std::path::Path) -> String,
+    ) -> Result<Server, String> {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
@@ -34,7 +38,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\
+                "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n{server_lines}\n\
                  [storage]\ndata_dir = {:?}\n[plugins]\ndir = {:?}\n\
                  [egress]\nallow_loopback = true\nallow_http = true\n{}",
                 dir.path().join("data"),
@@ -685,7 +689,7 @@ async fn failures_are_retried_then_dead_lettered_and_replay_delivers() {
 
 #[tokio::test]
 async fn integrations_are_loaded_from_a_directory_and_a_bad_file_stops_the_start() {
-    let server = Server::try_start(|dir| {
+    let server = Server::try_start("", |dir| {
         let integrations = dir.join("integrations");
         std::fs::create_dir_all(&integrations).unwrap();
         std::fs::write(
@@ -703,7 +707,7 @@ async fn integrations_are_loaded_from_a_directory_and_a_bad_file_stops_the_start
     assert_eq!(shown["authentication"]["password"], "[REDACTED]");
     drop(server);
 
-    let error = Server::try_start(|dir| {
+    let error = Server::try_start("", |dir| {
         let integrations = dir.join("integrations");
         std::fs::create_dir_all(&integrations).unwrap();
         std::fs::write(
@@ -778,4 +782,157 @@ async fn secrets_stay_out_of_the_log_and_sigterm_stops_cleanly() {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
         assert!(!dead.to_string().contains(secret), "{secret} in {dead}");
     }
+}
+
+#[tokio::test]
+async fn the_ingest_token_opens_events_only_and_pending_events_change_nothing() {
+    const INGEST: &str = "ingest-token-0123456789abc";
+    let server =
+        Server::try_start(&format!("ingest_token = \"{INGEST}\""), |_| String::new()).unwrap();
+    let client = server.client();
+    let pending = json!({
+        "id": "p1", "created_at": "2026-11-23T10:00:00Z", "status": "pending_approval",
+        "user": {"organization_user_id": "pat@example.com"},
+        "consents": {"purposes": [{"id": "newsletter", "enabled": true}]}
+    });
+    let accepted = client
+        .post(format!("{}/v1/events", server.url))
+        .bearer_auth(INGEST)
+        .json(&pending)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status().as_u16(), 202);
+    let refused = client
+        .get(format!("{}/v1/integrations", server.url))
+        .bearer_auth(INGEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status().as_u16(),
+        401,
+        "the ingest token is not an admin token"
+    );
+    // Recorded in the history, but the state did not change.
+    let (status, history) = server
+        .send(
+            reqwest::Method::GET,
+            "/v1/users/pat@example.com/history",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(history["events"][0]["status"], "pending_approval");
+    let (status, _) = server
+        .send(reqwest::Method::GET, "/v1/users/pat@example.com", None)
+        .await;
+    assert_eq!(status, 404, "no state from a pending event");
+}
+
+#[tokio::test]
+async fn unknown_ids_get_404s_and_replay_all_of_an_integration_works() {
+    let server = Server::start();
+    let (status, body) = server
+        .send(
+            reqwest::Method::PUT,
+            "/v1/integrations/nope",
+            Some(&dotdigital(None).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no integration `nope`"))
+    );
+    let (status, _) = server
+        .send(reqwest::Method::DELETE, "/v1/integrations/nope", None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = server
+        .send(
+            reqwest::Method::PUT,
+            "/v1/integrations/a",
+            Some(&dotdigital(Some("b")).to_string()),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = server
+        .send(reqwest::Method::POST, "/v1/dead-letters/abc/replay", None)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("id: `abc` is not a dead-letter id (a number)"))
+    );
+    let (status, _) = server
+        .send(reqwest::Method::POST, "/v1/dead-letters/99/replay", None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/integrations/nope/dead-letters/replay",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // Replay of every dead letter of an integration.
+    use prefsync_tests::mocks::dotdigital::{Dotdigital, Fault, FieldType};
+    let mock = Dotdigital::start(
+        "apiuser-1@apiconnector.com",
+        PASSWORD,
+        &[("NEWSLETTER", FieldType::Boolean)],
+    )
+    .await
+    .unwrap();
+    mock.state.set_outage(Some(Fault::Status(400)));
+    let mut integration = dotdigital(Some("dd"));
+    integration["authentication"]["url"] = json!(mock.url());
+    let (status, _) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/integrations",
+            Some(&integration.to_string()),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for (n, user) in ["a@example.com", "b@example.com"].iter().enumerate() {
+        let body = event(
+            &format!("e{n}"),
+            "2026-11-23T10:00:00Z",
+            user,
+            json!({"purposes": [{"id": "newsletter", "enabled": true}]}),
+            json!({}),
+        );
+        let (status, _) = server
+            .send(reqwest::Method::POST, "/v1/events", Some(&body))
+            .await;
+        assert_eq!(status, 202);
+    }
+    loop {
+        let (_, dead) = server
+            .send(
+                reqwest::Method::GET,
+                "/v1/dead-letters?integration=dd",
+                None,
+            )
+            .await;
+        if dead.as_array().is_some_and(|d| d.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    mock.state.set_outage(None);
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/integrations/dd/dead-letters/replay",
+            None,
+        )
+        .await;
+    assert_eq!((status, body["replayed"].as_u64()), (202, Some(2)));
+    eventually("both replayed deliveries", || {
+        mock.state.contacts().len() == 2
+    })
+    .await;
 }

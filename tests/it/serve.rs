@@ -293,6 +293,21 @@ fn event(id: &str, at: &str, user: &str, consents: Value, metadata: Value) -> St
     .to_string()
 }
 
+impl Server {
+    /// Polls `GET {path}` (a list) every 50 ms until it holds `count` items,
+    /// for at most 20 s.
+    async fn wait_for_list(&self, path: &str, count: usize) -> Value {
+        for _ in 0..400 {
+            let (_, list) = self.send(reqwest::Method::GET, path, None).await;
+            if list.as_array().is_some_and(|l| l.len() >= count) {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {count} items at {path}");
+    }
+}
+
 /// Polls `check` every 50 ms for up to 20 s.
 async fn eventually(what: &str, check: impl Fn() -> bool) {
     for _ in 0..400 {
@@ -608,19 +623,9 @@ async fn failures_are_retried_then_dead_lettered_and_replay_delivers() {
         )
         .await;
     assert_eq!(status, 202);
-    let dead = loop {
-        let (_, dead) = server
-            .send(
-                reqwest::Method::GET,
-                "/v1/dead-letters?integration=dd",
-                None,
-            )
-            .await;
-        if dead.as_array().is_some_and(|d| !d.is_empty()) {
-            break dead;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let dead = server
+        .wait_for_list("/v1/dead-letters?integration=dd", 1)
+        .await;
     assert_eq!(dead[0]["organization_user_id"], "down@example.com");
     assert_eq!(dead[0]["attempts"], 6);
     assert!(
@@ -759,15 +764,7 @@ async fn secrets_stay_out_of_the_log_and_sigterm_stops_cleanly() {
         .await;
     assert_eq!(status, 202);
     eventually("the refused delivery", || !mock.state.requests().is_empty()).await;
-    let (_, dead) = loop {
-        let answer = server
-            .send(reqwest::Method::GET, "/v1/dead-letters", None)
-            .await;
-        if answer.1.as_array().is_some_and(|d| !d.is_empty()) {
-            break answer;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let dead = server.wait_for_list("/v1/dead-letters", 1).await;
     assert!(
         dead[0]["last_error"].as_str().unwrap().contains("HTTP 401"),
         "{dead}"
@@ -909,19 +906,9 @@ async fn unknown_ids_get_404s_and_replay_all_of_an_integration_works() {
             .await;
         assert_eq!(status, 202);
     }
-    loop {
-        let (_, dead) = server
-            .send(
-                reqwest::Method::GET,
-                "/v1/dead-letters?integration=dd",
-                None,
-            )
-            .await;
-        if dead.as_array().is_some_and(|d| d.len() == 2) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server
+        .wait_for_list("/v1/dead-letters?integration=dd", 2)
+        .await;
     mock.state.set_outage(None);
     let (status, body) = server
         .send(

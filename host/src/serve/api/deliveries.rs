@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -43,10 +44,9 @@ struct DeliveryQuery {
 
 async fn deliveries(
     State(app): State<Arc<App>>,
-    query: Result<Query<DeliveryQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<DeliveryQuery>, QueryRejection>,
 ) -> Result<Json<Json_>, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let Query(query) = query?;
     let status = match query.status.as_deref() {
         None => None,
         Some("pending") => Some(DeliveryStatus::Pending),
@@ -85,10 +85,9 @@ struct DeadLetterQuery {
 
 async fn dead_letters(
     State(app): State<Arc<App>>,
-    query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<DeadLetterQuery>, QueryRejection>,
 ) -> Result<Json<Json_>, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let Query(query) = query?;
     let rows = app.store.dead_letters(query.integration.as_deref()).await?;
     Ok(Json(serde_json::to_value(rows).unwrap_or(Json_::Null)))
 }

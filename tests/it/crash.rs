@@ -1,14 +1,18 @@
 //! Crash test: real `prefsync serve` processes killed with SIGKILL at random
-//! moments under load and restarted on the same data directory. Every event
-//! that got a 202 must be reflected at the destination; duplicate
-//! deliveries are counted and reported (at-least-once allows them).
+//! moments under load — concurrent clients posting, a slow destination so
+//! deliveries are in flight — and restarted on the same data directory.
+//! Clients retry an event until it gets its 202, as real ones do. Every
+//! event must be reflected at the destination; duplicate deliveries are
+//! counted and reported (at-least-once allows them).
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use prefsync_tests::guests;
-use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
+use prefsync_tests::mocks::dotdigital::{Dotdigital, Fault, FieldType};
 use prefsync_tests::support::ServeProcess;
 use serde_json::{Value, json};
 
@@ -16,6 +20,17 @@ const TOKEN: &str = "crash-admin-token-0123456789";
 const USERS: usize = 20;
 const EVENTS: usize = 400;
 const RESTARTS: usize = 3;
+const POSTERS: usize = 4;
+
+/// Event `n`'s user and newsletter choice (deterministic, so a failing run
+/// can be repeated).
+fn event_of(n: usize) -> (String, bool) {
+    let mut rng = Lcg(n as u64 * 7919 + 1);
+    (
+        format!("user{}@example.com", rng.next(USERS as u64)),
+        rng.next(2) == 1,
+    )
+}
 
 fn start(dir: &Path) -> (ServeProcess, String) {
     let process = ServeProcess::start(&dir.join("prefsync.toml")).expect("prefsync serve started");
@@ -65,7 +80,7 @@ async fn killed_hosts_lose_no_accepted_event() {
         .build()
         .unwrap();
 
-    let (mut child, mut url) = start(dir.path());
+    let (mut child, url) = start(dir.path());
     let integration = json!({
         "id": "dd", "type_id": "dotdigital",
         "authentication": {"url": mock.url(), "username": "apiuser-1@apiconnector.com", "password": "pw-0123456789"},
@@ -81,42 +96,66 @@ async fn killed_hosts_lose_no_accepted_event() {
         .unwrap();
     assert_eq!(created.status().as_u16(), 201);
 
-    let mut rng = Lcg(0x5eed);
-    // user → (created_at second, value) of the newest event that got a 202.
-    let mut accepted: BTreeMap<String, (u64, bool)> = BTreeMap::new();
-    let kill_points: Vec<usize> = (1..=RESTARTS)
-        .map(|i| i * EVENTS / (RESTARTS + 1) + rng.next(40) as usize)
-        .collect();
-    let mut rejected_by_crash = 0;
-    for n in 0..EVENTS {
-        if kill_points.contains(&n) {
-            // Let some deliveries get under way, then kill without warning.
-            tokio::time::sleep(Duration::from_millis(rng.next(200))).await;
-            child.kill();
-            (child, url) = start(dir.path());
-        }
-        let user = format!("user{}@example.com", rng.next(USERS as u64));
-        let value = rng.next(2) == 1;
-        let second = n as u64;
-        let body = json!({
-            "id": format!("ev-{n}"),
-            "created_at": format!("2026-11-23T{:02}:{:02}:{:02}Z", second / 3600, (second / 60) % 60, second % 60),
-            "user": {"organization_user_id": user},
-            "consents": {"purposes": [{"id": "newsletter", "enabled": value}]}
-        });
-        match client
-            .post(format!("{url}/v1/events"))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().as_u16() == 202 => {
-                accepted.insert(user, (second, value));
+    // Every delivery takes a while, so kills land while some are in flight
+    // and their leases must be taken over after the restart.
+    mock.state
+        .set_outage(Some(Fault::Slow(Duration::from_millis(40))));
+
+    // Posters run concurrently, as clients would, and retry an event (same
+    // id) until it gets its 202: across a crash the retry must be harmless.
+    let url = Arc::new(RwLock::new(url));
+    let retried = Arc::new(AtomicUsize::new(0));
+    let mut posters = tokio::task::JoinSet::new();
+    for poster in 0..POSTERS {
+        let (client, url, retried) = (client.clone(), url.clone(), retried.clone());
+        posters.spawn(async move {
+            for n in (poster..EVENTS).step_by(POSTERS) {
+                // Spread the posts over the kills (about 3 s in all).
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let (user, value) = event_of(n);
+                let body = json!({
+                    "id": format!("ev-{n}"),
+                    "created_at": format!("2026-11-23T{:02}:{:02}:{:02}Z", n / 3600, (n / 60) % 60, n % 60),
+                    "user": {"organization_user_id": user},
+                    "consents": {"purposes": [{"id": "newsletter", "enabled": value}]}
+                });
+                let mut accepted = false;
+                for attempt in 0..400 {
+                    if attempt > 0 {
+                        retried.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    }
+                    let target = format!("{}/v1/events", url.read().unwrap());
+                    let sent = client.post(target).bearer_auth(TOKEN).json(&body).send().await;
+                    if sent.is_ok_and(|r| r.status().as_u16() == 202) {
+                        accepted = true;
+                        break;
+                    }
+                }
+                assert!(accepted, "event {n} was never accepted");
             }
-            _ => rejected_by_crash += 1,
-        }
+        });
     }
+
+    // Meanwhile, kill the host without warning at random moments.
+    let mut rng = Lcg(0x5eed);
+    for _ in 0..RESTARTS {
+        tokio::time::sleep(Duration::from_millis(300 + rng.next(700))).await;
+        child.kill();
+        let config = dir.path().join("prefsync.toml");
+        child = tokio::task::spawn_blocking(move || ServeProcess::start(&config))
+            .await
+            .unwrap()
+            .expect("prefsync serve restarted");
+        *url.write().unwrap() = child.url.clone();
+    }
+    while let Some(joined) = posters.join_next().await {
+        joined.expect("a poster failed");
+    }
+    let url = url.read().unwrap().clone();
+    // user → value of the newest event: all were accepted in the end, and
+    // last-write-wins on created_at makes the newest one the final state.
+    let expected: BTreeMap<String, bool> = (0..EVENTS).map(event_of).collect();
 
     // Everything accepted must arrive: wait for the queue to drain.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -137,7 +176,7 @@ async fn killed_hosts_lose_no_accepted_event() {
     }
     child.kill();
 
-    for (user, (_, value)) in &accepted {
+    for (user, value) in &expected {
         let contact = mock
             .state
             .contact(user)
@@ -156,9 +195,10 @@ async fn killed_hosts_lose_no_accepted_event() {
         .filter(|p| last.insert(p.path.clone(), p.body.clone()).as_ref() == Some(&p.body))
         .count();
     println!(
-        "crash test: {EVENTS} events, {} accepted users, {rejected_by_crash} refused while a host was down, \
-         {RESTARTS} SIGKILLs, {} deliveries, {duplicates} duplicate deliveries",
-        accepted.len(),
+        "crash test: {EVENTS} events from {POSTERS} concurrent clients for {} users, {RESTARTS} SIGKILLs, \
+         {} posts retried across a crash, {} deliveries, {duplicates} duplicate deliveries",
+        expected.len(),
+        retried.load(Ordering::SeqCst),
         patches.len()
     );
 }

@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod dotdigital;
 mod other_world;
+mod pipeline;
 mod probe;
 mod serve;
 

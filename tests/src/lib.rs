@@ -2,6 +2,8 @@
 //! components built by `build.rs`, mock destination servers, and helpers.
 
 pub mod mocks;
+pub mod native;
+pub mod pipeline;
 pub mod support;
 
 /// Paths of the guest components built from source for these tests.

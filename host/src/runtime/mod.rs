@@ -9,6 +9,7 @@
 pub mod artifacts;
 pub mod bindings;
 mod call;
+mod destination;
 mod guest_output;
 mod integration;
 mod kv;
@@ -38,10 +39,12 @@ pub use bindings::{
     Value,
 };
 pub use call::CallStats;
+pub use destination::Destination;
 pub use integration::IntegrationContext;
 pub use limits::Limits;
 
-use bindings::{Destination, DestinationPre};
+// The generated world; `Destination` here is the trait the pipeline uses.
+use bindings::{Destination as DestinationWorld, DestinationPre};
 use call::{CallState, CallTags};
 
 /// The WIT package every connector is built against.
@@ -189,7 +192,7 @@ impl Runtime {
 
         let mut linker: Linker<CallState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        Destination::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
+        DestinationWorld::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
 
         let artifacts = ArtifactCache::new(&engine, options.artifact_dir);
@@ -541,7 +544,7 @@ impl Connector {
     ) -> (Result<R, CallError>, CallReport)
     where
         F: for<'a> FnOnce(
-            &'a Destination,
+            &'a DestinationWorld,
             &'a mut Store<CallState>,
         ) -> std::pin::Pin<
             Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>,

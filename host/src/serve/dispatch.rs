@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use super::App;
 use super::api::integrations::now_ms;
 use crate::pipeline::record_for;
-use crate::runtime::{Connector, DeliveredKind, IntegrationContext, Outcome};
+use crate::runtime::{DeliveredKind, Destination, IntegrationContext, Outcome};
 use crate::store::{AuditRow, Claim, Completion, IntegrationRecord};
 
 /// Per integration: its runtime context (rebuilt when the config changes)
@@ -112,7 +112,7 @@ async fn tick(
 
 struct Batch {
     app: Arc<App>,
-    connector: Arc<Connector>,
+    connector: Arc<dyn Destination>,
     context: Arc<IntegrationContext>,
     integration: IntegrationRecord,
     claims: Vec<Claim>,

@@ -1,7 +1,8 @@
 //! `prefsync serve`: the HTTP API over the store and the loaded connectors.
 //!
-//! Today it manages integrations (`/v1/integrations`) and answers health
-//! checks; event ingestion and dispatch build on the same `App`.
+//! [`run`] is the command: connectors from the plugin directory, until a
+//! signal. [`Server`] is the same server started in-process with any
+//! [`Registry`], which the pipeline benchmark uses.
 
 pub mod api;
 mod auth;
@@ -9,6 +10,7 @@ mod dispatch;
 pub mod metrics;
 pub mod registry;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,12 +40,9 @@ pub struct App {
     ingest_token: Option<String>,
 }
 
-/// Runs the server until Ctrl-C or SIGTERM.
+/// Runs the server with the connectors of the plugin directory until
+/// Ctrl-C or SIGTERM.
 pub async fn run(config: HostConfig) -> Result<()> {
-    let data_dir = config.storage.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage.sqlite_path())?);
     let runtime = Runtime::new(RuntimeOptions {
         limits: config.limits.clone(),
         egress: config.egress.clone(),
@@ -51,41 +50,105 @@ pub async fn run(config: HostConfig) -> Result<()> {
     })?;
     let connectors = Arc::new(Registry::load_dir(&runtime, &config.plugins.dir).await?);
     tracing::info!(connectors = ?connectors.type_ids(), dir = %config.plugins.dir.display(), "connectors loaded");
-    let admin_token = auth::admin_token(&config, &data_dir)?;
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.server.listen))?;
-    let app = Arc::new(App {
-        store,
-        connectors,
-        ingest_token: config.server.ingest_token.clone(),
-        config: Arc::new(config),
-        work: tokio::sync::Notify::new(),
-        metrics: metrics::Metrics::default(),
-        admin_token,
-    });
-    if let Some(dir) = &app.config.integrations.dir {
-        let count = api::integrations::load_dir(&app, dir).await?;
-        tracing::info!(count, dir = %dir.display(), "integrations loaded from files");
-    }
-    let owner = app.config.dispatch.host_id.clone().unwrap_or_else(|| {
-        format!(
-            "prefsync-{}-{}",
-            std::process::id(),
-            api::integrations::random_hex(3)
-        )
-    });
-    let (stop_dispatch, stopped) = tokio::sync::watch::channel(false);
-    let dispatcher = tokio::spawn(dispatch::run(app.clone(), owner, stopped));
+    let server = Server::start(config, connectors).await?;
     // Scripts and tests read this line to find the port (listen may be :0).
-    println!("prefsync listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    // Stop claiming, and let the deliveries in flight finish and be recorded.
-    let _ = stop_dispatch.send(true);
-    let _ = dispatcher.await;
-    Ok(())
+    println!("prefsync listening on http://{}", server.addr());
+    server.run_until(shutdown_signal()).await
+}
+
+/// A running server: the API, and the dispatcher delivering what it takes in.
+pub struct Server {
+    addr: SocketAddr,
+    app: Arc<App>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Server {
+    /// Opens the store, loads the integrations of the configured directory,
+    /// binds the listener and starts serving and dispatching through
+    /// `connectors`.
+    pub async fn start(config: HostConfig, connectors: Arc<Registry>) -> Result<Server> {
+        let data_dir = config.storage.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage.sqlite_path())?);
+        let admin_token = auth::admin_token(&config, &data_dir)?;
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        let app = Arc::new(App {
+            store,
+            connectors,
+            ingest_token: config.server.ingest_token.clone(),
+            config: Arc::new(config),
+            work: tokio::sync::Notify::new(),
+            metrics: metrics::Metrics::default(),
+            admin_token,
+        });
+        if let Some(dir) = &app.config.integrations.dir {
+            let count = api::integrations::load_dir(&app, dir).await?;
+            tracing::info!(count, dir = %dir.display(), "integrations loaded from files");
+        }
+        let owner = app.config.dispatch.host_id.clone().unwrap_or_else(|| {
+            format!(
+                "prefsync-{}-{}",
+                std::process::id(),
+                api::integrations::random_hex(3)
+            )
+        });
+        let (stop_dispatch, stopped) = tokio::sync::watch::channel(false);
+        let dispatcher = tokio::spawn(dispatch::run(app.clone(), owner, stopped));
+        let (stop, stop_requested) = tokio::sync::oneshot::channel::<()>();
+        let router = router(app.clone());
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stop_requested.await;
+                })
+                .await;
+            // Stop claiming, and let the deliveries in flight finish and be recorded.
+            let _ = stop_dispatch.send(true);
+            let _ = dispatcher.await;
+            served.context("serving HTTP")
+        });
+        Ok(Server {
+            addr,
+            app,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Where the API listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin bearer token (configured, from the environment, or generated).
+    pub fn admin_token(&self) -> &str {
+        &self.app.admin_token
+    }
+
+    /// Serves until `signal` resolves, then stops as [`Server::stop`] does.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<()> {
+        tokio::select! {
+            _ = signal => {}
+            // The server ending by itself (a listener error) ends the wait too.
+            ended = &mut self.task => return ended.context("the server task panicked")?,
+        }
+        self.stop().await
+    }
+
+    /// Stops accepting requests, lets the deliveries in flight finish and be
+    /// recorded, and returns once everything has stopped.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.context("the server task panicked")?
+    }
 }
 
 /// The API's routes; admin routes require the admin bearer token.

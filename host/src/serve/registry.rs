@@ -6,12 +6,12 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::{Context as _, Result};
 
-use crate::runtime::{Connector, Runtime};
+use crate::runtime::{Destination, Runtime};
 
 /// Loaded connectors, one per type id.
 #[derive(Default)]
 pub struct Registry {
-    connectors: RwLock<BTreeMap<String, Arc<Connector>>>,
+    connectors: RwLock<BTreeMap<String, Arc<dyn Destination>>>,
 }
 
 impl Registry {
@@ -42,7 +42,8 @@ impl Registry {
         Ok(registry)
     }
 
-    pub fn insert(&self, connector: Arc<Connector>) {
+    /// Adds a connector; of two with one type id, the higher version stays.
+    pub fn insert(&self, connector: Arc<dyn Destination>) {
         let mut map = self.connectors.write().unwrap_or_else(|e| e.into_inner());
         let type_id = connector.info().type_id.clone();
         let keep_existing = map.get(&type_id).is_some_and(|existing| {
@@ -53,7 +54,7 @@ impl Registry {
         }
     }
 
-    pub fn get(&self, type_id: &str) -> Option<Arc<Connector>> {
+    pub fn get(&self, type_id: &str) -> Option<Arc<dyn Destination>> {
         let map = self.connectors.read().unwrap_or_else(|e| e.into_inner());
         map.get(type_id).cloned()
     }

@@ -38,6 +38,9 @@ pub struct Contact {
     pub identifier: String,
     pub value: String,
     pub data_fields: Map<String, Json>,
+    /// When the last write through the API (or `insert_contact`) landed;
+    /// the pipeline benchmark measures latency up to it.
+    pub written_at: std::time::Instant,
 }
 
 /// What the next contact requests get instead of a normal answer.
@@ -158,6 +161,7 @@ impl Dotdigital {
                 identifier: "email".into(),
                 value: email.into(),
                 data_fields: fields,
+                written_at: std::time::Instant::now(),
             },
         );
     }
@@ -442,10 +446,12 @@ fn upsert(
                 identifier: identifier.to_string(),
                 value: value.to_string(),
                 data_fields: Map::new(),
+                written_at: std::time::Instant::now(),
             },
         );
     }
     let contact = inner.contacts.get_mut(&key).expect("inserted above");
+    contact.written_at = std::time::Instant::now();
     for (name, value) in fields {
         if value.is_null() {
             contact.data_fields.remove(name);

@@ -1,0 +1,245 @@
+//! The whole pipeline under load, in one process, on loopback: events
+//! posted to `POST /v1/events`, committed to a real SQLite file, claimed by
+//! the dispatcher, delivered through a connector to the mock Dotdigital.
+//! The `pipeline` benchmark runs it with the component and with the same
+//! logic linked natively; a test keeps it working at a small size.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use prefsync::config::HostConfig;
+use prefsync::runtime::Destination;
+use prefsync::serve::{Registry, Server};
+use serde_json::json;
+
+use crate::mocks::dotdigital::{Dotdigital, FieldType};
+use crate::support::loopback_egress;
+
+const TOKEN: &str = "pipeline-bench-admin-token";
+const API_USER: &str = "apiuser-bench@apiconnector.com";
+const API_PASSWORD: &str = "bench-Secret-Pw";
+
+/// How much load to send, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Distinct users, one event each: every event is a delivery.
+    pub users: usize,
+    /// Events per `POST /v1/events` (NDJSON when more than one).
+    pub events_per_post: usize,
+    /// Clients posting at once.
+    pub posters: usize,
+    /// Events per second to offer, spread evenly; `None` posts as fast as
+    /// the server takes them (then latency is mostly time in the queue).
+    pub rate: Option<f64>,
+    /// Longest wait for the mock to hold every user.
+    pub deadline: Duration,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub users: usize,
+    /// From the first POST to the last 202.
+    pub ingest: Duration,
+    /// From the first POST to the last write at the mock.
+    pub end_to_end: Duration,
+    /// Per user: its POST sent → its contact written at the mock, sorted.
+    pub latencies: Vec<Duration>,
+    /// Requests the mock answered (one per delivery attempt).
+    pub mock_requests: usize,
+}
+
+impl Measurement {
+    /// Events accepted per second.
+    pub fn ingest_rate(&self) -> f64 {
+        self.users as f64 / self.ingest.as_secs_f64()
+    }
+
+    /// Events delivered per second, end to end.
+    pub fn delivery_rate(&self) -> f64 {
+        self.users as f64 / self.end_to_end.as_secs_f64()
+    }
+
+    /// The `p`-th percentile latency (0 < p ≤ 100).
+    pub fn percentile(&self, p: f64) -> Duration {
+        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
+        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+    }
+}
+
+/// Runs `load` through a fresh server (its own data directory) and a fresh
+/// mock, delivering through `destination`, and measures it.
+pub async fn measure(destination: Arc<dyn Destination>, load: Load) -> Result<Measurement> {
+    ensure!(
+        load.users > 0 && load.events_per_post > 0 && load.posters > 0,
+        "load needs users, events per post and posters"
+    );
+    let mock = Dotdigital::start(
+        API_USER,
+        API_PASSWORD,
+        &[("NEWSLETTER", FieldType::Boolean)],
+    )
+    .await
+    .context("starting the mock Dotdigital")?;
+    let data_dir = std::env::temp_dir().join(format!(
+        "prefsync-pipeline-{}-{}",
+        std::process::id(),
+        NEXT_RUN.fetch_add(1, Ordering::SeqCst)
+    ));
+    let mut config = HostConfig::default();
+    config.server.listen = "127.0.0.1:0".parse().expect("a socket address");
+    config.server.admin_token = Some(TOKEN.into());
+    config.storage.data_dir = data_dir.clone();
+    config.egress = loopback_egress();
+    let registry = Registry::default();
+    registry.insert(destination);
+    let server = Server::start(config, Arc::new(registry)).await?;
+    let base = format!("http://{}", server.addr());
+    let client = reqwest::Client::new();
+
+    let result = async {
+        let integration = json!({
+            "type_id": "dotdigital",
+            "authentication": {"url": mock.url(), "username": API_USER, "password": API_PASSWORD},
+            "properties": {},
+            "mappings": [{"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"}],
+            "upsert_mode": true
+        });
+        let created = client
+            .post(format!("{base}/v1/integrations"))
+            .bearer_auth(TOKEN)
+            .json(&integration)
+            .send()
+            .await?;
+        ensure!(
+            created.status() == 201,
+            "creating the integration: {} {}",
+            created.status(),
+            created.text().await.unwrap_or_default()
+        );
+
+        let (sent, ingest) = post_events(&client, &base, load).await?;
+        let started = *sent.values().min().expect("at least one user");
+        let deadline = Instant::now() + load.deadline;
+        let contacts = loop {
+            let contacts = mock.state.contacts();
+            if contacts.len() >= load.users {
+                break contacts;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "only {} of {} users reached the mock within {:?}",
+                    contacts.len(),
+                    load.users,
+                    load.deadline
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let mut latencies = Vec::with_capacity(contacts.len());
+        let mut last_write = started;
+        for contact in &contacts {
+            let posted = sent
+                .get(&contact.value)
+                .with_context(|| format!("the mock holds an unknown user {}", contact.value))?;
+            latencies.push(contact.written_at.saturating_duration_since(*posted));
+            last_write = last_write.max(contact.written_at);
+        }
+        latencies.sort();
+        Ok(Measurement {
+            users: load.users,
+            ingest,
+            end_to_end: last_write - started,
+            latencies,
+            mock_requests: mock.state.requests().len(),
+        })
+    }
+    .await;
+    server.stop().await?;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    result
+}
+
+static NEXT_RUN: AtomicUsize = AtomicUsize::new(0);
+
+/// Posts one event per user from `load.posters` clients; returns when each
+/// user's POST was sent, and how long until the last 202.
+async fn post_events(
+    client: &reqwest::Client,
+    base: &str,
+    load: Load,
+) -> Result<(HashMap<String, Instant>, Duration)> {
+    let users: Vec<String> = (0..load.users)
+        .map(|i| format!("user-{i:06}@example.com"))
+        .collect();
+    let chunks: Arc<Vec<Vec<String>>> = Arc::new(
+        users
+            .chunks(load.events_per_post)
+            .map(|c| c.to_vec())
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let (rate, per_post) = (load.rate, load.events_per_post);
+    let started = Instant::now();
+    let mut posters = tokio::task::JoinSet::new();
+    for _ in 0..load.posters {
+        let (chunks, next, client, url) = (
+            chunks.clone(),
+            next.clone(),
+            client.clone(),
+            format!("{base}/v1/events"),
+        );
+        posters.spawn(async move {
+            let mut sent = Vec::new();
+            // Each poster takes the next chunk until none is left.
+            loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(chunk) = chunks.get(index) else {
+                    break;
+                };
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64((index * per_post) as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let body: String = chunk
+                    .iter()
+                    .map(|user| {
+                        json!({
+                            "id": format!("ev-{user}"),
+                            "created_at": "2026-11-23T10:00:00Z",
+                            "status": "confirmed",
+                            "user": {"organization_user_id": user},
+                            "consents": {"purposes": [{"id": "newsletter", "enabled": true}]}
+                        })
+                        .to_string()
+                            + "\n"
+                    })
+                    .collect();
+                let at = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+                    .send()
+                    .await?;
+                ensure!(
+                    response.status() == 202,
+                    "POST /v1/events answered {}: {}",
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                );
+                sent.extend(chunk.iter().map(|user| (user.clone(), at)));
+            }
+            anyhow::Ok(sent)
+        });
+    }
+    let mut sent = HashMap::with_capacity(load.users);
+    while let Some(joined) = posters.join_next().await {
+        sent.extend(joined.context("a poster panicked")??);
+    }
+    Ok((sent, started.elapsed()))
+}

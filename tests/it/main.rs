@@ -2,6 +2,7 @@
 //! `build.rs`, in the real runtime, against mock destinations on loopback.
 
 mod cli;
+mod contract;
 mod crash;
 mod dotdigital;
 mod other_world;

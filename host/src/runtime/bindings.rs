@@ -9,9 +9,31 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
+/// The optional `inbound` export (world `bidirectional`), reusing the types
+/// above; a component's `inbound` is looked up on its own at load.
+pub mod bidirectional {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "bidirectional",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        additional_derives: [PartialEq],
+        with: {
+            "prefsync:connector/types": super::prefsync::connector::types,
+            "prefsync:connector/http": super::prefsync::connector::http,
+            "prefsync:connector/log": super::prefsync::connector::log,
+            "prefsync:connector/cache": super::prefsync::connector::cache,
+            "prefsync:connector/connector": super::exports::prefsync::connector::connector,
+        },
+    });
+}
+
 pub use self::prefsync::connector::http::{HttpError, Method, Request, Response};
 pub use self::prefsync::connector::log::Level;
 pub use self::prefsync::connector::types::{ConsentRecord, Property, RecordMetadata, Value};
+pub use bidirectional::exports::prefsync::connector::inbound::{
+    ConsentUpdate, InboundRequest, Receipt,
+};
 pub use exports::prefsync::connector::connector::{
     Capabilities, DeliveredKind, Description, Failure, Outcome, ValidationProblem,
 };

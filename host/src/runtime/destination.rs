@@ -8,7 +8,10 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::bindings::ValidationProblem;
-use super::{CallError, Connector, ConnectorInfo, ConsentRecord, Delivery, IntegrationContext};
+use super::{
+    CallError, Connector, ConnectorInfo, ConsentRecord, Delivery, InboundRequest,
+    IntegrationContext, Receipt, ReceiveError,
+};
 
 /// A destination the host can validate configs for and deliver batches to.
 #[async_trait::async_trait]
@@ -25,6 +28,17 @@ pub trait Destination: Send + Sync + 'static {
         integration: &Arc<IntegrationContext>,
         batch: Vec<ConsentRecord>,
     ) -> Delivery;
+
+    /// Reads a webhook sent to an integration of this connector
+    /// (`info().inbound_webhooks` says whether it can).
+    async fn receive(
+        &self,
+        integration: &Arc<IntegrationContext>,
+        request: InboundRequest,
+    ) -> Result<Receipt, ReceiveError> {
+        let _ = (integration, request);
+        Err(ReceiveError::Unsupported(self.info().type_id.clone()))
+    }
 
     /// The runtime view of an integration of this connector: its allowlist
     /// and the secrets to redact. Build it once per config change.
@@ -49,5 +63,13 @@ impl Destination for Connector {
         batch: Vec<ConsentRecord>,
     ) -> Delivery {
         Connector::deliver(self, integration, batch).await
+    }
+
+    async fn receive(
+        &self,
+        integration: &Arc<IntegrationContext>,
+        request: InboundRequest,
+    ) -> Result<Receipt, ReceiveError> {
+        Connector::receive(self, integration, request).await
     }
 }

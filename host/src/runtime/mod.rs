@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Instance, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
@@ -35,8 +35,8 @@ use crate::outbound_http::OutboundHttp;
 
 pub use artifacts::{ArtifactCache, Source, content_hash};
 pub use bindings::{
-    ConsentRecord, DeliveredKind, Failure, Outcome, Property, RecordMetadata, ValidationProblem,
-    Value,
+    ConsentRecord, ConsentUpdate, DeliveredKind, Failure, InboundRequest, Outcome, Property,
+    Receipt, RecordMetadata, ValidationProblem, Value,
 };
 pub use call::CallStats;
 pub use destination::Destination;
@@ -44,13 +44,16 @@ pub use integration::IntegrationContext;
 pub use limits::Limits;
 
 // The generated world; `Destination` here is the trait the pipeline uses.
-use bindings::{Destination as DestinationWorld, DestinationPre};
+use bindings::bidirectional::exports::prefsync::connector::inbound::GuestIndices as InboundIndices;
+use bindings::{Destination as DestinationWorld, DestinationIndices, DestinationPre};
 use call::{CallState, CallTags};
 
 /// The WIT package every connector is built against.
 pub const WIT_PACKAGE: &str = "prefsync:connector";
 /// The interface a connector exports.
 pub const CONNECTOR_INTERFACE: &str = "prefsync:connector/connector";
+/// The optional interface a connector exports to read its destination's webhooks.
+pub const INBOUND_INTERFACE: &str = "prefsync:connector/inbound";
 /// Contract versions this host runs: any `0.1.x` (a minor version of a
 /// `0.x` package is its compatibility line).
 pub const SUPPORTED_WIT: &[&str] = &["0.1"];
@@ -128,6 +131,18 @@ pub enum CallError {
     Trap(String),
     #[error("connector returned {got} outcomes for {expected} records")]
     OutcomeCount { got: usize, expected: usize },
+}
+
+/// Why a webhook was not turned into consent updates.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiveError {
+    #[error("connector `{0}` does not read webhooks")]
+    Unsupported(String),
+    /// The connector found the request itself wrong; the text says why.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Call(#[from] CallError),
 }
 
 impl CallError {
@@ -255,9 +270,22 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = DestinationPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let world = DestinationIndices::new(pre.instance_pre())
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        // The optional capability: present → it must be complete.
+        let inbound = if exports_inbound(&self.shared.engine, &component) {
+            Some(
+                InboundIndices::new(pre.instance_pre())
+                    .map_err(|e| LoadError::Link(format!("{e:#}")))?,
+            )
+        } else {
+            None
+        };
         let mut connector = Connector {
             shared: self.shared.clone(),
             pre,
+            world,
+            inbound,
             info: ConnectorInfo {
                 type_id: String::new(),
                 version: String::new(),
@@ -283,6 +311,17 @@ impl Runtime {
             .map_err(|e| LoadError::Describe(e.to_string()))?;
         let config_schema = serde_json::from_str(&description.config_schema)
             .map_err(|e| LoadError::Describe(format!("config schema is not JSON: {e}")))?;
+        let claims_inbound = description
+            .capabilities
+            .contains(bindings::Capabilities::INBOUND_WEBHOOKS);
+        if claims_inbound != connector.inbound.is_some() {
+            tracing::warn!(
+                connector = %description.type_id,
+                claims_inbound,
+                exports_inbound = connector.inbound.is_some(),
+                "the `inbound-webhooks` capability disagrees with the component's exports; the exports decide"
+            );
+        }
         connector.info = ConnectorInfo {
             type_id: description.type_id,
             version: description.version,
@@ -294,9 +333,8 @@ impl Runtime {
             batching: description
                 .capabilities
                 .contains(bindings::Capabilities::BATCHING),
-            inbound_webhooks: description
-                .capabilities
-                .contains(bindings::Capabilities::INBOUND_WEBHOOKS),
+            // What the component exports decides; the flag is its claim.
+            inbound_webhooks: connector.inbound.is_some(),
             ..connector.info
         };
         tracing::info!(
@@ -326,6 +364,17 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 /// The version of `prefsync:connector/connector` the component exports.
+/// Whether `component` exports the optional `inbound` interface (any 0.1.x).
+fn exports_inbound(engine: &Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(name, item)| {
+            matches!(item.ty, ComponentItem::ComponentInstance(_))
+                && name.split('@').next() == Some(INBOUND_INTERFACE)
+        })
+}
+
 fn connector_version_of(engine: &Engine, component: &Component) -> Result<String, LoadError> {
     let ty = component.component_type();
     let exports: Vec<(String, bool)> = ty
@@ -377,6 +426,9 @@ fn connector_version_of(engine: &Engine, component: &Component) -> Result<String
 pub struct Connector {
     shared: Arc<Shared>,
     pre: DestinationPre<CallState>,
+    world: DestinationIndices,
+    /// Set when the component exports the optional `inbound` interface.
+    inbound: Option<InboundIndices>,
     info: ConnectorInfo,
     source: Source,
     /// Calls in flight for this connector across integrations.
@@ -415,7 +467,7 @@ impl Connector {
             &self.info,
         ));
         let (result, _) = self
-            .run(integration, Vec::new(), |instance, store| {
+            .run(integration, Vec::new(), |instance, _, store| {
                 Box::pin(async move {
                     instance
                         .prefsync_connector_connector()
@@ -432,7 +484,7 @@ impl Connector {
         let integration = self.integration("(validate)", config);
         let text = integration.config_text().to_string();
         let (result, _) = self
-            .run(integration, Vec::new(), move |instance, store| {
+            .run(integration, Vec::new(), move |instance, _, store| {
                 Box::pin(async move {
                     instance
                         .prefsync_connector_connector()
@@ -456,7 +508,7 @@ impl Connector {
         let text = integration.config_text().to_string();
         let _permit = self.integration_permit(integration.id()).await;
         let (result, report) = self
-            .run(integration.clone(), keys, move |instance, store| {
+            .run(integration.clone(), keys, move |instance, _, store| {
                 Box::pin(async move {
                     instance
                         .prefsync_connector_connector()
@@ -519,6 +571,46 @@ impl Connector {
         }
     }
 
+    /// Reads a webhook sent to one of this connector's integrations. The
+    /// call runs under the same limits as a delivery; refusal texts and
+    /// ignored reasons come back redacted.
+    pub async fn receive(
+        &self,
+        integration: &Arc<IntegrationContext>,
+        request: InboundRequest,
+    ) -> Result<Receipt, ReceiveError> {
+        let Some(indices) = self.inbound.clone() else {
+            return Err(ReceiveError::Unsupported(self.info.type_id.clone()));
+        };
+        let text = integration.config_text().to_string();
+        let (result, _) = self
+            .run(
+                integration.clone(),
+                Vec::new(),
+                move |_, instance, store| {
+                    Box::pin(async move {
+                        let inbound = indices.load(&mut *store, instance)?;
+                        inbound.call_receive(store, &text, &request).await
+                    })
+                },
+            )
+            .await;
+        let redactor = integration.redactor();
+        match result? {
+            Ok(receipt) => Ok(Receipt {
+                ignored: receipt
+                    .ignored
+                    .iter()
+                    .map(|why| redactor.redact(why).into_owned())
+                    .collect(),
+                ..receipt
+            }),
+            Err(message) => Err(ReceiveError::Refused(
+                redactor.redact(&message).into_owned(),
+            )),
+        }
+    }
+
     async fn integration_permit(&self, integration: &str) -> OwnedSemaphorePermit {
         let semaphore = {
             let mut map = self
@@ -545,6 +637,7 @@ impl Connector {
     where
         F: for<'a> FnOnce(
             &'a DestinationWorld,
+            &'a Instance,
             &'a mut Store<CallState>,
         ) -> std::pin::Pin<
             Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>,
@@ -585,8 +678,13 @@ impl Connector {
         });
 
         let outcome = tokio::time::timeout(limits.wall(), async {
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            call(&instance, &mut store).await
+            let instance = self
+                .pre
+                .instance_pre()
+                .instantiate_async(&mut store)
+                .await?;
+            let world = self.world.load(&mut store, &instance)?;
+            call(&world, &instance, &mut store).await
         })
         .await;
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod connector;
 pub mod context;
 pub mod http;
+pub mod inbound;
 pub mod mapping;
 pub mod testing;
 pub mod types;
@@ -22,6 +23,7 @@ pub use config::Problems;
 pub use connector::Connector;
 pub use context::{Context, Host, LogLevel};
 pub use http::{HttpError, Method, Request, Response, StatusClass};
+pub use inbound::{ConsentUpdate, Inbound, InboundRequest, Receipt};
 pub use mapping::Mapping;
 pub use types::{
     Capabilities, ConsentRecord, DeliveredKind, Description, Failure, Outcome, Property,
@@ -35,8 +37,18 @@ pub mod __wit;
 ///
 /// Call it once, at the crate root of a `cdylib` built for `wasm32-wasip2`.
 /// On other targets it expands to nothing, so the same crate links natively.
+///
+/// `export!(MyConnector, inbound)` also exports the optional `inbound`
+/// interface (the connector implements [`Inbound`]); that form needs the
+/// companion crate `prefsync-sdk-inbound` as a dependency, which carries the
+/// bindings of the `bidirectional` world, so connectors without it never
+/// declare that interface.
 #[macro_export]
 macro_rules! export {
+    ($connector:ty, inbound) => {
+        $crate::export!($connector);
+        ::prefsync_sdk_inbound::export_inbound!($connector);
+    };
     ($connector:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {

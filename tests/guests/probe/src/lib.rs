@@ -8,11 +8,17 @@
 //! - `sandbox`: tries files, directories and environment variables;
 //! - `panic`: panics; `leak`: logs, prints and returns its own secrets;
 //! - `cache`: counts its calls in the host cache.
+//!
+//! It also reads webhooks (the optional `inbound` interface), doing what the
+//! body says: `{"updates": [{"user", "set": {property: value}, "at"?, "id"?}],
+//! "ignored": [..]}` becomes a receipt; `{"refuse": text}` refuses the
+//! request; `{"refuse_with_secrets": true}` refuses it quoting the config's
+//! authentication; `{"panic": text}` panics; `{"spin": true}` loops forever.
 
 use prefsync_sdk::mapping::mapped_json;
 use prefsync_sdk::{
-    Capabilities, Connector, ConsentRecord, Context, DeliveredKind, Description, Outcome, Problems,
-    Request,
+    Capabilities, Connector, ConsentRecord, ConsentUpdate, Context, DeliveredKind, Description,
+    Inbound, InboundRequest, Outcome, Problems, Receipt, Request, Value,
 };
 use serde::Deserialize;
 
@@ -52,7 +58,7 @@ impl Connector for Probe {
             max_batch_size: 10,
             capabilities: Capabilities {
                 batching: true,
-                inbound_webhooks: false,
+                inbound_webhooks: true,
             },
         }
     }
@@ -132,4 +138,49 @@ impl Connector for Probe {
     }
 }
 
-prefsync_sdk::export!(Probe);
+impl Inbound for Probe {
+    fn receive(config: &ProbeConfig, request: &InboundRequest) -> Result<Receipt, String> {
+        let body: serde_json::Value = request.json()?;
+        if let Some(text) = body.get("refuse").and_then(|t| t.as_str()) {
+            return Err(text.to_string());
+        }
+        if body.get("refuse_with_secrets").is_some() {
+            return Err(format!(
+                "refused; my credentials are {}",
+                config.authentication
+            ));
+        }
+        if let Some(text) = body.get("panic").and_then(|t| t.as_str()) {
+            panic!("{text}");
+        }
+        if body.get("spin").is_some() {
+            #[allow(clippy::empty_loop)]
+            loop {}
+        }
+        let mut receipt = Receipt::default();
+        for update in body["updates"].as_array().into_iter().flatten() {
+            let user = update["user"].as_str().ok_or("an update without `user`")?;
+            let mut out = ConsentUpdate::new(user);
+            for (name, value) in update["set"].as_object().into_iter().flatten() {
+                let value = match value {
+                    serde_json::Value::Bool(b) => Value::Boolean(*b),
+                    serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or_default()),
+                    serde_json::Value::String(t) => Value::Text(t.clone()),
+                    _ => Value::Null,
+                };
+                out = out.set(name.clone(), value);
+            }
+            out.occurred_at = update["at"].as_str().map(str::to_string);
+            out.notification_id = update["id"].as_str().map(str::to_string);
+            receipt.updates.push(out);
+        }
+        for why in body["ignored"].as_array().into_iter().flatten() {
+            receipt
+                .ignored
+                .push(why.as_str().unwrap_or_default().to_string());
+        }
+        Ok(receipt)
+    }
+}
+
+prefsync_sdk::export!(Probe, inbound);

@@ -9,6 +9,7 @@ mod other_world;
 mod pipeline;
 mod probe;
 mod serve;
+mod webhooks;
 
 // Every guest that build.rs builds must have a test module of its name.
 macro_rules! assert_guest_tested {

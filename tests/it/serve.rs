@@ -6,25 +6,25 @@ use prefsync_tests::guests;
 use prefsync_tests::support::ServeProcess;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "test-admin-token-0123456789";
-const PASSWORD: &str = "Sup3r-Secret-Pw";
+pub(crate) const TOKEN: &str = "test-admin-token-0123456789";
+pub(crate) const PASSWORD: &str = "Sup3r-Secret-Pw";
 
 /// A `prefsync serve` with its own temporary directory, plugins and config.
-struct Server {
+pub(crate) struct Server {
     process: ServeProcess,
-    url: String,
+    pub(crate) url: String,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start() -> Server {
+    pub(crate) fn start() -> Server {
         Self::try_start("", |_| String::new()).expect("prefsync serve started")
     }
 
     /// Starts with extra lines in `[server]` and extra config tables
     /// (`extra` may write files into the temporary directory it is given);
     /// the error is what the server logged.
-    fn try_start(
+    pub(crate) fn try_start(
         server_lines: &str,
         extra: impl FnOnce(&std::path::Path) -> String,
     ) -> Result<Server, String> {
@@ -56,15 +56,20 @@ impl Server {
     }
 
     /// Stops the server with SIGTERM: (exited cleanly, its log).
-    fn terminate(self) -> (bool, String) {
+    pub(crate) fn terminate(self) -> (bool, String) {
         self.process.terminate()
     }
 
-    fn client(&self) -> reqwest::Client {
+    pub(crate) fn client(&self) -> reqwest::Client {
         reqwest::Client::new()
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> (u16, Value) {
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
         let mut request = self
             .client()
             .request(method, format!("{}{path}", self.url))
@@ -84,7 +89,7 @@ impl Server {
     }
 }
 
-fn dotdigital(id: Option<&str>) -> Value {
+pub(crate) fn dotdigital(id: Option<&str>) -> Value {
     let mut config = json!({
         "type_id": "dotdigital",
         "authentication": {"url": "http://127.0.0.1:9", "username": "apiuser-1@apiconnector.com", "password": PASSWORD},
@@ -282,7 +287,7 @@ async fn admin_endpoints_need_the_token_and_health_does_not() {
     assert_eq!(ready["connectors"], json!(["dotdigital"]));
 }
 
-fn event(id: &str, at: &str, user: &str, consents: Value, metadata: Value) -> String {
+pub(crate) fn event(id: &str, at: &str, user: &str, consents: Value, metadata: Value) -> String {
     json!({
         "id": id,
         "created_at": at,
@@ -296,7 +301,7 @@ fn event(id: &str, at: &str, user: &str, consents: Value, metadata: Value) -> St
 impl Server {
     /// Polls `GET {path}` (a list) every 50 ms until it holds `count` items,
     /// for at most 20 s.
-    async fn wait_for_list(&self, path: &str, count: usize) -> Value {
+    pub(crate) async fn wait_for_list(&self, path: &str, count: usize) -> Value {
         for _ in 0..400 {
             let (_, list) = self.send(reqwest::Method::GET, path, None).await;
             if list.as_array().is_some_and(|l| l.len() >= count) {
@@ -309,7 +314,7 @@ impl Server {
 }
 
 /// Polls `check` every 50 ms for up to 20 s.
-async fn eventually(what: &str, check: impl Fn() -> bool) {
+pub(crate) async fn eventually(what: &str, check: impl Fn() -> bool) {
     for _ in 0..400 {
         if check() {
             return;

@@ -15,9 +15,12 @@
 //!   path joined with `_`, lists keyed by id (`consents_purposes_<id>_enabled`,
 //!   `metadata_<key>`, …). Ids may contain `_`, so a single name is resolved by
 //!   walking the state, never by splitting it.
+//! - [`inbound`] turns a change a destination reports (a webhook) into an
+//!   event, so it merges like any other.
 
 pub mod event;
 pub mod flatten;
+pub mod inbound;
 pub mod state;
 
 pub use event::{
@@ -25,4 +28,5 @@ pub use event::{
     PurposeChange, TimestampError, Vendors, parse_batch, parse_body, parse_rfc3339,
 };
 pub use flatten::{PropertyValue, flatten, resolve};
+pub use inbound::{InboundError, event_for_update};
 pub use state::{ApplyResult, ChannelState, PurposeState, SkipReason, Stamped, UserState};

@@ -84,7 +84,12 @@ fn bearer_matches(request: &Request, expected: &str) -> bool {
     else {
         return false;
     };
-    // Compare in time independent of where the first difference is.
+    same_secret(given, expected)
+}
+
+/// Compares a presented secret in time independent of where the first
+/// difference is.
+pub(super) fn same_secret(given: &str, expected: &str) -> bool {
     given.len() == expected.len()
         && given
             .bytes()

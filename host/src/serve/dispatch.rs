@@ -237,7 +237,7 @@ impl Batch {
             http_statuses: http_statuses.to_vec(),
             duration_ms,
             attempt: claim.attempts + 1,
-            origin: None,
+            origin: claim.origin.clone(),
         };
         match self
             .app

@@ -172,6 +172,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(prometheus))
         .merge(admin)
         .merge(ingest)
+        // Authenticated by each integration's shared secret, not a bearer token.
+        .merge(api::webhooks::routes())
         .layer(DefaultBodyLimit::max(app.config.server.max_body_bytes))
         .with_state(app)
 }

@@ -127,6 +127,8 @@ pub struct Claim {
     pub attempts: u32,
     pub lease_owner: String,
     pub lease_until_ms: i64,
+    /// The integration the newest change came from (an inbound webhook), if any.
+    pub origin: Option<String>,
 }
 
 /// How a claimed delivery ended.

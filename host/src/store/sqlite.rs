@@ -11,7 +11,7 @@
 //!   [`UserState`] as JSON text; `version` repeats `state.version` for queries.
 //! - `outbox(integration_id, organization_user_id, wanted_version, acked_version,
 //!   attempts, next_attempt_at_ms, lease_owner, lease_until_ms, last_error,
-//!   updated_at_ms)`, primary key `(integration_id, organization_user_id)`: one
+//!   updated_at_ms, origin)`, primary key `(integration_id, organization_user_id)`: one
 //!   row per pair, work is left while `wanted_version > acked_version`; indexed
 //!   on `(integration_id, next_attempt_at_ms)` for claiming. Rows reference
 //!   `integrations` (`ON DELETE CASCADE`).
@@ -128,6 +128,11 @@ const MIGRATIONS: &[&str] = &[
         origin               TEXT
     ) STRICT;
     CREATE INDEX audit_by_user ON audit (organization_user_id, id);
+    "#,
+    // 2: the integration the newest change of a pending delivery came from
+    // (an inbound webhook), copied into the audit row of its attempts.
+    r#"
+    ALTER TABLE outbox ADD COLUMN origin TEXT;
     "#,
 ];
 
@@ -429,14 +434,16 @@ fn enqueue(
     organization_user_id: &str,
     version: u64,
     now_ms: i64,
+    origin: Option<&str>,
 ) -> Result<()> {
     // In SET, every column reference reads the row as it was before the update.
     tx.prepare_cached(
         "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
-             acked_version, attempts, next_attempt_at_ms, updated_at_ms)
-         VALUES (?1, ?2, ?3, 0, 0, ?4, ?4)
+             acked_version, attempts, next_attempt_at_ms, updated_at_ms, origin)
+         VALUES (?1, ?2, ?3, 0, 0, ?4, ?4, ?5)
          ON CONFLICT (integration_id, organization_user_id) DO UPDATE SET
              wanted_version = excluded.wanted_version,
+             origin = excluded.origin,
              attempts = CASE WHEN acked_version >= wanted_version THEN 0 ELSE attempts END,
              last_error = CASE WHEN acked_version >= wanted_version THEN NULL ELSE last_error END,
              next_attempt_at_ms = CASE WHEN acked_version >= wanted_version
@@ -448,7 +455,8 @@ fn enqueue(
         integration_id,
         organization_user_id,
         sql_int(version)?,
-        now_ms
+        now_ms,
+        origin
     ])?;
     Ok(())
 }
@@ -599,6 +607,7 @@ fn ingest_transaction(
             &event.organization_user_id,
             version,
             event.received_at_ms,
+            event.origin.as_deref(),
         )?;
         enqueued.push(integration_id.clone());
     }
@@ -728,9 +737,9 @@ impl Store for SqliteStore {
         let owner = owner.to_owned();
         self.transaction("claim_due", true, move |tx| {
             let lease_until_ms = now_ms.saturating_add(lease_ms);
-            let due: Vec<(String, u64, u32)> = tx
+            let due: Vec<(String, u64, u32, Option<String>)> = tx
                 .prepare_cached(
-                    "SELECT organization_user_id, wanted_version, attempts FROM outbox
+                    "SELECT organization_user_id, wanted_version, attempts, origin FROM outbox
                      WHERE integration_id = ?1
                        AND wanted_version > acked_version
                        AND next_attempt_at_ms <= ?2
@@ -739,7 +748,7 @@ impl Store for SqliteStore {
                      LIMIT ?3",
                 )?
                 .query_map(params![integration_id, now_ms, limit], |row| {
-                    Ok((row.get(0)?, u64_column(row, 1)?, row.get(2)?))
+                    Ok((row.get(0)?, u64_column(row, 1)?, row.get(2)?, row.get(3)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let mut lease = tx.prepare_cached(
@@ -747,7 +756,7 @@ impl Store for SqliteStore {
                  WHERE integration_id = ?1 AND organization_user_id = ?2",
             )?;
             let mut claims = Vec::with_capacity(due.len());
-            for (organization_user_id, version, attempts) in due {
+            for (organization_user_id, version, attempts, origin) in due {
                 lease.execute(params![
                     integration_id,
                     organization_user_id,
@@ -762,6 +771,7 @@ impl Store for SqliteStore {
                     attempts,
                     lease_owner: owner.clone(),
                     lease_until_ms,
+                    origin,
                 });
             }
             Ok(claims)

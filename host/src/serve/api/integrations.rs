@@ -148,12 +148,13 @@ async fn checked(
             list_or_none(&app.connectors.type_ids())
         )));
     };
-    let problems = connector.validate(&config).await.map_err(|e| {
+    let mut problems = connector.validate(&config).await.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             format!("the {} connector could not validate: {e}", record.type_id),
         )
     })?;
+    problems.extend(super::webhooks::problems(&config, connector.info()));
     if !problems.is_empty() {
         let listed: Vec<Json_> = problems
             .iter()

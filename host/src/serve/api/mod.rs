@@ -4,3 +4,4 @@ pub mod deliveries;
 pub mod error;
 pub mod events;
 pub mod integrations;
+pub mod webhooks;

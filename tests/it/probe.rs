@@ -344,6 +344,38 @@ async fn compiled_once_then_loaded_from_the_artifact_cache() {
     assert_eq!(first.info(), again.info());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_of_one_component_at_once_share_the_cache_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = prefsync::runtime::Runtime::new(prefsync::runtime::RuntimeOptions {
+        artifact_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap();
+    // Nothing cached yet: all four compile and write the same artifact.
+    let loads: Vec<_> = (0..4)
+        .map(|_| {
+            let runtime = runtime.clone();
+            tokio::spawn(async move { runtime.load_file(guests::PROBE.as_ref()).await })
+        })
+        .collect();
+    for load in loads {
+        load.await.unwrap().expect("every concurrent load succeeds");
+    }
+    let files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one artifact, no temporary files left: {files:?}"
+    );
+    assert!(files[0].ends_with(".cwasm"));
+    let cached = runtime.load_file(guests::PROBE.as_ref()).await.unwrap();
+    assert_eq!(cached.source(), prefsync::runtime::Source::Cached);
+}
+
 #[tokio::test]
 async fn calls_per_integration_stay_within_the_declared_concurrency() {
     let mock = Dotdigital::start("u", "p", &[]).await.unwrap();

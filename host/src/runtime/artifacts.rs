@@ -67,13 +67,31 @@ impl ArtifactCache {
             }
         }
         let artifact = engine.precompile_component(bytes)?;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating artifact cache {}", dir.display()))?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &artifact).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
+        // The cache only saves time: failing to write it is not failing to load.
+        if let Err(error) = store_atomically(dir, &path, &artifact) {
+            tracing::warn!(path = %path.display(), error = %format!("{error:#}"), "could not cache a precompiled artifact");
+        }
         // SAFETY: produced just above by this engine.
         let component = unsafe { Component::deserialize(engine, &artifact)? };
         Ok((component, Source::Compiled))
     }
+}
+
+/// Writes `artifact` to a file of its own, then renames it into place, so a
+/// reader never sees half a file. Loads of one component may run at once
+/// (in this process or another): each writes its own temporary file.
+fn store_atomically(dir: &Path, path: &Path, artifact: &[u8]) -> Result<()> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating artifact cache {}", dir.display()))?;
+    let tmp = path.with_extension(format!(
+        "tmp{}-{}",
+        std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&tmp, artifact).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("renaming {}", tmp.display())
+    })
 }

@@ -1,4 +1,4 @@
-//! `prefsync plugin inspect`, run as the real binary.
+//! `prefsync plugin inspect` and `prefsync plugin test`, run as the real binary.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -76,5 +76,151 @@ fn inspect_refuses_what_is_not_a_connector_in_one_line() {
     assert!(
         line.contains("cannot read /nonexistent/connector.wasm"),
         "{line}"
+    );
+}
+
+/// Runs `prefsync plugin test <args>` off the async threads: (success, stdout, stderr).
+async fn plugin_test(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(prefsync_bin())
+            .args(["plugin", "test"])
+            .args(&args)
+            .output()
+            .expect("running prefsync");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+fn path_arg(path: PathBuf) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test]
+async fn plugin_test_delivers_records_and_reports_each_outcome() {
+    use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
+    let mock = Dotdigital::start(
+        "cli-user",
+        "cli-Secret-pw",
+        &[("NEWSLETTER", FieldType::Boolean)],
+    )
+    .await
+    .unwrap();
+    let config = scratch(
+        "cli-dotdigital.json",
+        serde_json::json!({
+            "type_id": "dotdigital",
+            "authentication": {"url": mock.url(), "username": "cli-user", "password": "cli-Secret-pw"},
+            "mappings": [{"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"}],
+            "upsert_mode": true
+        })
+        .to_string()
+        .as_bytes(),
+    );
+    let record = scratch(
+        "cli-record.json",
+        br#"{"organization_user_id": "cli@example.com", "consents_purposes_newsletter_enabled": true}"#,
+    );
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            guests::DOTDIGITAL.to_string(),
+            "--config".into(),
+            path_arg(config.clone()),
+            "--record".into(),
+            path_arg(record.clone()),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    // Without the operator options the loopback mock is out of reach.
+    let (ok, stdout, stderr) = plugin_test(args(&[])).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("cli@example.com: failed (permanent)"),
+        "{stdout}"
+    );
+    assert!(mock.state.requests().is_empty());
+
+    let (ok, stdout, stderr) = plugin_test(args(&["--allow-loopback", "--allow-http"])).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("cli@example.com: delivered (created)  [http [201]"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("cli-Secret-pw") && !stderr.contains("cli-Secret-pw"));
+    assert_eq!(
+        mock.state.contact("cli@example.com").unwrap().data_fields["NEWSLETTER"],
+        serde_json::json!(true)
+    );
+
+    // A config the connector refuses: every problem listed, non-zero exit.
+    let bad = scratch(
+        "cli-bad.json",
+        br#"{"type_id": "dotdigital", "authentication": {"url": "ftp://x"}, "mappings": []}"#,
+    );
+    let (ok, _, stderr) = plugin_test(vec![
+        guests::DOTDIGITAL.to_string(),
+        "--config".into(),
+        path_arg(bad),
+        "--record".into(),
+        path_arg(record.clone()),
+    ])
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("is not a valid config"), "{stderr}");
+    assert!(stderr.contains("authentication.username"), "{stderr}");
+}
+
+#[tokio::test]
+async fn plugin_test_reads_webhooks_with_a_connector_that_can() {
+    let config = scratch("cli-probe.json", br#"{"mode": "noop"}"#);
+    let good = scratch(
+        "cli-webhook.json",
+        br#"{"updates": [{"user": "ann", "set": {"consents_purposes_newsletter_enabled": false}}], "ignored": ["`Promo` is not mapped"]}"#,
+    );
+    let refused = scratch("cli-webhook-refused.json", br#"{"refuse": "no eventType"}"#);
+    let (ok, stdout, stderr) = plugin_test(vec![
+        guests::PROBE.to_string(),
+        "--config".into(),
+        path_arg(config.clone()),
+        "--webhook".into(),
+        path_arg(good.clone()),
+        "--webhook".into(),
+        path_arg(refused),
+    ])
+    .await;
+    assert!(ok, "{stderr}");
+    for expected in [
+        "cli-webhook.json: 1 update(s)",
+        "  ann: consents_purposes_newsletter_enabled = false",
+        "  ignored: `Promo` is not mapped",
+        "cli-webhook-refused.json: refused (400): no eventType",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected} missing from:\n{stdout}"
+        );
+    }
+    // Dotdigital does not read webhooks: said plainly.
+    let (ok, _, stderr) = plugin_test(vec![
+        guests::DOTDIGITAL.to_string(),
+        "--config".into(),
+        path_arg(scratch(
+            "cli-dd-minimal.json",
+            br#"{"type_id": "dotdigital", "authentication": {"url": "https://r1-api.dotdigital.com", "username": "u", "password": "p"}, "mappings": [{"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"}]}"#,
+        )),
+        "--webhook".into(),
+        path_arg(good),
+    ])
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("connector `dotdigital` does not read webhooks"),
+        "{stderr}"
     );
 }

@@ -8,8 +8,8 @@ use serde_json::Value as Json;
 
 use crate::egress::EgressOptions;
 use crate::runtime::{
-    ConnectorInfo, ConsentRecord, DeliveredKind, Outcome, Property, RecordMetadata, Runtime,
-    RuntimeOptions, Value,
+    ConnectorInfo, ConsentRecord, DeliveredKind, InboundRequest, Outcome, Property, ReceiveError,
+    RecordMetadata, Runtime, RuntimeOptions, Value,
 };
 
 #[derive(Debug, Subcommand)]
@@ -24,7 +24,8 @@ pub enum PluginCommand {
         json: bool,
     },
     /// Validate an integration config with a connector, then deliver records
-    /// through it in the real sandbox, and print each outcome.
+    /// through it in the real sandbox and print each outcome; or hand it
+    /// webhook bodies and print the consent updates it reads from them.
     Test(TestArgs),
 }
 
@@ -37,8 +38,12 @@ pub struct TestArgs {
     config: PathBuf,
     /// A record: a JSON object of flattened properties, keyed by
     /// `organization_user_id` (repeat for several records).
-    #[arg(long = "record", required = true)]
+    #[arg(long = "record", required_unless_present = "webhooks")]
     records: Vec<PathBuf>,
+    /// A webhook body the destination would send, for a connector that reads
+    /// webhooks (repeat for several).
+    #[arg(long = "webhook")]
+    webhooks: Vec<PathBuf>,
     /// Let the connector reach loopback addresses (local mocks).
     #[arg(long)]
     allow_loopback: bool,
@@ -116,7 +121,42 @@ async fn test(args: TestArgs) -> Result<()> {
             report.peak_memory_bytes / 1024
         );
     }
+    for path in &args.webhooks {
+        let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let request = InboundRequest {
+            headers: vec![("content-type".into(), "application/json".into())],
+            body,
+        };
+        let name = path.display();
+        match connector.receive(&integration, request).await {
+            Ok(receipt) => {
+                println!("{name}: {} update(s)", receipt.updates.len());
+                for update in &receipt.updates {
+                    let set: Vec<String> = update
+                        .properties
+                        .iter()
+                        .map(|p| format!("{} = {}", p.name, describe_value(&p.value)))
+                        .collect();
+                    println!("  {}: {}", update.organization_user_id, set.join(", "));
+                }
+                for why in &receipt.ignored {
+                    println!("  ignored: {why}");
+                }
+            }
+            Err(ReceiveError::Refused(why)) => println!("{name}: refused (400): {why}"),
+            Err(error) => bail!("{name}: {error}"),
+        }
+    }
     Ok(())
+}
+
+fn describe_value(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Text(t) => format!("{t:?}"),
+    }
 }
 
 fn describe_outcome(outcome: &Outcome) -> String {

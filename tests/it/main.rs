@@ -1,6 +1,7 @@
 //! prefsync's integration tests: real components, built from source by
 //! `build.rs`, in the real runtime, against mock destinations on loopback.
 
+mod actito;
 mod cli;
 mod contract;
 mod crash;

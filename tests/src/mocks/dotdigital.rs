@@ -8,7 +8,6 @@
 //! publicly; the ones used here follow the documented `contacts:…` pattern.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Map, Value as Json, json};
 
-use super::{MockServer, RecordedRequest, serve};
+use super::{ConcurrencyGauge, InFlight, MockServer, RecordedRequest, percent_decode, serve};
 
 /// A data field's type, as `GET /v2/data-fields` lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,29 +75,6 @@ struct Inner {
 pub struct Dotdigital {
     inner: Arc<Mutex<Inner>>,
     concurrency: Arc<ConcurrencyGauge>,
-}
-
-/// Requests being answered now, and the most at once.
-#[derive(Debug, Default)]
-struct ConcurrencyGauge {
-    now: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-struct InFlight<'a>(&'a ConcurrencyGauge);
-
-impl<'a> InFlight<'a> {
-    fn enter(gauge: &'a ConcurrencyGauge) -> Self {
-        let now = gauge.now.fetch_add(1, Ordering::SeqCst) + 1;
-        gauge.peak.fetch_max(now, Ordering::SeqCst);
-        InFlight(gauge)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.now.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 impl Dotdigital {
@@ -190,7 +166,7 @@ impl Dotdigital {
 
     /// The most requests the mock was answering at the same time.
     pub fn peak_concurrency(&self) -> usize {
-        self.concurrency.peak.load(Ordering::SeqCst)
+        self.concurrency.peak()
     }
 
     /// Every request received, in order.
@@ -265,16 +241,12 @@ async fn handle_request(
     let body_json: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
     let fault = {
         let mut inner = mock.lock();
-        inner.requests.push(RecordedRequest {
-            method: method.to_string(),
-            path: uri.path().to_string(),
-            query: uri.query().map(str::to_string),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-                .collect(),
-            body: body_json.clone(),
-        });
+        inner.requests.push(RecordedRequest::new(
+            &method,
+            &uri,
+            &headers,
+            body_json.clone(),
+        ));
         if uri.path().starts_with("/contacts/") {
             inner.outage.clone().or_else(|| inner.faults.pop_front())
         } else {
@@ -474,28 +446,4 @@ fn contact_json(contact: &Contact) -> Json {
         "dataFields": contact.data_fields,
         "channelProperties": {"email": {"status": "subscribed"}},
     })
-}
-
-fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match bytes.get(i..i + 3) {
-            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(h, l)| h * 16 + l),
-            _ => None,
-        };
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -1,9 +1,13 @@
 //! In-process mock destinations that answer as the vendors document. Each
 //! listens on `127.0.0.1:0` and records every request it gets.
 
+pub mod actito;
 pub mod dotdigital;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::http::{HeaderMap, Method, Uri};
 
 /// One request as the mock saw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +19,82 @@ pub struct RecordedRequest {
     /// Headers, lower-case names; `authorization` is kept so tests can check it.
     pub headers: Vec<(String, String)>,
     pub body: serde_json::Value,
+}
+
+impl RecordedRequest {
+    pub fn new(method: &Method, uri: &Uri, headers: &HeaderMap, body: serde_json::Value) -> Self {
+        RecordedRequest {
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            query: uri.query().map(str::to_string),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+            body,
+        }
+    }
+}
+
+/// Requests being answered now, and the most at once.
+#[derive(Debug, Default)]
+pub struct ConcurrencyGauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl ConcurrencyGauge {
+    /// The most requests answered at once so far.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+/// One request being answered; counted until dropped.
+pub struct InFlight<'a>(&'a ConcurrencyGauge);
+
+impl<'a> InFlight<'a> {
+    /// Counts a request in; `.now()` tells how many are in flight with it.
+    pub fn enter(gauge: &'a ConcurrencyGauge) -> Self {
+        let now = gauge.now.fetch_add(1, Ordering::SeqCst) + 1;
+        gauge.peak.fetch_max(now, Ordering::SeqCst);
+        InFlight(gauge)
+    }
+
+    pub fn now(&self) -> usize {
+        self.0.now.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Decodes `%XX` escapes of a URL path segment.
+pub fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(h, l)| h * 16 + l),
+            _ => None,
+        };
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A mock listening on loopback; stopped when dropped.

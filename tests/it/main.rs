@@ -9,6 +9,7 @@ mod dotdigital;
 mod other_world;
 mod pipeline;
 mod probe;
+mod selligent;
 mod serve;
 mod webhooks;
 

@@ -492,6 +492,44 @@ async fn webhooks_reach_dotdigital_not_actito_and_the_echo_stops() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+    // Malformed JSON: refused, nothing applied; a profile prefsync does not know: ignored.
+    let post = |body: String| {
+        server
+            .client()
+            .post(format!("{}/v1/webhooks/act", server.url))
+            .header("X-Authorization", SECRET)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let response = post("{\"eventType\": \"UPDATE\", \"data\": {".into())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the body is not the JSON expected"),
+        "{error}"
+    );
+    let stranger = json!({"id": "wh-x", "eventType": "UPDATED_SUBSCRIPTION",
+        "data": {"email": "stranger@example.com", "subscriptions": [{"name": "Newsletter", "subscribe": "true"}]}});
+    let response = post(stranger.to_string()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["applied"], 0);
+    assert_eq!(
+        answer["ignored"],
+        json!(["user `stranger@example.com` is not known"])
+    );
+    settle().await;
+    assert_eq!(
+        dd_mock.state.requests_with("PATCH").len(),
+        2,
+        "nothing more reached Dotdigital"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod pipeline;
 mod probe;
 mod selligent;
 mod serve;
+mod webhook;
 mod webhooks;
 
 // Every guest that build.rs builds must have a test module of its name.

@@ -3,6 +3,7 @@
 
 pub mod actito;
 pub mod dotdigital;
+pub mod receiver;
 pub mod selligent;
 
 use std::net::SocketAddr;

@@ -1,0 +1,173 @@
+//! The generic webhook connector end to end through `prefsync serve`: a
+//! receiver on loopback checks every signature with an HMAC implementation
+//! of its own (the `hmac` crate), the retry classification follows the
+//! config, and the signing secret is never shown or logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use prefsync_tests::guests;
+use prefsync_tests::mocks::MockServer;
+use prefsync_tests::mocks::receiver::Receiver;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::serve::{Server, event};
+
+const SECRET: &str = "whsec-test-0123456789abcdef";
+
+/// A receiver that accepts only bodies signed with `secret`.
+async fn receiver(secret: &'static str) -> MockServer<Receiver> {
+    Receiver::start(Some(Arc::new(move |headers, body| {
+        let Some(given) = headers
+            .get("x-prefsync-signature")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("sha256="))
+            .and_then(|hex| hex::decode(hex).ok())
+        else {
+            return false;
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        mac.verify_slice(&given).is_ok()
+    })))
+    .await
+    .unwrap()
+}
+
+fn integration(id: &str, url: &str, retry_on: Option<Value>) -> Value {
+    let mut config = json!({
+        "id": id,
+        "type_id": "webhook",
+        "authentication": {"signing_secret": SECRET},
+        "properties": {"url": url, "headers": {"X-Tenant": "acme"}},
+        "mappings": [{"id": "newsletter", "value": "consents_purposes_newsletter_enabled"}],
+        "retry": {"max_retries": 3, "initial_backoff_ms": 50, "multiplier": 1.0, "max_backoff_ms": 50, "jitter": 0.0}
+    });
+    if let Some(retry_on) = retry_on {
+        config["properties"]["retry_on"] = retry_on;
+    }
+    config
+}
+
+impl Server {
+    async fn post_newsletter(&self, id: &str, user: &str, on: bool) {
+        let body = event(
+            id,
+            "2026-11-23T10:00:00Z",
+            user,
+            json!({"purposes": [{"id": "newsletter", "enabled": on}]}),
+            json!({}),
+        );
+        let (status, answer) = self.send(Method::POST, "/v1/events", Some(&body)).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+
+    async fn outcomes_of(&self, user: &str, count: usize) -> Vec<String> {
+        for _ in 0..400 {
+            let (_, history) = self
+                .send(Method::GET, &format!("/v1/users/{user}/history"), None)
+                .await;
+            let outcomes: Vec<String> = history["attempts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| a["outcome"].as_str().unwrap().to_string())
+                .collect();
+            if outcomes.len() >= count {
+                return outcomes;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{user} never had {count} attempts");
+    }
+}
+
+#[tokio::test]
+async fn signed_deliveries_reach_the_receiver_and_failures_follow_the_config() {
+    let good = receiver(SECRET).await;
+    let server = Server::try_start("", |dir| {
+        std::fs::copy(guests::WEBHOOK, dir.join("plugins").join("webhook.wasm")).unwrap();
+        String::new()
+    })
+    .unwrap();
+    // Only 409 is retried by this receiver's contract; anything else non-2xx is final.
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/integrations",
+            Some(&integration("hook", &good.url(), Some(json!([409]))).to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(!body.to_string().contains(SECRET), "{body}");
+
+    server.post_newsletter("e1", "ann@example.com", true).await;
+    assert_eq!(
+        server.outcomes_of("ann@example.com", 1).await,
+        ["delivered:updated"]
+    );
+    let accepted = good.state.accepted();
+    assert_eq!(accepted[0]["organization_user_id"], "ann@example.com");
+    assert_eq!(accepted[0]["properties"], json!({"newsletter": true}));
+    assert_eq!(good.state.bad_signatures(), 0);
+    let request = &good.state.requests()[0];
+    assert!(
+        request
+            .headers
+            .contains(&("x-tenant".into(), "acme".into()))
+    );
+
+    // 409 twice, then accepted: retried per the config.
+    good.state.push_statuses([409, 409]);
+    server.post_newsletter("e2", "bob@example.com", true).await;
+    assert_eq!(
+        server.outcomes_of("bob@example.com", 3).await,
+        ["failed:retryable", "failed:retryable", "delivered:updated"]
+    );
+    // A 503 is not in `retry_on`: a dead letter at once.
+    good.state.push_statuses([503]);
+    server
+        .post_newsletter("e3", "carol@example.com", true)
+        .await;
+    assert_eq!(
+        server.outcomes_of("carol@example.com", 1).await,
+        ["failed:permanent"]
+    );
+    let dead = server
+        .wait_for_list("/v1/dead-letters?integration=hook", 1)
+        .await;
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP 503"),
+        "{dead}"
+    );
+
+    // A receiver holding another secret refuses the signature.
+    let other = receiver("another-secret-0123456789").await;
+    let (status, _) = server
+        .send(
+            Method::PUT,
+            "/v1/integrations/hook",
+            Some(&integration("hook", &other.url(), None).to_string()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    server.post_newsletter("e4", "dan@example.com", true).await;
+    assert_eq!(
+        server.outcomes_of("dan@example.com", 1).await,
+        ["failed:permanent"]
+    );
+    assert_eq!(other.state.bad_signatures(), 1);
+
+    let (clean, log) = server.terminate();
+    assert!(clean);
+    assert!(
+        !log.contains(SECRET),
+        "the signing secret stays out of the log"
+    );
+}

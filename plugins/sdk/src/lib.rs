@@ -41,8 +41,8 @@ pub mod __wit;
 /// `export!(MyConnector, inbound)` also exports the optional `inbound`
 /// interface (the connector implements [`Inbound`]); that form needs the
 /// companion crate `prefsync-sdk-inbound` as a dependency, which carries the
-/// bindings of the `bidirectional` world, so connectors without it never
-/// declare that interface.
+/// bindings of the `webhook-receiver` world (just `inbound`), so connectors
+/// without it never declare that interface.
 #[macro_export]
 macro_rules! export {
     ($connector:ty, inbound) => {

@@ -3,8 +3,6 @@
 //! every result code and transport failure ending as the right retry or
 //! dead letter, and the encryption key never shown or logged.
 
-use std::time::Duration;
-
 use prefsync_tests::guests;
 use prefsync_tests::mocks::MockServer;
 use prefsync_tests::mocks::selligent::{Fault, Selligent};
@@ -57,29 +55,9 @@ fn integration(mock: &MockServer<Selligent>, id: &str, gate: &str) -> Value {
 }
 
 impl Server {
-    async fn attempts_of(&self, user: &str) -> Vec<Value> {
-        let (_, history) = self
-            .send(Method::GET, &format!("/v1/users/{user}/history"), None)
-            .await;
-        history["attempts"].as_array().cloned().unwrap_or_default()
-    }
-
     /// Polls until `user` has `count` attempts; returns their outcomes.
     async fn settled_outcomes(&self, user: &str, count: usize) -> Vec<String> {
-        for _ in 0..400 {
-            let attempts = self.attempts_of(user).await;
-            if attempts.len() >= count {
-                return attempts
-                    .iter()
-                    .map(|a| a["outcome"].as_str().unwrap().to_string())
-                    .collect();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "{user} never had {count} attempts: {:?}",
-            self.attempts_of(user).await
-        );
+        self.wait_outcomes(user, None, |o| o.len() >= count).await
     }
 
     async fn newsletter(&self, id: &str, at: &str, user: &str, on: bool, metadata: Value) {

@@ -311,6 +311,53 @@ impl Server {
         }
         panic!("timed out waiting for {count} items at {path}");
     }
+
+    /// `user`'s audit rows from its history, of one integration or all.
+    pub(crate) async fn attempts(&self, user: &str, integration: Option<&str>) -> Vec<Value> {
+        let (_, history) = self
+            .send(
+                reqwest::Method::GET,
+                &format!("/v1/users/{user}/history"),
+                None,
+            )
+            .await;
+        history["attempts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| integration.is_none_or(|i| a["integration_id"] == i))
+            .cloned()
+            .collect()
+    }
+
+    /// The outcomes of `user`'s attempts, in order.
+    pub(crate) async fn outcomes(&self, user: &str, integration: Option<&str>) -> Vec<String> {
+        self.attempts(user, integration)
+            .await
+            .iter()
+            .map(|a| a["outcome"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Polls the outcomes every 50 ms, for at most 20 s, until `done` says so.
+    pub(crate) async fn wait_outcomes(
+        &self,
+        user: &str,
+        integration: Option<&str>,
+        done: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        for _ in 0..400 {
+            let outcomes = self.outcomes(user, integration).await;
+            if done(&outcomes) {
+                return outcomes;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "timed out waiting on {user}'s attempts: {:?}",
+            self.outcomes(user, integration).await
+        );
+    }
 }
 
 /// Polls `check` every 50 ms for up to 20 s.

@@ -4,7 +4,6 @@
 //! config, and the signing secret is never shown or logged.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use prefsync_tests::guests;
@@ -64,25 +63,6 @@ impl Server {
         let (status, answer) = self.send(Method::POST, "/v1/events", Some(&body)).await;
         assert_eq!(status, 202, "{answer}");
     }
-
-    async fn outcomes_of(&self, user: &str, count: usize) -> Vec<String> {
-        for _ in 0..400 {
-            let (_, history) = self
-                .send(Method::GET, &format!("/v1/users/{user}/history"), None)
-                .await;
-            let outcomes: Vec<String> = history["attempts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| a["outcome"].as_str().unwrap().to_string())
-                .collect();
-            if outcomes.len() >= count {
-                return outcomes;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{user} never had {count} attempts");
-    }
 }
 
 #[tokio::test]
@@ -106,7 +86,9 @@ async fn signed_deliveries_reach_the_receiver_and_failures_follow_the_config() {
 
     server.post_newsletter("e1", "ann@example.com", true).await;
     assert_eq!(
-        server.outcomes_of("ann@example.com", 1).await,
+        server
+            .wait_outcomes("ann@example.com", None, |o| !o.is_empty())
+            .await,
         ["delivered:updated"]
     );
     let accepted = good.state.accepted();
@@ -124,7 +106,9 @@ async fn signed_deliveries_reach_the_receiver_and_failures_follow_the_config() {
     good.state.push_statuses([409, 409]);
     server.post_newsletter("e2", "bob@example.com", true).await;
     assert_eq!(
-        server.outcomes_of("bob@example.com", 3).await,
+        server
+            .wait_outcomes("bob@example.com", None, |o| o.len() >= 3)
+            .await,
         ["failed:retryable", "failed:retryable", "delivered:updated"]
     );
     // A 503 is not in `retry_on`: a dead letter at once.
@@ -133,7 +117,9 @@ async fn signed_deliveries_reach_the_receiver_and_failures_follow_the_config() {
         .post_newsletter("e3", "carol@example.com", true)
         .await;
     assert_eq!(
-        server.outcomes_of("carol@example.com", 1).await,
+        server
+            .wait_outcomes("carol@example.com", None, |o| !o.is_empty())
+            .await,
         ["failed:permanent"]
     );
     let dead = server
@@ -159,7 +145,9 @@ async fn signed_deliveries_reach_the_receiver_and_failures_follow_the_config() {
     assert_eq!(status, 200);
     server.post_newsletter("e4", "dan@example.com", true).await;
     assert_eq!(
-        server.outcomes_of("dan@example.com", 1).await,
+        server
+            .wait_outcomes("dan@example.com", None, |o| !o.is_empty())
+            .await,
         ["failed:permanent"]
     );
     assert_eq!(other.state.bad_signatures(), 1);

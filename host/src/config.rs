@@ -99,12 +99,21 @@ pub struct PluginsConfig {
     /// Directory of `.wasm` connector components; the default is where
     /// `cargo build --release --target wasm32-wasip2` puts the workspace's.
     pub dir: PathBuf,
+    /// Upgrade from files that appear or change in `dir` while serving.
+    pub watch: bool,
+    /// How often `dir` is looked at, and canaries judged, in milliseconds.
+    pub watch_interval_ms: u64,
+    /// Largest component `POST /v1/plugins` accepts, in bytes.
+    pub max_upload_bytes: usize,
 }
 
 impl Default for PluginsConfig {
     fn default() -> Self {
         PluginsConfig {
             dir: PathBuf::from("target/wasm32-wasip2/release"),
+            watch: true,
+            watch_interval_ms: 1_000,
+            max_upload_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -203,6 +212,12 @@ impl HostConfig {
         }
         if self.server.max_body_bytes == 0 {
             return Err("server.max_body_bytes must be above 0".into());
+        }
+        if self.plugins.watch_interval_ms < 10 {
+            return Err("plugins.watch_interval_ms must be at least 10".into());
+        }
+        if self.plugins.max_upload_bytes == 0 {
+            return Err("plugins.max_upload_bytes must be above 0".into());
         }
         for (name, token) in [
             ("server.admin_token", &self.server.admin_token),

@@ -1,7 +1,10 @@
-//! The HTTP client lent to connectors: one pooled client, redirects off, a
-//! resolver that enforces the egress options, the integration's allowlist
-//! checked before anything leaves, and a cap on response size.
+//! The HTTP lent to connectors: the one hook where every request is checked
+//! against the integration's allowlist and the egress options, then handed
+//! to a [`Transport`] — the network ([`Network`]: one pooled client,
+//! redirects off, a resolver that enforces the egress options after DNS, a
+//! cap on response size) or, in `prefsync plugin test`, a cassette.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -9,36 +12,61 @@ use anyhow::Result;
 use crate::egress::{self, Allowlist, Denied, EgressOptions, PolicyResolver};
 use crate::runtime::bindings::{HttpError, Method, Request, Response};
 
-/// The shared outbound client.
-#[derive(Debug, Clone)]
+/// Where an allowed request goes.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `request` to `url` (already checked) and waits at most `timeout`.
+    async fn send(
+        &self,
+        request: Request,
+        url: url::Url,
+        timeout: Duration,
+    ) -> Result<Response, HttpError>;
+}
+
+/// The shared outbound HTTP: policy check, then the transport.
+#[derive(Clone)]
 pub struct OutboundHttp {
-    client: reqwest::Client,
     options: EgressOptions,
-    max_response_bytes: u64,
     max_timeout: Duration,
+    transport: Arc<dyn Transport>,
+}
+
+impl std::fmt::Debug for OutboundHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundHttp")
+            .field("options", &self.options)
+            .field("max_timeout", &self.max_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OutboundHttp {
+    /// Requests go to the network.
     pub fn new(
         options: EgressOptions,
         max_response_bytes: u64,
         max_timeout: Duration,
     ) -> Result<Self> {
-        let client = reqwest::Client::builder()
-            // A redirect would bypass the allowlist check of its target.
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(std::sync::Arc::new(PolicyResolver::new(options.clone())))
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("prefsync/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(OutboundHttp {
-            client,
+        let network = Network::new(options.clone(), max_response_bytes)?;
+        Ok(Self::with_transport(
             options,
-            max_response_bytes,
             max_timeout,
-        })
+            Arc::new(network),
+        ))
+    }
+
+    /// Requests the policy allows go to `transport`.
+    pub fn with_transport(
+        options: EgressOptions,
+        max_timeout: Duration,
+        transport: Arc<dyn Transport>,
+    ) -> Self {
+        OutboundHttp {
+            options,
+            max_timeout,
+            transport,
+        }
     }
 
     /// Checks `request` against the policy and sends it. A denial comes back
@@ -50,6 +78,48 @@ impl OutboundHttp {
     ) -> Result<Response, HttpError> {
         let url = egress::check_url(&request.url, allowlist, &self.options)
             .map_err(|d| HttpError::Denied(d.to_string()))?;
+        let timeout = request
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()).min(self.max_timeout))
+            .unwrap_or(self.max_timeout);
+        self.transport.send(request, url, timeout).await
+    }
+}
+
+/// The network: one pooled reqwest client whose resolver enforces the
+/// egress options on every resolved address.
+#[derive(Debug, Clone)]
+pub struct Network {
+    client: reqwest::Client,
+    max_response_bytes: u64,
+}
+
+impl Network {
+    pub fn new(options: EgressOptions, max_response_bytes: u64) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            // A redirect would bypass the allowlist check of its target.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(std::sync::Arc::new(PolicyResolver::new(options.clone())))
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("prefsync/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Network {
+            client,
+            max_response_bytes,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for Network {
+    async fn send(
+        &self,
+        request: Request,
+        url: url::Url,
+        timeout: Duration,
+    ) -> Result<Response, HttpError> {
         let method = match request.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
@@ -58,10 +128,6 @@ impl OutboundHttp {
             Method::Delete => reqwest::Method::DELETE,
             Method::Head => reqwest::Method::HEAD,
         };
-        let timeout = request
-            .timeout_ms
-            .map(|ms| Duration::from_millis(ms.into()).min(self.max_timeout))
-            .unwrap_or(self.max_timeout);
         let mut builder = self.client.request(method, url).timeout(timeout);
         for (name, value) in &request.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())

@@ -107,7 +107,8 @@ fn secret_values(config: &Json) -> Vec<String> {
     out
 }
 
-fn is_secret_name(name: &str) -> bool {
+/// Whether a field or header name says its value is a secret.
+pub fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     [
         "password",

@@ -37,7 +37,7 @@ fn inspect_shows_the_description_and_wit_version() {
     }
 }
 
-fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
+pub(crate) fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -80,7 +80,7 @@ fn inspect_refuses_what_is_not_a_connector_in_one_line() {
 }
 
 /// Runs `prefsync plugin test <args>` off the async threads: (success, stdout, stderr).
-async fn plugin_test(args: Vec<String>) -> (bool, String, String) {
+pub(crate) async fn plugin_test(args: Vec<String>) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || {
         let out = Command::new(prefsync_bin())
             .args(["plugin", "test"])
@@ -97,7 +97,7 @@ async fn plugin_test(args: Vec<String>) -> (bool, String, String) {
     .unwrap()
 }
 
-fn path_arg(path: PathBuf) -> String {
+pub(crate) fn path_arg(path: PathBuf) -> String {
     path.to_string_lossy().into_owned()
 }
 
@@ -148,10 +148,14 @@ async fn plugin_test_delivers_records_and_reports_each_outcome() {
 
     let (ok, stdout, stderr) = plugin_test(args(&["--allow-loopback", "--allow-http"])).await;
     assert!(ok, "{stderr}");
-    assert!(
-        stdout.contains("cli@example.com: delivered (created)  [http [201]"),
-        "{stdout}"
-    );
+    for expected in [
+        "cli@example.com: delivered (created)",
+        "  <- 201",
+        "of 64.00 MiB limit",
+        "ms of 2000 ms limit",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
+    }
     assert!(!stdout.contains("cli-Secret-pw") && !stderr.contains("cli-Secret-pw"));
     assert_eq!(
         mock.state.contact("cli@example.com").unwrap().data_fields["NEWSLETTER"],

@@ -2,10 +2,14 @@
 //! `build.rs`, in the real runtime, against mock destinations on loopback.
 
 mod actito;
+mod author_kit;
 mod cli;
 mod contract;
 mod crash;
 mod dotdigital;
+mod dotdigital_failing;
+mod dotdigital_strict;
+mod dotdigital_v2;
 mod other_world;
 mod pipeline;
 mod probe;

@@ -104,11 +104,17 @@ async fn a_memory_bomb_hits_the_cap() {
     };
     let connector = probe(loopback_egress(), limits).await;
     let delivery = run(&connector, json!({"mode": "memory-bomb"})).await;
-    assert_eq!(
-        delivery.error,
-        Some(CallError::MemoryLimit { limit_bytes: cap })
-    );
-    assert!(failure_message(&delivery.outcomes[0]).contains("memory limit of 33554432 bytes"));
+    let Some(CallError::MemoryLimit {
+        limit_bytes,
+        requested_bytes,
+    }) = delivery.error
+    else {
+        panic!("{:?}", delivery.error);
+    };
+    assert_eq!(limit_bytes, cap);
+    assert!(requested_bytes > cap, "{requested_bytes}");
+    let message = failure_message(&delivery.outcomes[0]);
+    assert!(message.contains("when its limit is 32.00 MiB"), "{message}");
     assert!(delivery.report.peak_memory_bytes <= cap);
     assert!(
         delivery.report.peak_memory_bytes > cap / 2,

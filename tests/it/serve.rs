@@ -13,7 +13,8 @@ pub(crate) const PASSWORD: &str = "Sup3r-Secret-Pw";
 pub(crate) struct Server {
     process: ServeProcess,
     pub(crate) url: String,
-    _dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -39,7 +40,7 @@ impl Server {
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n{server_lines}\n\
-                 [storage]\ndata_dir = {:?}\n[plugins]\ndir = {:?}\n\
+                 [storage]\ndata_dir = {:?}\n[plugins]\ndir = {:?}\nwatch_interval_ms = 100\n\
                  [egress]\nallow_loopback = true\nallow_http = true\n{}",
                 dir.path().join("data"),
                 plugins,
@@ -51,8 +52,53 @@ impl Server {
         Ok(Server {
             url: process.url.clone(),
             process,
-            _dir: dir,
+            config,
+            dir,
         })
+    }
+
+    /// The watched plugin directory.
+    pub(crate) fn plugins_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// Stops the server with SIGTERM and starts it again on the same data
+    /// and plugin directories.
+    pub(crate) fn restart(self) -> Server {
+        let Server {
+            process,
+            config,
+            dir,
+            ..
+        } = self;
+        let (clean, log) = process.terminate();
+        assert!(clean, "{log}");
+        let process = ServeProcess::start(&config).expect("prefsync serve restarted");
+        Server {
+            url: process.url.clone(),
+            process,
+            config,
+            dir,
+        }
+    }
+
+    /// `POST {path}` with raw bytes (a component).
+    pub(crate) async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .client()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Stops the server with SIGTERM: (exited cleanly, its log).

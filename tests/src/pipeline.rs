@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use prefsync::config::HostConfig;
 use prefsync::runtime::Destination;
-use prefsync::serve::{Registry, Server};
+use prefsync::serve::{Connectors, Registry, Server};
 use serde_json::json;
 
 use crate::mocks::dotdigital::{Dotdigital, FieldType};
@@ -96,7 +96,7 @@ pub async fn measure(destination: Arc<dyn Destination>, load: Load) -> Result<Me
     config.egress = loopback_egress();
     let registry = Registry::default();
     registry.insert(destination);
-    let server = Server::start(config, Arc::new(registry)).await?;
+    let server = Server::start(config, Connectors::Fixed(Arc::new(registry))).await?;
     let base = format!("http://{}", server.addr());
     let client = reqwest::Client::new();
 

@@ -30,6 +30,7 @@ pub fn runtime(egress: EgressOptions, limits: Limits) -> Runtime {
         limits,
         egress,
         artifact_dir: Some(artifact_dir()),
+        transport: None,
     })
     .expect("runtime starts")
 }

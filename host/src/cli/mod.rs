@@ -1,6 +1,8 @@
 //! The `prefsync` command line.
 
+mod cassette;
 mod plugin;
+mod scaffold;
 
 use clap::{Parser, Subcommand};
 

@@ -6,10 +6,17 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value as Json;
 
+use std::sync::Arc;
+
+use super::cassette::{Cassette, Interaction, Tape};
+use super::scaffold;
+use crate::config::HostConfig;
 use crate::egress::EgressOptions;
+use crate::outbound_http::Network;
+use crate::runtime::bindings::Level;
 use crate::runtime::{
-    ConnectorInfo, ConsentRecord, DeliveredKind, InboundRequest, Outcome, Property, ReceiveError,
-    RecordMetadata, Runtime, RuntimeOptions, Value,
+    CallError, CallReport, ConnectorInfo, ConsentRecord, DeliveredKind, InboundRequest, Limits,
+    Outcome, Property, ReceiveError, RecordMetadata, Runtime, RuntimeOptions, Value, mib,
 };
 
 #[derive(Debug, Subcommand)]
@@ -27,6 +34,9 @@ pub enum PluginCommand {
     /// through it in the real sandbox and print each outcome; or hand it
     /// webhook bodies and print the consent updates it reads from them.
     Test(TestArgs),
+    /// Create a new connector crate (outside any workspace) that builds
+    /// into a component with `cargo build --release --target wasm32-wasip2`.
+    New(scaffold::NewArgs),
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +54,25 @@ pub struct TestArgs {
     /// webhooks (repeat for several).
     #[arg(long = "webhook")]
     webhooks: Vec<PathBuf>,
+    /// A directory of HTTP cassettes, one per record file
+    /// (`<DIR>/<record stem>.json`): replay them instead of the network,
+    /// failing on any request, outcome or missing request that differs; with
+    /// `--live`, record them (secrets scrubbed).
+    #[arg(long, value_name = "DIR")]
+    cassette: Option<PathBuf>,
+    /// Use the network even with `--cassette`, and record into it.
+    #[arg(long)]
+    live: bool,
+    /// Take limits and egress options from a host config (prefsync.toml);
+    /// without it, the production defaults.
+    #[arg(long, value_name = "FILE")]
+    host_config: Option<PathBuf>,
+    /// Override the memory limit, in MiB.
+    #[arg(long, value_name = "MIB")]
+    memory_mib: Option<u64>,
+    /// Override the CPU limit per call, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    cpu_ms: Option<u64>,
     /// Let the connector reach loopback addresses (local mocks).
     #[arg(long)]
     allow_loopback: bool,
@@ -69,23 +98,48 @@ pub async fn run(command: PluginCommand) -> Result<()> {
             Ok(())
         }
         PluginCommand::Test(args) => test(args).await,
+        PluginCommand::New(args) => scaffold::create(&args),
     }
 }
 
+/// Runs `plugin test`: the connector in the production sandbox, each record
+/// delivered through a [`Tape`] that shows (and records or replays) its HTTP.
 async fn test(args: TestArgs) -> Result<()> {
+    let (mut limits, mut egress) = match &args.host_config {
+        Some(path) => {
+            let host = HostConfig::load(Some(path))?;
+            (host.limits, host.egress)
+        }
+        None => (Limits::default(), EgressOptions::default()),
+    };
+    if let Some(mib) = args.memory_mib {
+        limits.memory_bytes = mib * 1024 * 1024;
+    }
+    if let Some(ms) = args.cpu_ms {
+        limits.cpu_ms = ms;
+    }
+    egress.allow_loopback |= args.allow_loopback;
+    egress.allow_http |= args.allow_http;
+    let config = read_json(&args.config)?;
+    let replaying = args.cassette.is_some() && !args.live;
+    let tape = Arc::new(if replaying {
+        Tape::replay(&config)
+    } else {
+        Tape::live(
+            Network::new(egress.clone(), limits.response_bytes)?,
+            &config,
+        )
+    });
     let runtime = Runtime::new(RuntimeOptions {
-        egress: EgressOptions {
-            allow_loopback: args.allow_loopback,
-            allow_private: false,
-            allow_http: args.allow_http,
-        },
-        ..Default::default()
+        limits,
+        egress,
+        artifact_dir: None,
+        transport: Some(tape.clone()),
     })?;
     let connector = runtime
         .load_file(&args.file)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
-    let config = read_json(&args.config)?;
     let problems = connector.validate(&config).await?;
     if !problems.is_empty() {
         let listed: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
@@ -97,29 +151,75 @@ async fn test(args: TestArgs) -> Result<()> {
     }
     let integration = connector.integration("cli-test", &config);
     let limits = runtime.limits().clone();
+    let info = connector.info();
     println!(
-        "{} {} (WIT {}), limits: {} MiB memory, {} ms CPU, {} ms wall",
-        connector.info().type_id,
-        connector.info().version,
-        connector.info().wit_version,
-        limits.memory_bytes / (1024 * 1024),
+        "{} {} (WIT {}), limits: {} memory, {} ms CPU, {} ms wall{}",
+        info.type_id,
+        info.version,
+        info.wit_version,
+        mib(limits.memory_bytes),
         limits.cpu_ms,
-        limits.wall_ms
+        limits.wall_ms,
+        match (&args.cassette, replaying) {
+            (Some(dir), true) => format!(", replaying cassettes from {}", dir.display()),
+            (Some(dir), false) => format!(", recording cassettes into {}", dir.display()),
+            (None, _) => String::new(),
+        }
     );
+    let mut differing = Vec::new();
     for path in &args.records {
         let record = read_record(path)?;
         let key = record.key.clone();
+        let recorded = match (&args.cassette, replaying) {
+            (Some(dir), true) => Some(Cassette::read(&Cassette::path_for(dir, path))?),
+            _ => None,
+        };
+        tape.begin(recorded.as_ref());
         let delivery = connector.deliver(&integration, vec![record]).await;
-        let report = &delivery.report;
-        println!(
-            "{key}: {}  [http {:?}, {} ms, CPU < {} ms, peak memory {} KiB]",
-            describe_outcome(&delivery.outcomes[0]),
-            report.stats.http_statuses,
-            report.duration.as_millis(),
-            // CPU is counted in epoch ticks seen while guest code ran.
-            (report.stats.cpu_ticks + 1) * limits.epoch_tick_ms,
-            report.peak_memory_bytes / 1024
-        );
+        let tape_report = tape.finish();
+        let outcome = tape.scrub(&describe_outcome(&delivery.outcomes[0]));
+        println!("{key}: {outcome}");
+        print_exchanges(&tape_report.exchanges);
+        print_call(&delivery.report, &limits, delivery.error.as_ref());
+        match (&args.cassette, recorded) {
+            (Some(_), Some(recorded)) => {
+                let mut problems = tape_report.unrecorded.clone();
+                for request in &tape_report.unused {
+                    problems.push(format!(
+                        "recorded request never made: {}",
+                        request.describe()
+                    ));
+                }
+                if outcome != recorded.outcome {
+                    problems.push(format!(
+                        "outcome differs from the cassette: recorded `{}`, got `{outcome}`",
+                        recorded.outcome
+                    ));
+                }
+                if problems.is_empty() {
+                    println!(
+                        "  cassette: {} exchange(s) replayed, outcome as recorded",
+                        tape_report.exchanges.len()
+                    );
+                } else {
+                    for problem in &problems {
+                        println!("  FAIL {problem}");
+                    }
+                    differing.push(path.display().to_string());
+                }
+            }
+            (Some(dir), None) => {
+                let file = Cassette::path_for(dir, path);
+                Cassette {
+                    connector: format!("{} {}", info.type_id, info.version),
+                    outcome,
+                    interactions: tape_report.exchanges,
+                }
+                .write(&file)?;
+                println!("  recorded into {}", file.display());
+            }
+            (None, _) => {}
+        }
     }
     for path in &args.webhooks {
         let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -128,7 +228,10 @@ async fn test(args: TestArgs) -> Result<()> {
             body,
         };
         let name = path.display();
-        match connector.receive(&integration, request).await {
+        tape.begin(None);
+        let received = connector.receive(&integration, request).await;
+        print_exchanges(&tape.finish().exchanges);
+        match received {
             Ok(receipt) => {
                 println!("{name}: {} update(s)", receipt.updates.len());
                 for update in &receipt.updates {
@@ -147,7 +250,93 @@ async fn test(args: TestArgs) -> Result<()> {
             Err(error) => bail!("{name}: {error}"),
         }
     }
+    if !differing.is_empty() {
+        bail!(
+            "{} of {} record(s) differ from their cassette: {}",
+            differing.len(),
+            args.records.len(),
+            differing.join(", ")
+        );
+    }
     Ok(())
+}
+
+/// Every request and its answer, one line each plus body excerpts.
+fn print_exchanges(exchanges: &[Interaction]) {
+    for exchange in exchanges {
+        let request = &exchange.request;
+        println!("  -> {} {}", request.method, request.url);
+        if let Some(body) = &request.body {
+            println!("       {}", body.excerpt(300));
+        }
+        match (&exchange.response, &exchange.error) {
+            (Some(response), _) => {
+                println!("  <- {}", response.status);
+                if let Some(body) = &response.body {
+                    println!("       {}", body.excerpt(300));
+                }
+            }
+            (None, Some(error)) => println!(
+                "  <- error: {}",
+                serde_json::to_string(error).unwrap_or_default()
+            ),
+            (None, None) => {}
+        }
+    }
+}
+
+/// The guest's log lines, then its CPU time and peak memory against the limits.
+fn print_call(report: &CallReport, limits: &Limits, error: Option<&CallError>) {
+    for line in &report.stats.log {
+        let fields = if line.fields.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", line.fields)
+        };
+        let level = match line.level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        println!("  log {level}: {}{fields}", line.message);
+    }
+    if report.stats.log_lines_dropped > 0 {
+        println!(
+            "  log: {} more line(s) not shown",
+            report.stats.log_lines_dropped
+        );
+    }
+    // CPU is counted in epoch ticks seen while guest code ran.
+    let cpu_ms = report.stats.cpu_ticks * limits.epoch_tick_ms;
+    let cpu = match error {
+        Some(CallError::CpuLimit { .. }) => format!(
+            "CPU over its limit: {cpu_ms} ms used, limit {} ms",
+            limits.cpu_ms
+        ),
+        _ => format!(
+            "CPU < {} ms of {} ms limit",
+            cpu_ms + limits.epoch_tick_ms,
+            limits.cpu_ms
+        ),
+    };
+    let memory = match error {
+        Some(CallError::MemoryLimit {
+            requested_bytes, ..
+        }) => format!(
+            "memory over its limit: asked for {}, limit {} (peak held {})",
+            mib(*requested_bytes),
+            mib(limits.memory_bytes),
+            mib(report.peak_memory_bytes)
+        ),
+        _ => format!(
+            "peak memory {} of {} limit",
+            mib(report.peak_memory_bytes),
+            mib(limits.memory_bytes)
+        ),
+    };
+    println!("  {cpu}, {memory}, {} ms wall", report.duration.as_millis());
 }
 
 fn describe_value(value: &Value) -> String {

@@ -32,6 +32,22 @@ pub struct CallStats {
     pub denied_requests: u32,
     /// Epoch ticks spent in guest code.
     pub cpu_ticks: u64,
+    /// The guest's log lines, redacted, the first [`MAX_KEPT_LOG_LINES`].
+    pub log: Vec<GuestLogLine>,
+    /// Log lines beyond those kept.
+    pub log_lines_dropped: u32,
+}
+
+/// Log lines a call report keeps; the log itself gets every line.
+pub const MAX_KEPT_LOG_LINES: usize = 64;
+
+/// One line the guest logged, as the report keeps it (secrets redacted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestLogLine {
+    pub level: Level,
+    pub message: String,
+    /// `key=value` pairs, space-separated.
+    pub fields: String,
 }
 
 /// Store data of one call.
@@ -163,15 +179,25 @@ impl log::Host for CallState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
-        let redactor = self.integration.redactor();
+        let integration = self.integration.clone();
+        let redactor = integration.redactor();
         let message = redactor.redact(&message);
-        let record = redactor.redact(self.record_for(&fields));
+        let record = redactor.redact(self.record_for(&fields)).into_owned();
         let rendered: Vec<String> = fields
             .iter()
             .filter(|(k, _)| k != "record_key")
             .map(|(k, v)| format!("{}={}", redactor.redact(k), redactor.redact(v)))
             .collect();
         let rendered = rendered.join(" ");
+        if self.stats.log.len() < MAX_KEPT_LOG_LINES {
+            self.stats.log.push(GuestLogLine {
+                level,
+                message: message.clone().into_owned(),
+                fields: rendered.clone(),
+            });
+        } else {
+            self.stats.log_lines_dropped += 1;
+        }
         macro_rules! emit {
             ($level:expr) => {
                 tracing::event!(

@@ -73,3 +73,65 @@ impl Destination for Connector {
         Connector::receive(self, integration, request).await
     }
 }
+
+/// A destination that accepts every config and skips every record, for the
+/// host's own unit tests of what routes between destinations.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::runtime::{CallReport, Outcome};
+
+    pub struct NullDestination {
+        info: ConnectorInfo,
+    }
+
+    impl NullDestination {
+        pub fn new(type_id: &str, version: &str) -> Self {
+            NullDestination {
+                info: ConnectorInfo {
+                    type_id: type_id.into(),
+                    version: version.into(),
+                    display_name: type_id.into(),
+                    config_schema: Json::Null,
+                    default_hosts: Vec::new(),
+                    max_concurrency: 1,
+                    max_batch_size: 1,
+                    batching: false,
+                    inbound_webhooks: false,
+                    wit_version: "0.1.1".into(),
+                    content_hash: format!("{type_id}-{version}"),
+                },
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Destination for NullDestination {
+        fn info(&self) -> &ConnectorInfo {
+            &self.info
+        }
+
+        async fn validate(&self, _: &Json) -> Result<Vec<ValidationProblem>, CallError> {
+            Ok(Vec::new())
+        }
+
+        async fn deliver(
+            &self,
+            _: &Arc<IntegrationContext>,
+            batch: Vec<ConsentRecord>,
+        ) -> Delivery {
+            Delivery {
+                outcomes: batch
+                    .iter()
+                    .map(|_| Outcome::Skipped("null".into()))
+                    .collect(),
+                error: None,
+                report: CallReport {
+                    duration: std::time::Duration::ZERO,
+                    stats: Default::default(),
+                    peak_memory_bytes: 0,
+                },
+            }
+        }
+    }
+}

@@ -67,6 +67,8 @@ pub struct MemoryLimiter {
     pub peak: usize,
     /// Set when a growth was refused for the cap.
     pub refused: bool,
+    /// The total the refused growth asked for.
+    pub refused_total: usize,
 }
 
 impl MemoryLimiter {
@@ -76,6 +78,7 @@ impl MemoryLimiter {
             used: 0,
             peak: 0,
             refused: false,
+            refused_total: 0,
         }
     }
 }
@@ -90,6 +93,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         let grown = self.used - current.min(self.used) + desired;
         if grown > self.cap {
             self.refused = true;
+            self.refused_total = self.refused_total.max(grown);
             return Ok(false);
         }
         self.used = grown;
@@ -122,6 +126,7 @@ mod tests {
         assert!(l.memory_growing(0, 30, None).unwrap());
         assert!(!l.memory_growing(30, 50, None).unwrap());
         assert!(l.refused);
+        assert_eq!(l.refused_total, 110);
         assert_eq!(l.peak, 90);
     }
 }

@@ -31,15 +31,17 @@ use wasmtime::{
 };
 
 use crate::egress::EgressOptions;
-use crate::outbound_http::OutboundHttp;
+use crate::outbound_http::{OutboundHttp, Transport};
 
 pub use artifacts::{ArtifactCache, Source, content_hash};
 pub use bindings::{
     ConsentRecord, ConsentUpdate, DeliveredKind, Failure, InboundRequest, Outcome, Property,
     Receipt, RecordMetadata, ValidationProblem, Value,
 };
-pub use call::CallStats;
+pub use call::{CallStats, GuestLogLine};
 pub use destination::Destination;
+#[cfg(test)]
+pub(crate) use destination::testing;
 pub use integration::IntegrationContext;
 pub use limits::Limits;
 
@@ -59,12 +61,26 @@ pub const INBOUND_INTERFACE: &str = "prefsync:connector/inbound";
 pub const SUPPORTED_WIT: &[&str] = &["0.1"];
 
 /// How the runtime is set up.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RuntimeOptions {
     pub limits: Limits,
     pub egress: EgressOptions,
     /// Directory of precompiled artifacts; `None` compiles on every load.
     pub artifact_dir: Option<PathBuf>,
+    /// Where requests the egress policy allows go; `None` is the network.
+    /// `prefsync plugin test --cassette` replays or records here.
+    pub transport: Option<Arc<dyn Transport>>,
+}
+
+impl std::fmt::Debug for RuntimeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeOptions")
+            .field("limits", &self.limits)
+            .field("egress", &self.egress)
+            .field("artifact_dir", &self.artifact_dir)
+            .field("transport", &self.transport.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 /// State shared by the runtime, its connectors and their calls.
@@ -123,8 +139,16 @@ pub enum LoadError {
 pub enum CallError {
     #[error("connector used more than its CPU budget of {limit_ms} ms")]
     CpuLimit { limit_ms: u64 },
-    #[error("connector tried to use more than its memory limit of {limit_bytes} bytes")]
-    MemoryLimit { limit_bytes: u64 },
+    #[error(
+        "connector tried to grow its memory to {} when its limit is {}",
+        mib(*requested_bytes),
+        mib(*limit_bytes)
+    )]
+    MemoryLimit {
+        limit_bytes: u64,
+        /// The total the refused growth asked for.
+        requested_bytes: u64,
+    },
     #[error("connector call took longer than {limit_ms} ms")]
     WallTimeout { limit_ms: u64 },
     #[error("connector trapped: {0}")]
@@ -143,6 +167,11 @@ pub enum ReceiveError {
     Refused(String),
     #[error(transparent)]
     Call(#[from] CallError),
+}
+
+/// Bytes as MiB with two decimals, as the limits are read.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 impl CallError {
@@ -211,11 +240,11 @@ impl Runtime {
             .map_err(anyhow::Error::from)?;
 
         let artifacts = ArtifactCache::new(&engine, options.artifact_dir);
-        let http = OutboundHttp::new(
-            options.egress,
-            limits.response_bytes,
-            Duration::from_millis(limits.request_timeout_ms),
-        )?;
+        let max_timeout = Duration::from_millis(limits.request_timeout_ms);
+        let http = match options.transport {
+            Some(transport) => OutboundHttp::with_transport(options.egress, max_timeout, transport),
+            None => OutboundHttp::new(options.egress, limits.response_bytes, max_timeout)?,
+        };
         let ticker =
             EpochTicker::start(&engine, Duration::from_millis(limits.epoch_tick_ms.max(1)));
         Ok(Runtime {
@@ -705,6 +734,7 @@ impl Connector {
             }),
             Ok(Err(_)) if state.limiter.refused => Err(CallError::MemoryLimit {
                 limit_bytes: limits.memory_bytes,
+                requested_bytes: state.limiter.refused_total as u64,
             }),
             Ok(Err(trap)) => Err(CallError::Trap(describe_trap(
                 &trap,

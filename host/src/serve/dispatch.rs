@@ -20,17 +20,36 @@ use tokio::task::JoinSet;
 
 use super::App;
 use super::api::integrations::now_ms;
+use super::canary::CanaryRun;
 use crate::pipeline::record_for;
 use crate::runtime::{DeliveredKind, Destination, IntegrationContext, Outcome};
 use crate::store::{AuditRow, Claim, Completion, IntegrationRecord};
 
-/// Per integration: its runtime context (rebuilt when the config changes)
-/// and how many claimed deliveries are in flight.
+/// Per integration: its runtime context per connector version (rebuilt when
+/// the config changes; the allowlist depends on the version's schema and
+/// default hosts) and how many claimed deliveries are in flight.
 #[derive(Default)]
 struct IntegrationSlot {
     updated_at_ms: i64,
-    context: Option<Arc<IntegrationContext>>,
+    contexts: HashMap<String, Arc<IntegrationContext>>,
     in_flight: Arc<AtomicUsize>,
+}
+
+impl IntegrationSlot {
+    fn context(
+        &mut self,
+        integration: &IntegrationRecord,
+        connector: &Arc<dyn Destination>,
+    ) -> Arc<IntegrationContext> {
+        if self.updated_at_ms != integration.updated_at_ms {
+            self.contexts.clear();
+            self.updated_at_ms = integration.updated_at_ms;
+        }
+        self.contexts
+            .entry(connector.info().content_hash.clone())
+            .or_insert_with(|| connector.integration(&integration.id, &integration.config))
+            .clone()
+    }
 }
 
 /// Runs until `shutdown` turns true, then waits for the batches in flight.
@@ -74,10 +93,6 @@ async fn tick(
             continue;
         };
         let slot = slots.entry(integration.id.clone()).or_default();
-        if slot.context.is_none() || slot.updated_at_ms != integration.updated_at_ms {
-            slot.context = Some(connector.integration(&integration.id, &integration.config));
-            slot.updated_at_ms = integration.updated_at_ms;
-        }
         let batch_size = connector.info().max_batch_size.max(1) as usize;
         let capacity = batch_size * connector.info().max_concurrency.max(1) as usize;
         let room = capacity.saturating_sub(slot.in_flight.load(Ordering::SeqCst));
@@ -91,12 +106,19 @@ async fn tick(
             .await?;
         claimed += claims.len();
         for chunk in claims.chunks(batch_size) {
+            // Picked per batch, at its start: a switch after this point
+            // leaves this batch on the version it started with.
+            let first_attempts = chunk.iter().all(|claim| claim.attempts == 0);
+            let Some(picked) = app.connectors.pick(&integration.type_id, first_attempts) else {
+                continue;
+            };
             let in_flight = slot.in_flight.clone();
             in_flight.fetch_add(chunk.len(), Ordering::SeqCst);
             let job = Batch {
                 app: app.clone(),
-                connector: connector.clone(),
-                context: slot.context.clone().expect("set above"),
+                context: slot.context(&integration, &picked.destination),
+                connector: picked.destination,
+                canary: picked.canary.map(|run| (run, picked.is_candidate)),
                 integration: integration.clone(),
                 claims: chunk.to_vec(),
             };
@@ -113,6 +135,9 @@ async fn tick(
 struct Batch {
     app: Arc<App>,
     connector: Arc<dyn Destination>,
+    /// The canary running for the connector type, and whether `connector`
+    /// is its candidate: outcomes are counted on it.
+    canary: Option<(Arc<CanaryRun>, bool)>,
     context: Arc<IntegrationContext>,
     integration: IntegrationRecord,
     claims: Vec<Claim>,
@@ -163,8 +188,36 @@ impl Batch {
             .get("retry")
             .and_then(|r| super::api::integrations::retry_policy_of(r).ok())
             .unwrap_or_else(|| self.app.config.retry.clone());
+        let on_candidate = self
+            .canary
+            .as_ref()
+            .is_some_and(|(_, candidate)| *candidate);
+        if let Some((run, candidate)) = &self.canary {
+            let permanent = delivery
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Failed(f) if !f.retryable))
+                .count();
+            run.record(*candidate, delivery.outcomes.len() as u64, permanent as u64);
+        }
         for ((claim, version), outcome) in claims.into_iter().zip(delivery.outcomes) {
             let (completion, label, detail) = match outcome {
+                // The canary's candidate is on trial: what it cannot deliver
+                // is retried on the version it is compared with, never
+                // dead-lettered for it.
+                Outcome::Failed(failure) if on_candidate && !failure.retryable => {
+                    let delay = policy
+                        .next_delay(claim.attempts + 1, None, jitter_unit())
+                        .unwrap_or(std::time::Duration::from_secs(1));
+                    (
+                        Completion::Retry {
+                            next_attempt_at_ms: now_ms() + delay.as_millis() as i64,
+                            error: failure.message.clone(),
+                        },
+                        "failed:canary",
+                        failure.message,
+                    )
+                }
                 Outcome::Delivered(kind) => {
                     (Completion::Acked, delivered_label(kind), String::new())
                 }
@@ -239,10 +292,17 @@ impl Batch {
             attempt: claim.attempts + 1,
             origin: claim.origin.clone(),
         };
+        // What was sent is the state loaded after the claim, which may be
+        // newer than the version claimed: acknowledging that version keeps
+        // the same state from being sent twice.
+        let sent = Claim {
+            version: claim.version.max(state_version),
+            ..claim.clone()
+        };
         match self
             .app
             .store
-            .complete(claim, &completion, &audit, now_ms())
+            .complete(&sent, &completion, &audit, now_ms())
             .await
         {
             Ok(true) => {

@@ -1,13 +1,16 @@
 //! `prefsync serve`: the HTTP API over the store and the loaded connectors.
 //!
-//! [`run`] is the command: connectors from the plugin directory, until a
-//! signal. [`Server`] is the same server started in-process with any
-//! [`Registry`], which the pipeline benchmark uses.
+//! [`run`] is the command: managed connectors (the registry's versions and
+//! the plugin directory's), until a signal. [`Server`] is the same server
+//! started in-process, also with a fixed [`Registry`] of destinations,
+//! which the pipeline benchmark uses.
 
 pub mod api;
 mod auth;
+pub mod canary;
 mod dispatch;
 pub mod metrics;
+pub mod plugins;
 pub mod registry;
 
 use std::net::SocketAddr;
@@ -25,12 +28,16 @@ use crate::config::HostConfig;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::store::{SqliteStore, Store};
 
+pub use plugins::PluginManager;
 pub use registry::Registry;
 
 /// Everything a request handler may need.
 pub struct App {
     pub store: Arc<dyn Store>,
     pub connectors: Arc<Registry>,
+    /// Upgrades and rollbacks; `None` when the server was started with a
+    /// fixed set of destinations (the pipeline benchmark).
+    pub plugins: Option<Arc<PluginManager>>,
     pub config: Arc<HostConfig>,
     pub metrics: metrics::Metrics,
     /// Woken when new work is committed, so the dispatcher need not wait for its poll.
@@ -40,17 +47,16 @@ pub struct App {
     ingest_token: Option<String>,
 }
 
-/// Runs the server with the connectors of the plugin directory until
-/// Ctrl-C or SIGTERM.
+/// Runs the server until Ctrl-C or SIGTERM, with the connector versions the
+/// registry keeps and those of the plugin directory.
 pub async fn run(config: HostConfig) -> Result<()> {
     let runtime = Runtime::new(RuntimeOptions {
         limits: config.limits.clone(),
         egress: config.egress.clone(),
         artifact_dir: Some(config.storage.artifact_dir()),
+        transport: None,
     })?;
-    let connectors = Arc::new(Registry::load_dir(&runtime, &config.plugins.dir).await?);
-    tracing::info!(connectors = ?connectors.type_ids(), dir = %config.plugins.dir.display(), "connectors loaded");
-    let server = Server::start(config, connectors).await?;
+    let server = Server::start(config, Connectors::Managed(runtime)).await?;
     // Scripts and tests read this line to find the port (listen may be :0).
     println!("prefsync listening on http://{}", server.addr());
     server.run_until(shutdown_signal()).await
@@ -64,15 +70,35 @@ pub struct Server {
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
+/// What a server delivers through.
+pub enum Connectors {
+    /// Versions managed by the registry: restored from the store, loaded
+    /// from the plugin directory, upgraded while serving.
+    Managed(Runtime),
+    /// A fixed set (the pipeline benchmark's native destinations).
+    Fixed(Arc<Registry>),
+}
+
 impl Server {
-    /// Opens the store, loads the integrations of the configured directory,
-    /// binds the listener and starts serving and dispatching through
-    /// `connectors`.
-    pub async fn start(config: HostConfig, connectors: Arc<Registry>) -> Result<Server> {
+    /// Opens the store, loads the connectors and the integrations of the
+    /// configured directories, binds the listener and starts serving and
+    /// dispatching.
+    pub async fn start(config: HostConfig, connectors: Connectors) -> Result<Server> {
         let data_dir = config.storage.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage.sqlite_path())?);
+        let (connectors, plugins) = match connectors {
+            Connectors::Managed(runtime) => {
+                let registry = Arc::new(Registry::default());
+                let manager =
+                    Arc::new(PluginManager::new(runtime, store.clone(), registry.clone()));
+                manager.bootstrap(&config.plugins.dir).await?;
+                tracing::info!(connectors = ?registry.type_ids(), dir = %config.plugins.dir.display(), "connectors loaded");
+                (registry, Some(manager))
+            }
+            Connectors::Fixed(registry) => (registry, None),
+        };
         let admin_token = auth::admin_token(&config, &data_dir)?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
@@ -81,6 +107,7 @@ impl Server {
         let app = Arc::new(App {
             store,
             connectors,
+            plugins,
             ingest_token: config.server.ingest_token.clone(),
             config: Arc::new(config),
             work: tokio::sync::Notify::new(),
@@ -99,7 +126,16 @@ impl Server {
             )
         });
         let (stop_dispatch, stopped) = tokio::sync::watch::channel(false);
-        let dispatcher = tokio::spawn(dispatch::run(app.clone(), owner, stopped));
+        let dispatcher = tokio::spawn(dispatch::run(app.clone(), owner, stopped.clone()));
+        let supervisor = app.plugins.clone().map(|manager| {
+            let watch_dir = app
+                .config
+                .plugins
+                .watch
+                .then(|| app.config.plugins.dir.clone());
+            let tick = std::time::Duration::from_millis(app.config.plugins.watch_interval_ms);
+            tokio::spawn(manager.supervise(watch_dir, tick, stopped))
+        });
         let (stop, stop_requested) = tokio::sync::oneshot::channel::<()>();
         let router = router(app.clone());
         let task = tokio::spawn(async move {
@@ -111,6 +147,9 @@ impl Server {
             // Stop claiming, and let the deliveries in flight finish and be recorded.
             let _ = stop_dispatch.send(true);
             let _ = dispatcher.await;
+            if let Some(supervisor) = supervisor {
+                let _ = supervisor.await;
+            }
             served.context("serving HTTP")
         });
         Ok(Server {
@@ -155,6 +194,7 @@ impl Server {
 pub fn router(app: Arc<App>) -> Router {
     let admin = api::integrations::routes()
         .merge(api::deliveries::routes())
+        .merge(api::plugins::routes(app.config.plugins.max_upload_bytes))
         .route("/v1/users/{id}", get(api::events::user))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),

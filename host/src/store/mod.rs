@@ -14,6 +14,7 @@
 //! user) can never be in flight at once. A delivery always sends the user's
 //! *latest* state, so per-user order holds by construction.
 
+pub mod plugins;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use serde_json::Value as Json;
 
 use crate::consent::UserState;
 
+pub use plugins::{PluginStatus, PluginStatusChange, PluginStore, PluginSwitch, PluginVersion};
 pub use sqlite::SqliteStore;
 
 /// Store errors are infrastructure failures (I/O, corruption); callers map
@@ -185,7 +187,7 @@ pub struct AuditRow {
 
 /// The storage interface. Every method is one transaction.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: PluginStore + Send + Sync + 'static {
     async fn put_integration(&self, integration: &IntegrationRecord) -> Result<()>;
     async fn integration(&self, id: &str) -> Result<Option<IntegrationRecord>>;
     async fn integrations(&self) -> Result<Vec<IntegrationRecord>>;

@@ -22,6 +22,8 @@
 //!   detail, http_statuses, duration_ms, attempt, origin)`: append-only;
 //!   `http_statuses` is a JSON array as text; indexed on `(organization_user_id, id)`.
 //!
+//! - `plugin_versions` and `plugin_switches`: the connector registry (`sqlite/plugins.rs`).
+//!
 //! Dead letters and audit rows do not reference `integrations`: history
 //! outlives the integration it is about.
 //!
@@ -52,6 +54,8 @@ use super::{
     IngestPlan, IntegrationRecord, OutboxEntry, Result, Store, StoredEvent, UserRecord,
 };
 use crate::consent::UserState;
+
+mod plugins;
 
 /// Schema migrations, in order. Never edit a released one: add another.
 const MIGRATIONS: &[&str] = &[
@@ -133,6 +137,36 @@ const MIGRATIONS: &[&str] = &[
     // (an inbound webhook), copied into the audit row of its attempts.
     r#"
     ALTER TABLE outbox ADD COLUMN origin TEXT;
+    "#,
+    // 3: the connector registry (see `plugins.rs`).
+    r#"
+    CREATE TABLE plugin_versions (
+        type_id       TEXT    NOT NULL,
+        content_hash  TEXT    NOT NULL,
+        version       TEXT    NOT NULL,
+        wit_version   TEXT    NOT NULL,
+        description   TEXT    NOT NULL,
+        source        TEXT    NOT NULL,
+        loaded_at_ms  INTEGER NOT NULL,
+        status        TEXT    NOT NULL,
+        status_reason TEXT,
+        status_at_ms  INTEGER NOT NULL,
+        wasm          BLOB    NOT NULL,
+        PRIMARY KEY (type_id, content_hash)
+    ) STRICT;
+
+    CREATE TABLE plugin_switches (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms        INTEGER NOT NULL,
+        type_id      TEXT    NOT NULL,
+        action       TEXT    NOT NULL,
+        from_version TEXT,
+        from_hash    TEXT,
+        to_version   TEXT    NOT NULL,
+        to_hash      TEXT    NOT NULL,
+        detail       TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX plugin_switches_by_type ON plugin_switches (type_id, id);
     "#,
 ];
 

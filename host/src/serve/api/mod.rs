@@ -4,4 +4,5 @@ pub mod deliveries;
 pub mod error;
 pub mod events;
 pub mod integrations;
+pub mod plugins;
 pub mod webhooks;

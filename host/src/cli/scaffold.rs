@@ -1,0 +1,266 @@
+//! `prefsync plugin new`: a connector crate of its own (outside any Cargo
+//! workspace) that builds into a component with `cargo build --release
+//! --target wasm32-wasip2`, with the three files every connector has, a unit
+//! test, an example config and record, a cassette, and the author's README.
+//!
+//! The templates are the files under `scaffold/` (`*.tmpl`), embedded in the
+//! binary; `{{name}}`-style placeholders are filled from the connector's name.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The connector's name: lowercase letters, digits and hyphens
+    /// (`acme-crm`); the crate is named after it and the type id is it with
+    /// underscores (`acme_crm`).
+    name: String,
+    /// Where to create the crate; `./<name>` by default. Must not exist or be empty.
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+    /// The guest SDK (`plugins/sdk` of a prefsync checkout); by default
+    /// `PREFSYNC_SDK`, else the checkout this binary was built from.
+    #[arg(long, value_name = "PATH")]
+    sdk: Option<PathBuf>,
+}
+
+/// Template files: (path in the new crate, contents).
+const TEMPLATES: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("scaffold/Cargo.toml.tmpl")),
+    (".gitignore", include_str!("scaffold/gitignore.tmpl")),
+    ("README.md", include_str!("scaffold/README.md.tmpl")),
+    ("src/lib.rs", include_str!("scaffold/src/lib.rs.tmpl")),
+    ("src/config.rs", include_str!("scaffold/src/config.rs.tmpl")),
+    ("src/api.rs", include_str!("scaffold/src/api.rs.tmpl")),
+    (
+        "examples/integration.json",
+        include_str!("scaffold/examples/integration.json.tmpl"),
+    ),
+    (
+        "examples/record.json",
+        include_str!("scaffold/examples/record.json.tmpl"),
+    ),
+    (
+        "cassettes/record.json",
+        include_str!("scaffold/cassettes/record.json.tmpl"),
+    ),
+];
+
+/// The files every connector has in `src/`, whoever wrote it.
+#[cfg(test)]
+const CONNECTOR_FILES: &[&str] = &["src/lib.rs", "src/config.rs", "src/api.rs"];
+
+/// The names a connector goes by, derived from the one the author gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// `acme-crm`: the crate.
+    pub crate_name: String,
+    /// `acme_crm`: the library, so the component is `acme_crm.wasm`.
+    pub lib_name: String,
+    /// `acme_crm`: what integrations put in `type_id`.
+    pub type_id: String,
+    /// `AcmeCrm`: the connector type.
+    pub struct_name: String,
+    /// `Acme Crm`: what `describe` shows people.
+    pub display_name: String,
+}
+
+impl Names {
+    pub fn parse(name: &str) -> Result<Names> {
+        let valid = name.len() <= 48
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.ends_with('-')
+            && !name.contains("--");
+        if !valid {
+            bail!(
+                "`{name}` is not a connector name: use lowercase letters, digits and single hyphens, starting with a letter, at most 48 characters (e.g. `acme-crm`)"
+            );
+        }
+        if name.starts_with("prefsync") {
+            bail!("`{name}`: names starting with `prefsync` are taken by prefsync's own crates");
+        }
+        let words: Vec<String> = name
+            .split('-')
+            .map(|w| {
+                let mut chars = w.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let snake = name.replace('-', "_");
+        Ok(Names {
+            crate_name: name.to_string(),
+            lib_name: snake.clone(),
+            type_id: snake,
+            struct_name: words.concat(),
+            display_name: words.join(" "),
+        })
+    }
+}
+
+/// Fills a template's placeholders.
+pub fn render(template: &str, names: &Names, sdk: &Path) -> String {
+    template
+        .replace("{{crate_name}}", &names.crate_name)
+        .replace("{{lib_name}}", &names.lib_name)
+        .replace("{{type_id}}", &names.type_id)
+        .replace("{{struct_name}}", &names.struct_name)
+        .replace("{{display_name}}", &names.display_name)
+        // A TOML basic string: backslashes (Windows paths) must be doubled.
+        .replace(
+            "{{sdk_path}}",
+            &sdk.display().to_string().replace('\\', "\\\\"),
+        )
+}
+
+/// Where the guest SDK is: `--sdk`, `PREFSYNC_SDK`, or this build's checkout.
+fn find_sdk(given: Option<&Path>) -> Result<PathBuf> {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
+    let (candidate, how) = match (given, std::env::var_os("PREFSYNC_SDK")) {
+        (Some(path), _) => (path.to_path_buf(), "--sdk"),
+        (None, Some(env)) => (PathBuf::from(env), "PREFSYNC_SDK"),
+        (None, None) => (built_from, "the checkout prefsync was built from"),
+    };
+    let manifest = candidate.join("Cargo.toml");
+    let is_sdk = std::fs::read_to_string(&manifest)
+        .map(|text| text.contains("name = \"prefsync-sdk\""))
+        .unwrap_or(false);
+    if !is_sdk {
+        bail!(
+            "no prefsync guest SDK at {} (from {how}); pass --sdk PATH, the plugins/sdk folder of a prefsync checkout",
+            candidate.display()
+        );
+    }
+    candidate
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", candidate.display()))
+}
+
+/// Creates the crate: every file or none.
+pub fn create(args: &NewArgs) -> Result<()> {
+    let names = Names::parse(&args.name)?;
+    let sdk = find_sdk(args.sdk.as_deref())?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&names.crate_name));
+    if dir.exists() {
+        let empty = std::fs::read_dir(&dir)
+            .with_context(|| format!("{} exists and cannot be read", dir.display()))?
+            .next()
+            .is_none();
+        if !empty {
+            bail!(
+                "{} already exists and is not empty; choose another --dir",
+                dir.display()
+            );
+        }
+    }
+    // Written beside the target, then renamed into place, so a failure
+    // leaves nothing half-written.
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let staging = parent.join(format!(
+        ".{}.prefsync-new-{}",
+        names.crate_name,
+        std::process::id()
+    ));
+    let written = write_all(&staging, &names, &sdk).and_then(|()| {
+        std::fs::rename(&staging, &dir)
+            .with_context(|| format!("cannot move the new crate to {}", dir.display()))
+    });
+    if let Err(error) = written {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(error);
+    }
+    println!(
+        "created connector `{}` (type id `{}`) in {}\n\nnext:\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  prefsync plugin test target/wasm32-wasip2/release/{}.wasm --config examples/integration.json --record examples/record.json --cassette cassettes",
+        names.crate_name,
+        names.type_id,
+        dir.display(),
+        dir.display(),
+        names.lib_name
+    );
+    Ok(())
+}
+
+fn write_all(root: &Path, names: &Names, sdk: &Path) -> Result<()> {
+    for (path, template) in TEMPLATES {
+        let target = root.join(path);
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(&target, render(template, names, sdk))
+            .with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_from_the_one_given() {
+        let names = Names::parse("acme-crm2").unwrap();
+        assert_eq!(names.lib_name, "acme_crm2");
+        assert_eq!(names.type_id, "acme_crm2");
+        assert_eq!(names.struct_name, "AcmeCrm2");
+        assert_eq!(names.display_name, "Acme Crm2");
+        for bad in [
+            "Acme",
+            "1acme",
+            "acme-",
+            "ac--me",
+            "acme_crm",
+            "",
+            "prefsync-x",
+        ] {
+            let error = Names::parse(bad).unwrap_err().to_string();
+            assert!(error.contains(&format!("`{bad}`")), "{error}");
+        }
+    }
+
+    #[test]
+    fn every_placeholder_is_filled() {
+        let names = Names::parse("acme").unwrap();
+        for (path, template) in TEMPLATES {
+            let text = render(template, &names, Path::new("/sdk"));
+            assert!(!text.contains("{{"), "{path} keeps a placeholder");
+        }
+    }
+
+    #[test]
+    fn the_scaffold_and_every_shipped_connector_share_one_layout() {
+        for file in CONNECTOR_FILES {
+            assert!(TEMPLATES.iter().any(|(path, _)| path == file), "{file}");
+        }
+        let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        for connector in ["dotdigital", "actito", "selligent", "webhook"] {
+            let root = plugins.join(connector);
+            for file in CONNECTOR_FILES.iter().chain(&["README.md"]) {
+                assert!(
+                    root.join(file).is_file(),
+                    "plugins/{connector}/{file} missing"
+                );
+            }
+            let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+            assert!(
+                manifest.contains(r#"crate-type = ["cdylib", "rlib"]"#),
+                "plugins/{connector}/Cargo.toml"
+            );
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The connector registry's durable half: every version of every connector
+//! type the host has loaded (its bytes, content hash, WIT version,
+//! `describe` output, status) and every switch between versions.
+//!
+//! Kept in the store, not only on disk, so that hosts sharing a store can
+//! share versions, and a restarted host comes back on the versions that
+//! were active.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::Result;
+
+/// Where a version stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginStatus {
+    /// Makes the deliveries.
+    Active,
+    /// The version before the active one, kept loaded for a rollback.
+    Standby,
+    /// Takes a share of deliveries until the canary decides.
+    Canary,
+    /// Taken out of service by a rollback (the reason says why).
+    RolledBack,
+    /// Known, not loaded.
+    Inactive,
+}
+
+impl PluginStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginStatus::Active => "active",
+            PluginStatus::Standby => "standby",
+            PluginStatus::Canary => "canary",
+            PluginStatus::RolledBack => "rolled_back",
+            PluginStatus::Inactive => "inactive",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PluginStatus> {
+        Some(match text {
+            "active" => PluginStatus::Active,
+            "standby" => PluginStatus::Standby,
+            "canary" => PluginStatus::Canary,
+            "rolled_back" => PluginStatus::RolledBack,
+            "inactive" => PluginStatus::Inactive,
+            _ => return None,
+        })
+    }
+}
+
+/// One version of a connector, as the registry keeps it (without its bytes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginVersion {
+    pub type_id: String,
+    pub version: String,
+    /// SHA-256 of the component, hex: the version's identity.
+    pub content_hash: String,
+    pub wit_version: String,
+    /// What `describe` said (the host's `ConnectorInfo`).
+    pub description: Json,
+    /// `directory` (found at start), `upload` (`POST /v1/plugins`) or `watcher`.
+    pub source: String,
+    pub loaded_at_ms: i64,
+    pub status: PluginStatus,
+    /// Why the status is what it is (a rollback's reason), if anything to say.
+    pub status_reason: Option<String>,
+    pub status_at_ms: i64,
+}
+
+/// One change of the version in service, for the registry's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginSwitch {
+    /// Assigned by the store.
+    pub id: i64,
+    pub at_ms: i64,
+    pub type_id: String,
+    /// `install`, `upgrade`, `rollback`, `canary`, `promote`, `auto_rollback`.
+    pub action: String,
+    pub from_version: Option<String>,
+    pub from_hash: Option<String>,
+    pub to_version: String,
+    pub to_hash: String,
+    pub detail: String,
+}
+
+/// A status to set with a switch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginStatusChange {
+    pub content_hash: String,
+    pub status: PluginStatus,
+    pub reason: Option<String>,
+}
+
+/// The registry's storage interface; every method is one transaction.
+#[async_trait]
+pub trait PluginStore: Send + Sync {
+    /// Records a version with its bytes unless (type id, hash) is known;
+    /// true when it was new.
+    async fn add_plugin_version(&self, version: &PluginVersion, wasm: &[u8]) -> Result<bool>;
+    /// Appends `switch` and applies `statuses` (of versions of the same
+    /// type), atomically.
+    async fn record_plugin_switch(
+        &self,
+        switch: &PluginSwitch,
+        statuses: &[PluginStatusChange],
+    ) -> Result<()>;
+    /// Every version (of one type), oldest first.
+    async fn plugin_versions(&self, type_id: Option<&str>) -> Result<Vec<PluginVersion>>;
+    async fn plugin_wasm(&self, type_id: &str, content_hash: &str) -> Result<Option<Vec<u8>>>;
+    /// A type's switches, oldest first, at most `limit`, the newest kept.
+    async fn plugin_switches(&self, type_id: &str, limit: u32) -> Result<Vec<PluginSwitch>>;
+}

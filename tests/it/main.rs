@@ -16,7 +16,10 @@ mod probe;
 mod selligent;
 mod serve;
 mod webhook;
+mod webhook_js;
 mod webhooks;
+mod wit_frozen;
+mod wit_next_major;
 
 // Every guest that build.rs builds must have a test module of its name.
 macro_rules! assert_guest_tested {

@@ -99,9 +99,14 @@ impl Write for LogCapture {
 /// Built with the workspace's test-time feature resolution (`--workspace
 /// --tests`), so its dependencies are the ones `cargo test --workspace`
 /// already compiled and only the binary itself may need linking.
+/// `PREFSYNC_BIN` names another build to use (a release build for benchmarks).
 pub fn prefsync_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
+        // A prebuilt binary (a release build, for the figures in BENCHMARKS.md).
+        if let Some(bin) = std::env::var_os("PREFSYNC_BIN") {
+            return PathBuf::from(bin);
+        }
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let out = std::process::Command::new(env!("CARGO"))
             .current_dir(&root)

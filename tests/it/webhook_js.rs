@@ -1,0 +1,127 @@
+//! The connector written in JavaScript (`plugins/webhook-js`, made into a
+//! component with componentize-js) runs under the same contract, sandbox
+//! and limits as the Rust ones: validated, delivering to a receiver on
+//! loopback with its failures classified, and installed and audited
+//! through `prefsync serve`'s registry.
+
+use prefsync::runtime::{DeliveredKind, Limits, Outcome, Value};
+use prefsync_tests::guests;
+use prefsync_tests::mocks::receiver::Receiver;
+use prefsync_tests::support::{loopback_egress, record, runtime};
+use reqwest::Method;
+use serde_json::json;
+
+use super::serve::{Server, event};
+
+#[tokio::test]
+async fn the_javascript_connector_validates_delivers_and_classifies() {
+    let connector = runtime(loopback_egress(), Limits::default())
+        .load_file(guests::WEBHOOK_JS.as_ref())
+        .await
+        .unwrap();
+    let info = connector.info();
+    assert_eq!(info.type_id, "webhook_js");
+    assert_eq!(info.wit_version, "0.1.1");
+    assert_eq!(info.max_concurrency, 2);
+
+    let problems = connector
+        .validate(&json!({"type_id": "webhook_js", "properties": {"url": "ftp://x"}, "mappings": [{"id": "a"}]}))
+        .await
+        .unwrap();
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["properties.url", "mappings[0].value"]);
+
+    let receiver = Receiver::start(None).await.unwrap();
+    let config = json!({
+        "type_id": "webhook_js",
+        "properties": {"url": format!("{}/consent", receiver.url())},
+        "mappings": [{"id": "newsletter", "value": "consents_purposes_newsletter_enabled"}]
+    });
+    assert!(connector.validate(&config).await.unwrap().is_empty());
+    let integration = connector.integration("js-1", &config);
+    let deliver = |on: bool| {
+        let connector = connector.clone();
+        let integration = integration.clone();
+        async move {
+            let batch = vec![record(
+                "ann@example.com",
+                &[("consents_purposes_newsletter_enabled", Value::Boolean(on))],
+            )];
+            connector.deliver(&integration, batch).await
+        }
+    };
+    let delivery = deliver(true).await;
+    assert_eq!(
+        delivery.outcomes,
+        [Outcome::Delivered(DeliveredKind::Updated)]
+    );
+    let accepted = receiver.state.accepted();
+    assert_eq!(accepted[0]["organization_user_id"], "ann@example.com");
+    assert_eq!(accepted[0]["properties"], json!({"newsletter": true}));
+    assert_eq!(delivery.report.stats.http_statuses.len(), 1);
+    assert!(delivery.report.peak_memory_bytes < Limits::default().memory_bytes);
+
+    receiver.state.push_statuses([503, 400]);
+    let Outcome::Failed(unavailable) = &deliver(false).await.outcomes[0] else {
+        panic!("a 503 is a failure")
+    };
+    assert!(unavailable.retryable, "{unavailable:?}");
+    assert!(
+        unavailable.message.starts_with("HTTP 503"),
+        "{unavailable:?}"
+    );
+    let Outcome::Failed(bad) = &deliver(false).await.outcomes[0] else {
+        panic!("a 400 is a failure")
+    };
+    assert!(!bad.retryable, "{bad:?}");
+}
+
+#[tokio::test]
+async fn it_is_installed_and_delivers_through_the_registry() {
+    let receiver = Receiver::start(None).await.unwrap();
+    let server = Server::start();
+    let (status, report) = server
+        .post_bytes("/v1/plugins", std::fs::read(guests::WEBHOOK_JS).unwrap())
+        .await;
+    assert_eq!(status, 201, "{report}");
+    assert_eq!(report["action"], "install");
+    let integration = json!({
+        "id": "js",
+        "type_id": "webhook_js",
+        "properties": {"url": receiver.url()},
+        "mappings": [{"id": "newsletter", "value": "consents_purposes_newsletter_enabled"}]
+    });
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/integrations",
+            Some(&integration.to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/v1/events",
+            Some(&event(
+                "js-1",
+                "2026-11-23T10:00:00Z",
+                "ann@example.com",
+                json!({"purposes": [{"id": "newsletter", "enabled": true}]}),
+                json!({}),
+            )),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let outcomes = server
+        .wait_outcomes("ann@example.com", Some("js"), |o| !o.is_empty())
+        .await;
+    assert_eq!(outcomes, ["delivered:updated"]);
+    let attempts = server.attempts("ann@example.com", Some("js")).await;
+    assert_eq!(attempts[0]["connector_type"], "webhook_js");
+    assert_eq!(attempts[0]["connector_version"], "0.1.0");
+    assert_eq!(
+        receiver.state.accepted()[0]["properties"],
+        json!({"newsletter": true})
+    );
+}

@@ -97,60 +97,52 @@ struct Guest {
     ident: String,
 }
 
-fn discover(root: &Path) -> Vec<Guest> {
-    let mut guests = Vec::new();
+/// Directories under `plugins/` and `tests/guests/` holding `marker`, sorted.
+fn guest_dirs(root: &Path, marker: &str) -> Vec<PathBuf> {
+    let mut all = Vec::new();
     for parent in ["plugins", "tests/guests"] {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join(parent))
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("Cargo.toml").exists() && !p.ends_with("sdk"))
+            .filter(|p| p.join(marker).exists() && !p.ends_with("sdk"))
             .collect();
         dirs.sort();
-        for dir in dirs {
-            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-            let package = manifest
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("name = "))
-                .map(|v| v.trim_matches('"').to_string())
-                .unwrap_or_else(|| panic!("no package name in {}", dir.display()));
-            let ident = dir.file_name().unwrap().to_string_lossy().replace('-', "_");
-            guests.push(Guest {
-                dir: dir.strip_prefix(root).unwrap().to_path_buf(),
-                package,
-                ident,
-            });
-        }
+        all.extend(dirs);
     }
-    guests
+    all
+}
+
+/// A guest of `dir`, named by the `name` its manifest's line starting with `key` gives.
+fn guest(root: &Path, dir: PathBuf, manifest: &str, key: &str) -> Guest {
+    let text = std::fs::read_to_string(dir.join(manifest)).unwrap();
+    let package = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(key))
+        .map(|v| v.trim_end_matches(',').trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("no package name in {}/{manifest}", dir.display()));
+    let ident = dir.file_name().unwrap().to_string_lossy().replace('-', "_");
+    Guest {
+        dir: dir.strip_prefix(root).unwrap().to_path_buf(),
+        package,
+        ident,
+    }
+}
+
+/// Connectors and test guests in Rust: a directory with a `Cargo.toml`.
+fn discover(root: &Path) -> Vec<Guest> {
+    guest_dirs(root, "Cargo.toml")
+        .into_iter()
+        .map(|dir| guest(root, dir, "Cargo.toml", "name = "))
+        .collect()
 }
 
 /// Connectors written in JavaScript: a directory with a `package.json`
 /// (and its lock file, `build.mjs` and `src/`).
 fn discover_js(root: &Path) -> Vec<Guest> {
-    let mut guests = Vec::new();
-    for parent in ["plugins", "tests/guests"] {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join(parent))
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("package.json").exists())
-            .collect();
-        dirs.sort();
-        for dir in dirs {
-            let manifest: String = std::fs::read_to_string(dir.join("package.json")).unwrap();
-            let package = manifest
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("\"name\": "))
-                .map(|v| v.trim_end_matches(',').trim_matches('"').to_string())
-                .unwrap_or_else(|| panic!("no package name in {}/package.json", dir.display()));
-            let ident = dir.file_name().unwrap().to_string_lossy().replace('-', "_");
-            guests.push(Guest {
-                dir: dir.strip_prefix(root).unwrap().to_path_buf(),
-                package,
-                ident,
-            });
-        }
-    }
-    guests
+    guest_dirs(root, "package.json")
+        .into_iter()
+        .map(|dir| guest(root, dir, "package.json", "\"name\": "))
+        .collect()
 }
 
 /// Builds a JavaScript connector with componentize-js, in a copy under the

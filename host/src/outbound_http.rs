@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::egress::{self, Allowlist, Denied, EgressOptions, PolicyResolver};
-use crate::runtime::bindings::{HttpError, Method, Request, Response};
+use crate::runtime::bindings::{HttpError, Request, Response};
 
 /// Where an allowed request goes.
 #[async_trait::async_trait]
@@ -120,14 +120,8 @@ impl Transport for Network {
         url: url::Url,
         timeout: Duration,
     ) -> Result<Response, HttpError> {
-        let method = match request.method {
-            Method::Get => reqwest::Method::GET,
-            Method::Post => reqwest::Method::POST,
-            Method::Put => reqwest::Method::PUT,
-            Method::Patch => reqwest::Method::PATCH,
-            Method::Delete => reqwest::Method::DELETE,
-            Method::Head => reqwest::Method::HEAD,
-        };
+        let method = reqwest::Method::from_bytes(request.method.as_str().as_bytes())
+            .expect("the contract's methods are valid HTTP methods");
         let mut builder = self.client.request(method, url).timeout(timeout);
         for (name, value) in &request.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())

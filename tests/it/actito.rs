@@ -8,11 +8,10 @@ use std::time::Duration;
 use prefsync_tests::guests;
 use prefsync_tests::mocks::MockServer;
 use prefsync_tests::mocks::actito::{Actito, CONCURRENCY_LIMIT, Fault};
-use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::serve::{PASSWORD, Server, dotdigital, event, eventually};
+use crate::serve::{Server, dotdigital, event, eventually, mock_dotdigital};
 
 const API_KEY: &str = "actito-private-key-0123456789";
 const SECRET: &str = "actito-webhook-secret-0123456789";
@@ -347,13 +346,7 @@ async fn a_burst_of_a_thousand_users_stays_within_five_requests_at_once() {
 #[tokio::test]
 async fn webhooks_reach_dotdigital_not_actito_and_the_echo_stops() {
     let actito = mock().await;
-    let dd_mock = Dotdigital::start(
-        "apiuser-1@apiconnector.com",
-        PASSWORD,
-        &[("NEWSLETTER", FieldType::Boolean)],
-    )
-    .await
-    .unwrap();
+    let dd_mock = mock_dotdigital().await;
     let server = start_server();
     let mut act = integration(&actito, true);
     act["enable_webhooks"] = json!(true);

@@ -7,11 +7,10 @@
 use std::time::Duration;
 
 use prefsync_tests::guests;
-use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::serve::{PASSWORD, Server, dotdigital, event};
+use super::serve::{Server, dotdigital, event, mock_dotdigital};
 
 async fn plugin(server: &Server) -> Value {
     server
@@ -34,25 +33,12 @@ async fn wait_plugin(server: &Server, what: &str, done: impl Fn(&Value) -> bool)
 
 #[tokio::test]
 async fn a_failing_canary_is_rolled_back_and_its_deliveries_retried_on_the_old_version() {
-    let mock = Dotdigital::start(
-        "apiuser-1@apiconnector.com",
-        PASSWORD,
-        &[("NEWSLETTER", FieldType::Boolean)],
-    )
-    .await
-    .unwrap();
+    let mock = mock_dotdigital().await;
     let server = Server::start();
     let mut integration = dotdigital(Some("dd"));
     integration["authentication"]["url"] = json!(mock.url());
     integration["retry"] = json!({"max_retries": 3, "initial_backoff_ms": 200, "multiplier": 1.0, "max_backoff_ms": 200, "jitter": 0.0});
-    let (status, body) = server
-        .send(
-            Method::POST,
-            "/v1/integrations",
-            Some(&integration.to_string()),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    server.create_integration(&integration).await;
 
     let (status, report) = server
         .post_bytes(
@@ -69,20 +55,15 @@ async fn a_failing_canary_is_rolled_back_and_its_deliveries_retried_on_the_old_v
 
     let users: Vec<String> = (0..30).map(|i| format!("user-{i}@example.com")).collect();
     for (i, user) in users.iter().enumerate() {
-        let (status, body) = server
-            .send(
-                Method::POST,
-                "/v1/events",
-                Some(&event(
-                    &format!("e-{i}"),
-                    "2026-01-01T00:00:00Z",
-                    user,
-                    json!({"purposes": [{"id": "newsletter", "enabled": i % 2 == 0}]}),
-                    json!({}),
-                )),
-            )
+        server
+            .post_events(&event(
+                &format!("e-{i}"),
+                "2026-01-01T00:00:00Z",
+                user,
+                json!({"purposes": [{"id": "newsletter", "enabled": i % 2 == 0}]}),
+                json!({}),
+            ))
             .await;
-        assert_eq!(status, 202, "{body}");
     }
 
     let state = wait_plugin(&server, "the automatic rollback", |s| s["canary"].is_null()).await;

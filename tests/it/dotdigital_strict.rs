@@ -6,11 +6,10 @@
 //! versions that were in service.
 
 use prefsync_tests::guests;
-use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::serve::{PASSWORD, Server, dotdigital, event};
+use super::serve::{Server, dotdigital, event, mock_dotdigital};
 
 fn bytes(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap()
@@ -30,24 +29,11 @@ async fn active(server: &Server) -> (String, String) {
 
 #[tokio::test]
 async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places() {
-    let mock = Dotdigital::start(
-        "apiuser-1@apiconnector.com",
-        PASSWORD,
-        &[("NEWSLETTER", FieldType::Boolean)],
-    )
-    .await
-    .unwrap();
+    let mock = mock_dotdigital().await;
     let server = Server::start();
     let mut integration = dotdigital(Some("dd"));
     integration["authentication"]["url"] = json!(mock.url());
-    let (status, body) = server
-        .send(
-            Method::POST,
-            "/v1/integrations",
-            Some(&integration.to_string()),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    server.create_integration(&integration).await;
 
     let (status, list) = server.send(Method::GET, "/v1/plugins", None).await;
     assert_eq!(status, 200);
@@ -158,17 +144,13 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
 
     // The new version delivers, and the audit says which version did.
     server
-        .send(
-            Method::POST,
-            "/v1/events",
-            Some(&event(
-                "e-1",
-                "2026-01-01T00:00:00Z",
-                "ann@example.com",
-                json!({"purposes": [{"id": "newsletter", "enabled": true}]}),
-                json!({}),
-            )),
-        )
+        .post_events(&event(
+            "e-1",
+            "2026-01-01T00:00:00Z",
+            "ann@example.com",
+            json!({"purposes": [{"id": "newsletter", "enabled": true}]}),
+            json!({}),
+        ))
         .await;
     let attempts = wait_attempts(&server, "ann@example.com", 1).await;
     assert_eq!(attempts[0]["connector_version"], "0.2.0");

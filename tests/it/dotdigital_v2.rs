@@ -14,11 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prefsync_tests::guests;
-use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
 use reqwest::Method;
 use serde_json::json;
 
-use super::serve::{PASSWORD, Server, TOKEN, dotdigital, event};
+use super::serve::{Server, TOKEN, dotdigital, event, mock_dotdigital};
 
 const USERS: usize = 200;
 const POSTERS: usize = 4;
@@ -124,24 +123,11 @@ async fn wait_active(server: &Server, version: &str) {
 
 #[tokio::test]
 async fn ten_switches_under_load_lose_nothing_and_stall_nothing() {
-    let mock = Dotdigital::start(
-        "apiuser-1@apiconnector.com",
-        PASSWORD,
-        &[("NEWSLETTER", FieldType::Boolean)],
-    )
-    .await
-    .unwrap();
+    let mock = mock_dotdigital().await;
     let server = Server::start();
     let mut integration = dotdigital(Some("dd"));
     integration["authentication"]["url"] = json!(mock.url());
-    let (status, body) = server
-        .send(
-            Method::POST,
-            "/v1/integrations",
-            Some(&integration.to_string()),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    server.create_integration(&integration).await;
     let v1 = std::fs::read(guests::DOTDIGITAL).unwrap();
     let v2 = std::fs::read(guests::DOTDIGITAL_V2).unwrap();
     let plugins = server.plugins_dir();

@@ -135,6 +135,42 @@ impl Server {
     }
 }
 
+/// A mock Dotdigital with the API user [`dotdigital`] configures and a
+/// boolean `NEWSLETTER` data field.
+pub(crate) async fn mock_dotdigital()
+-> prefsync_tests::mocks::MockServer<prefsync_tests::mocks::dotdigital::Dotdigital> {
+    use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
+    Dotdigital::start(
+        "apiuser-1@apiconnector.com",
+        PASSWORD,
+        &[("NEWSLETTER", FieldType::Boolean)],
+    )
+    .await
+    .unwrap()
+}
+
+impl Server {
+    /// Creates an integration, insisting on the 201.
+    pub(crate) async fn create_integration(&self, integration: &Value) {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/v1/integrations",
+                Some(&integration.to_string()),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// Posts events (one JSON body), insisting on the 202.
+    pub(crate) async fn post_events(&self, body: &str) {
+        let (status, answer) = self
+            .send(reqwest::Method::POST, "/v1/events", Some(body))
+            .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+}
+
 pub(crate) fn dotdigital(id: Option<&str>) -> Value {
     let mut config = json!({
         "type_id": "dotdigital",
@@ -632,14 +668,8 @@ async fn bad_events_are_refused_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn failures_are_retried_then_dead_lettered_and_replay_delivers() {
-    use prefsync_tests::mocks::dotdigital::{Dotdigital, Fault, FieldType};
-    let mock = Dotdigital::start(
-        "apiuser-1@apiconnector.com",
-        PASSWORD,
-        &[("NEWSLETTER", FieldType::Boolean)],
-    )
-    .await
-    .unwrap();
+    use prefsync_tests::mocks::dotdigital::Fault;
+    let mock = mock_dotdigital().await;
     let server = Server::start();
     let mut integration = dotdigital(Some("dd"));
     integration["authentication"]["url"] = json!(mock.url());
@@ -972,14 +1002,8 @@ async fn unknown_ids_get_404s_and_replay_all_of_an_integration_works() {
     assert_eq!(status, 404);
 
     // Replay of every dead letter of an integration.
-    use prefsync_tests::mocks::dotdigital::{Dotdigital, Fault, FieldType};
-    let mock = Dotdigital::start(
-        "apiuser-1@apiconnector.com",
-        PASSWORD,
-        &[("NEWSLETTER", FieldType::Boolean)],
-    )
-    .await
-    .unwrap();
+    use prefsync_tests::mocks::dotdigital::Fault;
+    let mock = mock_dotdigital().await;
     mock.state.set_outage(Some(Fault::Status(400)));
     let mut integration = dotdigital(Some("dd"));
     integration["authentication"]["url"] = json!(mock.url());

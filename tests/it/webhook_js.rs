@@ -8,7 +8,6 @@ use prefsync::runtime::{DeliveredKind, Limits, Outcome, Value};
 use prefsync_tests::guests;
 use prefsync_tests::mocks::receiver::Receiver;
 use prefsync_tests::support::{loopback_egress, record, runtime};
-use reqwest::Method;
 use serde_json::json;
 
 use super::serve::{Server, event};
@@ -91,28 +90,16 @@ async fn it_is_installed_and_delivers_through_the_registry() {
         "properties": {"url": receiver.url()},
         "mappings": [{"id": "newsletter", "value": "consents_purposes_newsletter_enabled"}]
     });
-    let (status, body) = server
-        .send(
-            Method::POST,
-            "/v1/integrations",
-            Some(&integration.to_string()),
-        )
+    server.create_integration(&integration).await;
+    server
+        .post_events(&event(
+            "js-1",
+            "2026-11-23T10:00:00Z",
+            "ann@example.com",
+            json!({"purposes": [{"id": "newsletter", "enabled": true}]}),
+            json!({}),
+        ))
         .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = server
-        .send(
-            Method::POST,
-            "/v1/events",
-            Some(&event(
-                "js-1",
-                "2026-11-23T10:00:00Z",
-                "ann@example.com",
-                json!({"purposes": [{"id": "newsletter", "enabled": true}]}),
-                json!({}),
-            )),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
     let outcomes = server
         .wait_outcomes("ann@example.com", Some("js"), |o| !o.is_empty())
         .await;

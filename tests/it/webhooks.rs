@@ -7,11 +7,10 @@
 use std::time::Duration;
 
 use prefsync_tests::guests;
-use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::serve::{PASSWORD, Server, dotdigital, event, eventually};
+use crate::serve::{Server, dotdigital, event, eventually, mock_dotdigital};
 
 const SECRET: &str = "webhook-shared-secret-0123456789";
 const USER: &str = "ann@example.com";
@@ -54,13 +53,7 @@ fn newsletter_update(id: &str, value: bool) -> String {
 
 #[tokio::test]
 async fn a_webhook_reaches_the_other_integrations_and_its_echo_sends_nothing() {
-    let mock = Dotdigital::start(
-        "apiuser-1@apiconnector.com",
-        PASSWORD,
-        &[("NEWSLETTER", FieldType::Boolean)],
-    )
-    .await
-    .unwrap();
+    let mock = mock_dotdigital().await;
     let server = Server::try_start("", |dir| {
         std::fs::copy(guests::PROBE, dir.join("plugins").join("probe.wasm")).unwrap();
         String::new()

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::outbound_http::{Network, Transport};
-use crate::runtime::bindings::{HttpError, Method, Request, Response};
+use crate::runtime::bindings::{HttpError, Request, Response};
 use crate::secrets::{REDACTED, Redactor, is_secret_name};
 
 /// What one record's cassette file holds.
@@ -300,7 +300,7 @@ impl Scrubber {
             url.query_pairs_mut().clear().extend_pairs(pairs);
         }
         RecordedRequest {
-            method: method_name(request.method).to_string(),
+            method: request.method.as_str().to_string(),
             url: self.text(url.as_str()),
             headers: self.headers(&request.headers),
             body: request.body.as_deref().and_then(|b| self.body(b, false)),
@@ -356,17 +356,6 @@ fn secret_header(name: &str) -> bool {
         ]
         .iter()
         .any(|word| name.contains(word))
-}
-
-fn method_name(method: Method) -> &'static str {
-    match method {
-        Method::Get => "GET",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Patch => "PATCH",
-        Method::Delete => "DELETE",
-        Method::Head => "HEAD",
-    }
 }
 
 /// What the tape does with requests.
@@ -599,6 +588,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::runtime::bindings::Method;
 
     fn scrubber() -> Scrubber {
         Scrubber {

@@ -38,6 +38,20 @@ pub use exports::prefsync::connector::connector::{
     Capabilities, DeliveredKind, Description, Failure, Outcome, ValidationProblem,
 };
 
+impl Method {
+    /// The method as HTTP spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+        }
+    }
+}
+
 impl std::fmt::Display for ValidationProblem {
     /// `path: message`, with `(config)` for a problem of the whole document.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

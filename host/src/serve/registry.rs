@@ -9,13 +9,10 @@
 //! the new one, and nothing waits for a call to end.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use anyhow::{Context as _, Result};
-
 use super::canary::{CanaryPolicy, CanaryRun};
-use crate::runtime::{Destination, Runtime};
+use crate::runtime::Destination;
 
 /// The versions of one connector type in service.
 #[derive(Clone)]
@@ -63,33 +60,6 @@ pub struct Switched {
 }
 
 impl Registry {
-    /// Loads every `.wasm` file of `dir`. A file that is not a connector is
-    /// logged and skipped, so one bad file does not keep the host down; two
-    /// files of one type id keep the higher version.
-    pub async fn load_dir(runtime: &Runtime, dir: &Path) -> Result<Registry> {
-        let registry = Registry::default();
-        let mut entries = tokio::fs::read_dir(dir)
-            .await
-            .with_context(|| format!("reading the plugin directory {}", dir.display()))?;
-        let mut paths = Vec::new();
-        while let Some(entry) = entries.next_entry().await? {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "wasm") {
-                paths.push(path);
-            }
-        }
-        paths.sort();
-        for path in paths {
-            match runtime.load_file(&path).await {
-                Ok(connector) => registry.insert(connector),
-                Err(error) => {
-                    tracing::warn!(path = %path.display(), %error, "skipping a file that is not a usable connector")
-                }
-            }
-        }
-        Ok(registry)
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Slot>> {
         self.slots.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -98,7 +68,8 @@ impl Registry {
         self.slots.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a connector; of two with one type id, the higher version stays.
+    /// Adds a connector (a fixed set, built in code); of two with one type
+    /// id, the higher version stays.
     pub fn insert(&self, connector: Arc<dyn Destination>) {
         let mut slots = self.write();
         let type_id = connector.info().type_id.clone();

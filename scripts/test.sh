@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# The test suite: installs the wasm target the guest components need, then
+# The test suite: installs the wasm target the guest components need,
+# starts a throwaway PostgreSQL server (scripts/postgres.sh; unless
+# PREFSYNC_TEST_POSTGRES already names one) for the PostgreSQL store's tests,
 # runs every test of the workspace (tests/build.rs builds the guests from
-# source) and ends with one summary line over all test binaries.
+# source), stops the server, and ends with one summary line over all test
+# binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+pg_dir=""
+cleanup() {
+  rm -f "$log"
+  if [[ -n "$pg_dir" ]]; then ./scripts/postgres.sh stop "$pg_dir"; fi
+}
+trap cleanup EXIT
+if [[ -z "${PREFSYNC_TEST_POSTGRES:-}" ]]; then
+  pg_dir=$(mktemp -d /tmp/prefsync-pg.XXXXXX)
+  PREFSYNC_TEST_POSTGRES=$(./scripts/postgres.sh start "$pg_dir")
+  export PREFSYNC_TEST_POSTGRES
+fi
 status=0
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

@@ -17,6 +17,8 @@ use crate::runtime::Limits;
 pub const ADMIN_TOKEN_ENV: &str = "PREFSYNC_ADMIN_TOKEN";
 /// Environment variable that supplies `server.ingest_token`.
 pub const INGEST_TOKEN_ENV: &str = "PREFSYNC_INGEST_TOKEN";
+/// Environment variable that supplies `storage.url` (it may hold a password).
+pub const STORAGE_URL_ENV: &str = "PREFSYNC_STORAGE_URL";
 
 /// The whole host configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -72,12 +74,17 @@ impl Default for ServerConfig {
 pub struct StorageConfig {
     /// Directory for the SQLite file and the precompiled-connector cache.
     pub data_dir: PathBuf,
+    /// A PostgreSQL connection string (`postgres://user:password@host/db`,
+    /// or `PREFSYNC_STORAGE_URL`): the store several hosts share. Unset: SQLite
+    /// in `data_dir`.
+    pub url: Option<String>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("data"),
+            url: None,
         }
     }
 }
@@ -185,6 +192,9 @@ impl HostConfig {
         if let Ok(token) = std::env::var(INGEST_TOKEN_ENV) {
             config.server.ingest_token = Some(token);
         }
+        if let Ok(url) = std::env::var(STORAGE_URL_ENV) {
+            config.storage.url = Some(url);
+        }
         config.check().map_err(|message| ConfigError::Invalid {
             path: shown,
             message,
@@ -212,6 +222,14 @@ impl HostConfig {
         }
         if self.server.max_body_bytes == 0 {
             return Err("server.max_body_bytes must be above 0".into());
+        }
+        if let Some(url) = &self.storage.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(format!(
+                "storage.url must be a PostgreSQL connection string (postgres://user:password@host/database), not {}",
+                crate::store::postgres::redacted_url(url)
+            ));
         }
         if self.plugins.watch_interval_ms < 10 {
             return Err("plugins.watch_interval_ms must be at least 10".into());

@@ -4,6 +4,7 @@
 mod actito;
 mod author_kit;
 mod cli;
+mod cluster;
 mod contract;
 mod crash;
 mod dotdigital;
@@ -12,6 +13,7 @@ mod dotdigital_strict;
 mod dotdigital_v2;
 mod other_world;
 mod pipeline;
+mod postgres;
 mod probe;
 mod selligent;
 mod serve;

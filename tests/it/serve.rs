@@ -29,6 +29,16 @@ impl Server {
         server_lines: &str,
         extra: impl FnOnce(&std::path::Path) -> String,
     ) -> Result<Server, String> {
+        Self::try_start_on("", server_lines, extra)
+    }
+
+    /// Like [`Server::try_start`], with extra lines in `[storage]` (a
+    /// PostgreSQL `url`, say).
+    pub(crate) fn try_start_on(
+        storage_lines: &str,
+        server_lines: &str,
+        extra: impl FnOnce(&std::path::Path) -> String,
+    ) -> Result<Server, String> {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
@@ -40,7 +50,7 @@ impl Server {
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n{server_lines}\n\
-                 [storage]\ndata_dir = {:?}\n[plugins]\ndir = {:?}\nwatch_interval_ms = 100\n\
+                 [storage]\ndata_dir = {:?}\n{storage_lines}\n[plugins]\ndir = {:?}\nwatch_interval_ms = 100\n\
                  [egress]\nallow_loopback = true\nallow_http = true\n{}",
                 dir.path().join("data"),
                 plugins,
@@ -55,6 +65,11 @@ impl Server {
             config,
             dir,
         })
+    }
+
+    /// The data directory.
+    pub(crate) fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
     }
 
     /// The watched plugin directory.

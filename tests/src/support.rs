@@ -224,3 +224,36 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A fresh, empty database on the PostgreSQL server of `PREFSYNC_TEST_POSTGRES`
+/// (`./scripts/test.sh` starts one); its connection string.
+pub async fn postgres_database() -> String {
+    let admin = std::env::var("PREFSYNC_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "PREFSYNC_TEST_POSTGRES is not set: the PostgreSQL tests need a server \
+             (./scripts/test.sh starts one with scripts/postgres.sh)"
+        )
+    });
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("connecting to the test PostgreSQL server");
+    tokio::spawn(connection);
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "prefsync_it_{}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("creating a test database");
+    match admin.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("PREFSYNC_TEST_POSTGRES must end with /database"),
+    }
+}

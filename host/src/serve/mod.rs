@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::config::HostConfig;
 use crate::runtime::{Runtime, RuntimeOptions};
-use crate::store::{SqliteStore, Store};
+use crate::store::{PostgresStore, SqliteStore, Store};
 
 pub use plugins::PluginManager;
 pub use registry::Registry;
@@ -87,7 +87,10 @@ impl Server {
         let data_dir = config.storage.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.storage.sqlite_path())?);
+        let store: Arc<dyn Store> = match &config.storage.url {
+            Some(url) => Arc::new(PostgresStore::connect(url).await?),
+            None => Arc::new(SqliteStore::open(&config.storage.sqlite_path())?),
+        };
         let (connectors, plugins) = match connectors {
             Connectors::Managed(runtime) => {
                 let registry = Arc::new(Registry::default());

@@ -131,6 +131,8 @@ pub struct PluginManager {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     changes: tokio::sync::Mutex<()>,
+    /// The newest switch in the store this host has followed.
+    followed_switch: std::sync::atomic::AtomicI64,
 }
 
 fn now_ms() -> i64 {
@@ -144,6 +146,7 @@ impl PluginManager {
             store,
             registry,
             changes: tokio::sync::Mutex::new(()),
+            followed_switch: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -156,6 +159,7 @@ impl PluginManager {
     /// (the first of a type is installed; a refused file is logged and
     /// skipped, so one bad file does not keep the host down).
     pub async fn bootstrap(&self, dir: &Path) -> anyhow::Result<()> {
+        let latest = self.store.latest_plugin_switch_id().await?;
         let versions = self.store.plugin_versions(None).await?;
         let mut by_type: BTreeMap<&str, Vec<&PluginVersion>> = BTreeMap::new();
         for version in &versions {
@@ -224,6 +228,71 @@ impl PluginManager {
                 }
             }
         }
+        // What the store held when we read it is in service; anything newer
+        // (another host's switch meanwhile, or ours) is followed next.
+        self.followed_switch
+            .store(latest, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Follows switches other hosts sharing the store made: every type's
+    /// active and standby versions as the store says (loaded from its bytes
+    /// when this host does not have them). A canary runs on the host that
+    /// started it; the others keep the active version until its verdict.
+    pub async fn follow_store(&self) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering;
+        let latest = self.store.latest_plugin_switch_id().await?;
+        if latest <= self.followed_switch.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let _change = self.changes.lock().await;
+        let versions = self.store.plugin_versions(None).await?;
+        let mut by_type: BTreeMap<&str, Vec<&PluginVersion>> = BTreeMap::new();
+        for version in &versions {
+            by_type.entry(&version.type_id).or_default().push(version);
+        }
+        for (type_id, versions) in by_type {
+            let find = |status| versions.iter().find(|v| v.status == status);
+            let Some(active) = find(PluginStatus::Active) else {
+                continue;
+            };
+            let standby = find(PluginStatus::Standby);
+            let local = self.registry.view(type_id);
+            if let Some(local) = &local {
+                let same_active = local.active.info().content_hash == active.content_hash;
+                let same_standby = local
+                    .standby
+                    .as_ref()
+                    .map(|s| s.info().content_hash.as_str())
+                    == standby.map(|s| s.content_hash.as_str());
+                if (same_active && same_standby) || local.canary.is_some() {
+                    continue;
+                }
+            }
+            // Versions this host already runs are reused, not reloaded.
+            let have = |hash: &str| -> Option<Arc<dyn Destination>> {
+                let local = local.as_ref()?;
+                [Some(&local.active), local.standby.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .find(|d| d.info().content_hash == hash)
+                    .cloned()
+            };
+            let active_connector = match have(&active.content_hash) {
+                Some(connector) => connector,
+                None => self.load_stored(active).await?,
+            };
+            let standby_connector = match standby {
+                Some(v) => match have(&v.content_hash) {
+                    Some(connector) => Some(connector),
+                    None => self.load_stored(v).await.ok(),
+                },
+                None => None,
+            };
+            tracing::info!(connector = %type_id, version = %active.version, hash = %active.content_hash, "followed a version switch made by another host");
+            self.registry.restore(active_connector, standby_connector);
+        }
+        self.followed_switch.store(latest, Ordering::SeqCst);
         Ok(())
     }
 
@@ -571,7 +640,8 @@ impl PluginManager {
         self.store.record_plugin_switch(&switch, &statuses).await
     }
 
-    /// Until `stop`: judges canaries every `tick`, and, with a plugin
+    /// Until `stop`: judges canaries and follows the store's versions every
+    /// `tick`, and, with a plugin
     /// directory to watch, upgrades from every `.wasm` file that appears or
     /// changes there (once its size and time stay put for one tick, so a
     /// file still being copied is not read half-written).
@@ -592,6 +662,9 @@ impl PluginManager {
             }
             if let Err(error) = self.judge_canaries().await {
                 tracing::error!(error = %format!("{error:#}"), "judging canaries failed");
+            }
+            if let Err(error) = self.follow_store().await {
+                tracing::error!(error = %format!("{error:#}"), "following the store's connector versions failed");
             }
             if let Some(watcher) = &mut watcher {
                 for (path, bytes) in watcher.changed_files().await {

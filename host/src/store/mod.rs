@@ -1,8 +1,8 @@
 //! Durable state behind one interface: integrations, the event log, each
 //! user's merged consent state, the outbox, dead letters and the audit.
 //!
-//! SQLite (`sqlite.rs`) is the embedded default; a PostgreSQL store shared by
-//! several hosts implements the same trait later. Nothing here assumes one
+//! SQLite (`sqlite.rs`) is the embedded default; PostgreSQL (`postgres.rs`)
+//! is the store several hosts share. Nothing here assumes one
 //! process owns the queue: work is *claimed* with a lease (owner + expiry),
 //! a completion only counts while its lease is still held, and an expired
 //! lease lets any host take the work over.
@@ -14,7 +14,10 @@
 //! user) can never be in flight at once. A delivery always sends the user's
 //! *latest* state, so per-user order holds by construction.
 
+#[cfg(test)]
+mod conformance;
 pub mod plugins;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -24,6 +27,7 @@ use serde_json::Value as Json;
 use crate::consent::UserState;
 
 pub use plugins::{PluginStatus, PluginStatusChange, PluginStore, PluginSwitch, PluginVersion};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Store errors are infrastructure failures (I/O, corruption); callers map

@@ -112,4 +112,7 @@ pub trait PluginStore: Send + Sync {
     async fn plugin_wasm(&self, type_id: &str, content_hash: &str) -> Result<Option<Vec<u8>>>;
     /// A type's switches, oldest first, at most `limit`, the newest kept.
     async fn plugin_switches(&self, type_id: &str, limit: u32) -> Result<Vec<PluginSwitch>>;
+    /// The id of the newest switch of any type (0 without one): hosts
+    /// sharing the store poll it to follow each other's switches.
+    async fn latest_plugin_switch_id(&self) -> Result<i64>;
 }

@@ -162,6 +162,15 @@ impl PluginStore for SqliteStore {
         .await
     }
 
+    async fn latest_plugin_switch_id(&self) -> Result<i64> {
+        self.transaction("latest_plugin_switch_id", false, move |tx| {
+            Ok(tx
+                .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM plugin_switches")?
+                .query_row([], |row| row.get(0))?)
+        })
+        .await
+    }
+
     async fn plugin_switches(&self, type_id: &str, limit: u32) -> Result<Vec<PluginSwitch>> {
         let type_id = type_id.to_owned();
         self.transaction("plugin_switches", false, move |tx| {
@@ -258,6 +267,10 @@ mod tests {
         );
         let switches = store.plugin_switches("dotdigital", 10).await.unwrap();
         assert_eq!(switches.len(), 1);
+        assert_eq!(
+            store.latest_plugin_switch_id().await.unwrap(),
+            switches[0].id
+        );
         assert_eq!(switches[0].to_hash, "bb");
         assert!(switches[0].id > 0);
 

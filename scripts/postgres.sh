@@ -3,7 +3,9 @@
 # packages: `postgres.sh start DIR` initialises a cluster in DIR, starts it on
 # a free loopback port and prints its connection string; `postgres.sh stop
 # DIR` stops it and deletes DIR. Installs the server package first when it is
-# missing (root only; otherwise it says what to install).
+# missing (root only; otherwise it says what to install). The server runs
+# with fsync off, as tests need no durability across a power loss;
+# PREFSYNC_PG_FSYNC=on keeps it on (benchmarks).
 set -euo pipefail
 
 command=${1:-}
@@ -52,7 +54,7 @@ case "$command" in
     # A free port: let the kernel pick one, then hand it to the server.
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >&2 \
+      -o "-h 127.0.0.1 -p $port -k $dir -c fsync=${PREFSYNC_PG_FSYNC:-off} -c max_connections=300" start >&2 \
       || { cat "$dir/server.log" >&2; exit 1; }
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;

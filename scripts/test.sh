@@ -3,8 +3,8 @@
 # starts a throwaway PostgreSQL server (scripts/postgres.sh; unless
 # PREFSYNC_TEST_POSTGRES already names one) for the PostgreSQL store's tests,
 # runs every test of the workspace (tests/build.rs builds the guests from
-# source), stops the server, and ends with one summary line over all test
-# binaries.
+# source), then the serve-level tests once more with every server on
+# PostgreSQL, stops the server, and ends with one summary line over all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,5 +23,12 @@ if [[ -z "${PREFSYNC_TEST_POSTGRES:-}" ]]; then
 fi
 status=0
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# The same serve-level tests again with every server on PostgreSQL: same API,
+# same behaviour on both stores.
+if [[ $# -eq 0 ]]; then
+  PREFSYNC_TEST_SERVE_STORE=postgres cargo test -p prefsync-tests --test it -- \
+    serve:: webhooks:: webhook:: webhook_js:: actito:: selligent:: dotdigital_ wit_frozen:: wit_next_major:: \
+    2>&1 | tee -a "$log" || status=$?
+fi
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 exit "$status"

@@ -3,10 +3,13 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let filter = EnvFilter::try_from_env("PREFSYNC_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn"))
+        // tokio-postgres logs every statement's parameters at debug level,
+        // integration configs (secrets) among them: never below info.
+        .add_directive("tokio_postgres=info".parse().expect("a valid directive"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("PREFSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let cli = prefsync::cli::Cli::parse();

@@ -39,6 +39,24 @@ impl Server {
         server_lines: &str,
         extra: impl FnOnce(&std::path::Path) -> String,
     ) -> Result<Server, String> {
+        // PREFSYNC_TEST_SERVE_STORE=postgres runs every server of these tests
+        // on a fresh PostgreSQL database instead (./scripts/test.sh does, in a
+        // second pass over the serve tests).
+        let on_postgres;
+        let storage_lines = match std::env::var("PREFSYNC_TEST_SERVE_STORE").as_deref() {
+            Ok("postgres") if storage_lines.is_empty() => {
+                let url = std::thread::spawn(|| {
+                    tokio::runtime::Runtime::new()
+                        .unwrap()
+                        .block_on(prefsync_tests::support::postgres_database())
+                })
+                .join()
+                .unwrap();
+                on_postgres = format!("url = {url:?}");
+                on_postgres.as_str()
+            }
+            _ => storage_lines,
+        };
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();

@@ -161,13 +161,8 @@ impl PluginManager {
     pub async fn bootstrap(&self, dir: &Path) -> anyhow::Result<()> {
         let latest = self.store.latest_plugin_switch_id().await?;
         let versions = self.store.plugin_versions(None).await?;
-        let mut by_type: BTreeMap<&str, Vec<&PluginVersion>> = BTreeMap::new();
-        for version in &versions {
-            by_type.entry(&version.type_id).or_default().push(version);
-        }
-        for (type_id, versions) in by_type {
-            let find = |status| versions.iter().find(|v| v.status == status);
-            let Some(active) = find(PluginStatus::Active) else {
+        for (type_id, in_service) in in_service_by_type(&versions) {
+            let Some(active) = in_service.active else {
                 continue;
             };
             let active = match self.load_stored(active).await {
@@ -177,11 +172,11 @@ impl PluginManager {
                     continue;
                 }
             };
-            let standby = match find(PluginStatus::Standby) {
+            let standby = match in_service.standby {
                 Some(v) => self.load_stored(v).await.ok(),
                 None => None,
             };
-            if let Some(canary) = find(PluginStatus::Canary) {
+            if let Some(canary) = in_service.canary {
                 // A canary's verdict needs its window; a restart ends it.
                 self.record(
                     "auto_rollback",
@@ -247,16 +242,11 @@ impl PluginManager {
         }
         let _change = self.changes.lock().await;
         let versions = self.store.plugin_versions(None).await?;
-        let mut by_type: BTreeMap<&str, Vec<&PluginVersion>> = BTreeMap::new();
-        for version in &versions {
-            by_type.entry(&version.type_id).or_default().push(version);
-        }
-        for (type_id, versions) in by_type {
-            let find = |status| versions.iter().find(|v| v.status == status);
-            let Some(active) = find(PluginStatus::Active) else {
+        for (type_id, in_service) in in_service_by_type(&versions) {
+            let Some(active) = in_service.active else {
                 continue;
             };
-            let standby = find(PluginStatus::Standby);
+            let standby = in_service.standby;
             let local = self.registry.view(type_id);
             if let Some(local) = &local {
                 let same_active = local.active.info().content_hash == active.content_hash;
@@ -685,6 +675,28 @@ impl PluginManager {
             }
         }
     }
+}
+
+/// A type's versions in service, as the store records them.
+#[derive(Default)]
+struct InService<'a> {
+    active: Option<&'a PluginVersion>,
+    standby: Option<&'a PluginVersion>,
+    canary: Option<&'a PluginVersion>,
+}
+
+fn in_service_by_type(versions: &[PluginVersion]) -> BTreeMap<&str, InService<'_>> {
+    let mut by_type: BTreeMap<&str, InService<'_>> = BTreeMap::new();
+    for version in versions {
+        let entry = by_type.entry(&version.type_id).or_default();
+        match version.status {
+            PluginStatus::Active => entry.active = Some(version),
+            PluginStatus::Standby => entry.standby = Some(version),
+            PluginStatus::Canary => entry.canary = Some(version),
+            PluginStatus::RolledBack | PluginStatus::Inactive => {}
+        }
+    }
+    by_type
 }
 
 fn status(hash: &str, status: PluginStatus, reason: Option<&str>) -> PluginStatusChange {

@@ -113,6 +113,27 @@ pub enum DeliveryStatus {
     Done,
 }
 
+impl DeliveryStatus {
+    /// The name stores compute in SQL and the API shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::InFlight => "in_flight",
+            DeliveryStatus::Done => "done",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::InFlight,
+            DeliveryStatus::Done,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == name)
+    }
+}
+
 /// Filters of `GET /v1/deliveries`.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {

@@ -301,14 +301,6 @@ fn outbox_from_row(row: &Row) -> Result<OutboxEntry> {
     })
 }
 
-fn status_name(status: DeliveryStatus) -> &'static str {
-    match status {
-        DeliveryStatus::Pending => "pending",
-        DeliveryStatus::InFlight => "in_flight",
-        DeliveryStatus::Done => "done",
-    }
-}
-
 const DEAD_LETTER_COLUMNS: &str = "id, integration_id, organization_user_id, version, attempts, \
      last_error, created_at_ms, replayed_at_ms";
 
@@ -853,7 +845,7 @@ impl Store for PostgresStore {
                     &filter.integration_id,
                     &filter.organization_user_id,
                     &now_ms,
-                    &filter.status.map(status_name),
+                    &filter.status.map(DeliveryStatus::as_str),
                     &limit,
                 ],
             )
@@ -861,14 +853,8 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|row| {
                 let status: String = row.try_get(10)?;
-                let status = [
-                    DeliveryStatus::Pending,
-                    DeliveryStatus::InFlight,
-                    DeliveryStatus::Done,
-                ]
-                .into_iter()
-                .find(|s| status_name(*s) == status)
-                .ok_or_else(|| anyhow!("unknown delivery status {status}"))?;
+                let status = DeliveryStatus::parse(&status)
+                    .ok_or_else(|| anyhow!("unknown delivery status {status}"))?;
                 Ok((outbox_from_row(row)?, status))
             })
             .collect()

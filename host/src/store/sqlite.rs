@@ -358,25 +358,9 @@ fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
     })
 }
 
-/// Statuses as `deliveries` computes them in SQL.
-fn status_name(status: DeliveryStatus) -> &'static str {
-    match status {
-        DeliveryStatus::Pending => "pending",
-        DeliveryStatus::InFlight => "in_flight",
-        DeliveryStatus::Done => "done",
-    }
-}
-
 fn status_from_row(row: &Row<'_>, index: usize) -> rusqlite::Result<DeliveryStatus> {
     let name: String = row.get(index)?;
-    [
-        DeliveryStatus::Pending,
-        DeliveryStatus::InFlight,
-        DeliveryStatus::Done,
-    ]
-    .into_iter()
-    .find(|status| status_name(*status) == name)
-    .ok_or_else(|| {
+    DeliveryStatus::parse(&name).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
             index,
             Type::Text,
@@ -974,7 +958,7 @@ impl Store for SqliteStore {
                     filter.integration_id,
                     filter.organization_user_id,
                     now_ms,
-                    filter.status.map(status_name),
+                    filter.status.map(DeliveryStatus::as_str),
                     limit
                 ],
                 |row| Ok((outbox_from_row(row)?, status_from_row(row, 10)?)),

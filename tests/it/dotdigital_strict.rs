@@ -128,6 +128,22 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
     assert_eq!(report["integrations_validated"], 1);
     let v2 = active(&server).await;
     assert_eq!(v2.0, "0.2.0");
+    let metrics = server
+        .client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (role, version) in [("active", &v2), ("standby", &v1)] {
+        let line = format!(
+            "prefsync_connector_info{{connector=\"dotdigital\",role=\"{role}\",version=\"{}\",hash=\"{}\"}} 1",
+            version.0, version.1
+        );
+        assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
+    }
     // The old version is no longer newer: refused unless forced.
     let (status, answer) = server
         .post_bytes("/v1/plugins", bytes(guests::DOTDIGITAL))

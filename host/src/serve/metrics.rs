@@ -170,6 +170,37 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The connector versions in service, as an info metric: one series per
+/// (connector, role) with the version and content hash as labels.
+pub fn render_connectors(registry: &super::Registry) -> String {
+    let mut out = String::from(
+        "# HELP prefsync_connector_info Connector versions in service, by role (active, standby, canary).\n# TYPE prefsync_connector_info gauge\n",
+    );
+    for type_id in registry.type_ids() {
+        let Some(view) = registry.view(&type_id) else {
+            continue;
+        };
+        let canary = view.canary.as_ref().map(|run| run.candidate.clone());
+        for (role, destination) in [
+            ("active", Some(view.active.clone())),
+            ("standby", view.standby.clone()),
+            ("canary", canary),
+        ] {
+            if let Some(destination) = destination {
+                let info = destination.info();
+                let _ = writeln!(
+                    out,
+                    "prefsync_connector_info{{connector=\"{}\",role=\"{role}\",version=\"{}\",hash=\"{}\"}} 1",
+                    escape(&type_id),
+                    escape(&info.version),
+                    escape(&info.content_hash)
+                );
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,7 +248,7 @@ async fn prometheus(State(app): State<Arc<App>>) -> Result<String, api::error::A
         .iter()
         .filter(|d| d.replayed_at_ms.is_none())
         .count() as u64;
-    Ok(app.metrics.render(depth, dead))
+    Ok(app.metrics.render(depth, dead) + &metrics::render_connectors(&app.connectors))
 }
 
 async fn shutdown_signal() {

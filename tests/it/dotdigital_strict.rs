@@ -128,15 +128,7 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
     assert_eq!(report["integrations_validated"], 1);
     let v2 = active(&server).await;
     assert_eq!(v2.0, "0.2.0");
-    let metrics = server
-        .client()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for (role, version) in [("active", &v2), ("standby", &v1)] {
         let line = format!(
             "prefsync_connector_info{{connector=\"dotdigital\",role=\"{role}\",version=\"{}\",hash=\"{}\"}} 1",

@@ -115,6 +115,18 @@ impl Server {
         }
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub(crate) async fn metrics(&self) -> String {
+        self.client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `POST {path}` with raw bytes (a component).
     pub(crate) async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> (u16, Value) {
         let response = self
@@ -609,15 +621,7 @@ async fn events_reach_the_destination_once_per_meaningful_change() {
     );
     assert_eq!(shown["properties"]["metadata_firstname"], "Ann");
 
-    let metrics = server
-        .client()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for line in [
         "prefsync_events_total{result=\"recorded\"} 4",
         "prefsync_events_total{result=\"duplicate\"} 1",

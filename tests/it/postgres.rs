@@ -48,6 +48,10 @@ async fn the_pipeline_runs_on_postgres_and_survives_a_restart() {
             false,
         ))
         .await;
+    // Ann's one delivery is done before the fault is queued, so the 503 is bob's.
+    server
+        .wait_outcomes("ann@example.com", Some("dd"), |o| !o.is_empty())
+        .await;
     // One 503 first: retried, then delivered.
     mock.state.push_faults([Fault::Status(503)]);
     server

@@ -27,7 +27,7 @@ cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 # same behaviour on both stores.
 if [[ $# -eq 0 ]]; then
   PREFSYNC_TEST_SERVE_STORE=postgres cargo test -p prefsync-tests --test it -- \
-    serve:: webhooks:: webhook:: webhook_js:: actito:: selligent:: dotdigital_ wit_frozen:: wit_next_major:: \
+    serve:: activations:: webhooks:: webhook:: webhook_js:: actito:: selligent:: dotdigital_ wit_frozen:: wit_next_major:: \
     2>&1 | tee -a "$log" || status=$?
 fi
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

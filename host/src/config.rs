@@ -40,6 +40,8 @@ pub struct HostConfig {
     pub retry: RetryPolicy,
     /// How deliveries are claimed and dispatched.
     pub dispatch: DispatchConfig,
+    /// Scheduled reverse-ETL syncs.
+    pub activations: ActivationsConfig,
 }
 
 /// `[server]`.
@@ -134,6 +136,30 @@ pub struct IntegrationsConfig {
     pub dir: Option<PathBuf>,
 }
 
+/// `[activations]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivationsConfig {
+    /// Directory of activation JSON files to create or update at start
+    /// (after the integrations they name).
+    pub dir: Option<PathBuf>,
+    /// How often the scheduler looks for due runs, in milliseconds.
+    pub poll_ms: u64,
+    /// How long a run holds its activation without renewing, in
+    /// milliseconds; a host that dies mid-run frees it after this.
+    pub lease_ms: u64,
+}
+
+impl Default for ActivationsConfig {
+    fn default() -> Self {
+        ActivationsConfig {
+            dir: None,
+            poll_ms: 1_000,
+            lease_ms: 600_000,
+        }
+    }
+}
+
 /// `[dispatch]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -219,6 +245,15 @@ impl HostConfig {
                 "dispatch.lease_ms ({}) must be longer than limits.wall_ms ({}), or a slow call could be delivered twice",
                 self.dispatch.lease_ms, self.limits.wall_ms
             ));
+        }
+        if self.activations.lease_ms <= 2 * self.limits.wall_ms {
+            return Err(format!(
+                "activations.lease_ms ({}) must be more than twice limits.wall_ms ({}): a run renews its lease between connector calls",
+                self.activations.lease_ms, self.limits.wall_ms
+            ));
+        }
+        if self.activations.poll_ms == 0 {
+            return Err("activations.poll_ms must be above 0".into());
         }
         if self.server.max_body_bytes == 0 {
             return Err("server.max_body_bytes must be above 0".into());

@@ -1,6 +1,7 @@
 //! prefsync: consent events in, destinations updated through sandboxed
 //! WebAssembly connectors. See `ARCHITECTURE.md` for the map.
 
+pub mod activation;
 pub mod cli;
 pub mod config;
 pub mod consent;

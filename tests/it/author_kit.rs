@@ -137,7 +137,7 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
         "type id:          acme_crm",
         "version:          0.1.0",
         "display name:     Acme Crm",
-        "WIT:              prefsync:connector@0.1.1",
+        "WIT:              prefsync:connector@0.1.2",
     ] {
         assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
     }

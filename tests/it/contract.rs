@@ -40,7 +40,7 @@ async fn a_component_built_against_0_1_0_loads_and_delivers() {
     assert_eq!(old.info().wit_version, "0.1.0");
     assert!(!old.info().inbound_webhooks);
     let current = load(guests::DOTDIGITAL, Limits::default()).await;
-    assert_eq!(current.info().wit_version, "0.1.1");
+    assert_eq!(current.info().wit_version, "0.1.2");
     assert_eq!(old.info().config_schema, current.info().config_schema);
 
     let mock = Dotdigital::start(

@@ -2,12 +2,14 @@
 //! `build.rs`, in the real runtime, against mock destinations on loopback.
 
 mod actito;
+mod activations;
 mod author_kit;
 mod cli;
 mod cluster;
 mod contract;
 mod crash;
 mod dotdigital;
+mod dotdigital_activation;
 mod dotdigital_failing;
 mod dotdigital_strict;
 mod dotdigital_v2;
@@ -16,6 +18,7 @@ mod pipeline;
 mod postgres;
 mod probe;
 mod selligent;
+mod selligent_engage;
 mod serve;
 mod webhook;
 mod webhook_js;

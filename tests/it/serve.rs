@@ -151,6 +151,13 @@ impl Server {
         self.process.terminate()
     }
 
+    /// Like [`Server::terminate`], keeping the temporary directory (data,
+    /// config) for what runs next on it.
+    pub(crate) fn terminate_keeping_dir(self) -> (bool, String, tempfile::TempDir) {
+        let (clean, log) = self.process.terminate();
+        (clean, log, self.dir)
+    }
+
     pub(crate) fn client(&self) -> reqwest::Client {
         reqwest::Client::new()
     }

@@ -20,7 +20,7 @@ async fn the_javascript_connector_validates_delivers_and_classifies() {
         .unwrap();
     let info = connector.info();
     assert_eq!(info.type_id, "webhook_js");
-    assert_eq!(info.wit_version, "0.1.1");
+    assert_eq!(info.wit_version, "0.1.2");
     assert_eq!(info.max_concurrency, 2);
 
     let problems = connector

@@ -1,5 +1,5 @@
 //! A connector built from source against a frozen copy of the contract as
-//! released at 0.1.0 keeps loading and running on this 0.1.1 host, in the
+//! released at 0.1.0 keeps loading and running on this 0.1.x host, in the
 //! runtime and through the registry.
 
 use prefsync::runtime::{DeliveredKind, Limits, Outcome, Value};

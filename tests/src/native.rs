@@ -54,6 +54,8 @@ impl<C: sdk::Connector + 'static> NativeConnector<C> {
                 max_batch_size: description.max_batch_size,
                 batching: description.capabilities.batching,
                 inbound_webhooks: description.capabilities.inbound_webhooks,
+                // The native path benchmarks deliveries only.
+                activations: false,
                 wit_version: "native".into(),
                 content_hash: "native".into(),
             },

@@ -1,5 +1,6 @@
 //! The `prefsync` command line.
 
+mod activation;
 mod cassette;
 mod plugin;
 mod scaffold;
@@ -26,6 +27,9 @@ pub enum Command {
     /// Work with connector components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Run activations (scheduled reverse-ETL syncs) and read their history.
+    #[command(subcommand)]
+    Activation(activation::ActivationCommand),
 }
 
 /// Runs the parsed command.
@@ -36,5 +40,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::serve::run(config).await
         }
         Command::Plugin(command) => plugin::run(command).await,
+        Command::Activation(command) => activation::run(command).await,
     }
 }

@@ -432,6 +432,9 @@ pub fn render(info: &ConnectorInfo) -> String {
     if info.inbound_webhooks {
         abilities.push("inbound webhooks");
     }
+    if info.activations {
+        abilities.push("activations");
+    }
     let schema = serde_json::to_string_pretty(&info.config_schema).unwrap_or_default();
     format!(
         "type id:          {}\n\

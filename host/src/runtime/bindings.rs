@@ -28,6 +28,21 @@ pub mod bidirectional {
     });
 }
 
+/// The optional `activation` export (world `model-sync`), reusing the types
+/// above; looked up on its own at load, like `inbound`.
+pub mod model_sync {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "model-sync",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        additional_derives: [PartialEq],
+        with: {
+            "prefsync:connector/types": super::prefsync::connector::types,
+        },
+    });
+}
+
 pub use self::prefsync::connector::http::{HttpError, Method, Request, Response};
 pub use self::prefsync::connector::log::Level;
 pub use self::prefsync::connector::types::{ConsentRecord, Property, RecordMetadata, Value};
@@ -36,6 +51,9 @@ pub use bidirectional::exports::prefsync::connector::inbound::{
 };
 pub use exports::prefsync::connector::connector::{
     Capabilities, DeliveredKind, Description, Failure, Outcome, ValidationProblem,
+};
+pub use model_sync::exports::prefsync::connector::activation::{
+    RowFailure, RowOutcome, SyncBatch, SyncMode, SyncRow,
 };
 
 impl Method {

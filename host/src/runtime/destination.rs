@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 use super::bindings::ValidationProblem;
 use super::{
     CallError, Connector, ConnectorInfo, ConsentRecord, Delivery, InboundRequest,
-    IntegrationContext, Receipt, ReceiveError,
+    IntegrationContext, Receipt, ReceiveError, RowOutcome, SyncBatch, SyncError,
 };
 
 /// A destination the host can validate configs for and deliver batches to.
@@ -38,6 +38,22 @@ pub trait Destination: Send + Sync + 'static {
     ) -> Result<Receipt, ReceiveError> {
         let _ = (integration, request);
         Err(ReceiveError::Unsupported(self.info().type_id.clone()))
+    }
+
+    /// Most rows per `sync` call (`info().activations` says whether it can sync).
+    async fn max_rows(&self, integration: &Arc<IntegrationContext>) -> Result<u32, SyncError> {
+        let _ = integration;
+        Err(SyncError::Unsupported(self.info().type_id.clone()))
+    }
+
+    /// Writes a batch of model rows (activations).
+    async fn sync(
+        &self,
+        integration: &Arc<IntegrationContext>,
+        batch: SyncBatch,
+    ) -> Result<Vec<RowOutcome>, SyncError> {
+        let _ = (integration, batch);
+        Err(SyncError::Unsupported(self.info().type_id.clone()))
     }
 
     /// The runtime view of an integration of this connector: its allowlist
@@ -72,6 +88,18 @@ impl Destination for Connector {
     ) -> Result<Receipt, ReceiveError> {
         Connector::receive(self, integration, request).await
     }
+
+    async fn max_rows(&self, integration: &Arc<IntegrationContext>) -> Result<u32, SyncError> {
+        Connector::max_rows(self, integration).await
+    }
+
+    async fn sync(
+        &self,
+        integration: &Arc<IntegrationContext>,
+        batch: SyncBatch,
+    ) -> Result<Vec<RowOutcome>, SyncError> {
+        Connector::sync(self, integration, batch).await
+    }
 }
 
 /// A destination that accepts every config and skips every record, for the
@@ -98,6 +126,7 @@ pub(crate) mod testing {
                     max_batch_size: 1,
                     batching: false,
                     inbound_webhooks: false,
+                    activations: false,
                     wit_version: "0.1.1".into(),
                     content_hash: format!("{type_id}-{version}"),
                 },

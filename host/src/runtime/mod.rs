@@ -36,7 +36,8 @@ use crate::outbound_http::{OutboundHttp, Transport};
 pub use artifacts::{ArtifactCache, Source, content_hash};
 pub use bindings::{
     ConsentRecord, ConsentUpdate, DeliveredKind, Failure, InboundRequest, Outcome, Property,
-    Receipt, RecordMetadata, ValidationProblem, Value,
+    Receipt, RecordMetadata, RowFailure, RowOutcome, SyncBatch, SyncMode, SyncRow,
+    ValidationProblem, Value,
 };
 pub use call::{CallStats, GuestLogLine};
 pub use destination::Destination;
@@ -47,6 +48,7 @@ pub use limits::Limits;
 
 // The generated world; `Destination` here is the trait the pipeline uses.
 use bindings::bidirectional::exports::prefsync::connector::inbound::GuestIndices as InboundIndices;
+use bindings::model_sync::exports::prefsync::connector::activation::GuestIndices as ActivationIndices;
 use bindings::{Destination as DestinationWorld, DestinationIndices, DestinationPre};
 use call::{CallState, CallTags};
 
@@ -56,6 +58,8 @@ pub const WIT_PACKAGE: &str = "prefsync:connector";
 pub const CONNECTOR_INTERFACE: &str = "prefsync:connector/connector";
 /// The optional interface a connector exports to read its destination's webhooks.
 pub const INBOUND_INTERFACE: &str = "prefsync:connector/inbound";
+/// The optional interface a connector exports to sync a user model (activations).
+pub const ACTIVATION_INTERFACE: &str = "prefsync:connector/activation";
 /// Contract versions this host runs: any `0.1.x` (a minor version of a
 /// `0.x` package is its compatibility line).
 pub const SUPPORTED_WIT: &[&str] = &["0.1"];
@@ -169,6 +173,29 @@ pub enum ReceiveError {
     Call(#[from] CallError),
 }
 
+/// Why a `sync` call (activations) wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("connector `{0}` cannot sync models (it does not export `activation`)")]
+    Unsupported(String),
+    /// The destination refused the batch as a whole (credentials, outage).
+    #[error("{}", .0.message)]
+    Refused(RowFailure),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+impl SyncError {
+    /// Whether the same batch may go through later.
+    pub fn retryable(&self) -> bool {
+        match self {
+            SyncError::Unsupported(_) => false,
+            SyncError::Refused(failure) => failure.retryable,
+            SyncError::Call(error) => error.retryable(),
+        }
+    }
+}
+
 /// Bytes as MiB with two decimals, as the limits are read.
 pub fn mib(bytes: u64) -> String {
     format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
@@ -193,6 +220,8 @@ pub struct ConnectorInfo {
     pub max_batch_size: u32,
     pub batching: bool,
     pub inbound_webhooks: bool,
+    /// Whether it exports `activation` (can sync a user model).
+    pub activations: bool,
     /// Version of the WIT package the component was built against.
     pub wit_version: String,
     /// SHA-256 of the component's bytes.
@@ -302,9 +331,18 @@ impl Runtime {
         let world = DestinationIndices::new(pre.instance_pre())
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         // The optional capability: present → it must be complete.
-        let inbound = if exports_inbound(&self.shared.engine, &component) {
+        let inbound = if exports_interface(&self.shared.engine, &component, INBOUND_INTERFACE) {
             Some(
                 InboundIndices::new(pre.instance_pre())
+                    .map_err(|e| LoadError::Link(format!("{e:#}")))?,
+            )
+        } else {
+            None
+        };
+        let activation = if exports_interface(&self.shared.engine, &component, ACTIVATION_INTERFACE)
+        {
+            Some(
+                ActivationIndices::new(pre.instance_pre())
                     .map_err(|e| LoadError::Link(format!("{e:#}")))?,
             )
         } else {
@@ -315,6 +353,7 @@ impl Runtime {
             pre,
             world,
             inbound,
+            activation,
             info: ConnectorInfo {
                 type_id: String::new(),
                 version: String::new(),
@@ -325,6 +364,7 @@ impl Runtime {
                 max_batch_size: 1,
                 batching: false,
                 inbound_webhooks: false,
+                activations: false,
                 wit_version,
                 content_hash: hash,
             },
@@ -364,6 +404,7 @@ impl Runtime {
                 .contains(bindings::Capabilities::BATCHING),
             // What the component exports decides; the flag is its claim.
             inbound_webhooks: connector.inbound.is_some(),
+            activations: connector.activation.is_some(),
             ..connector.info
         };
         tracing::info!(
@@ -393,14 +434,14 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 /// The version of `prefsync:connector/connector` the component exports.
-/// Whether `component` exports the optional `inbound` interface (any 0.1.x).
-fn exports_inbound(engine: &Engine, component: &Component) -> bool {
+/// Whether `component` exports the optional `interface` (any 0.1.x).
+fn exports_interface(engine: &Engine, component: &Component, interface: &str) -> bool {
     component
         .component_type()
         .exports(engine)
         .any(|(name, item)| {
             matches!(item.ty, ComponentItem::ComponentInstance(_))
-                && name.split('@').next() == Some(INBOUND_INTERFACE)
+                && name.split('@').next() == Some(interface)
         })
 }
 
@@ -458,6 +499,8 @@ pub struct Connector {
     world: DestinationIndices,
     /// Set when the component exports the optional `inbound` interface.
     inbound: Option<InboundIndices>,
+    /// Set when the component exports the optional `activation` interface.
+    activation: Option<ActivationIndices>,
     info: ConnectorInfo,
     source: Source,
     /// Calls in flight for this connector across integrations.
@@ -637,6 +680,76 @@ impl Connector {
             Err(message) => Err(ReceiveError::Refused(
                 redactor.redact(&message).into_owned(),
             )),
+        }
+    }
+
+    /// Most rows per `sync` call for `integration` (activations).
+    pub async fn max_rows(&self, integration: &Arc<IntegrationContext>) -> Result<u32, SyncError> {
+        let Some(indices) = self.activation.clone() else {
+            return Err(SyncError::Unsupported(self.info.type_id.clone()));
+        };
+        let text = integration.config_text().to_string();
+        let (result, _) = self
+            .run(
+                integration.clone(),
+                Vec::new(),
+                move |_, instance, store| {
+                    Box::pin(async move {
+                        let activation = indices.load(&mut *store, instance)?;
+                        activation.call_max_rows(store, &text).await
+                    })
+                },
+            )
+            .await;
+        Ok(result?.max(1))
+    }
+
+    /// Writes a batch of model rows (activations). `Ok` holds one outcome
+    /// per row; a batch the destination refused as a whole, or a call that
+    /// failed (trap, limit, timeout), is an error. Messages come back redacted.
+    pub async fn sync(
+        &self,
+        integration: &Arc<IntegrationContext>,
+        batch: SyncBatch,
+    ) -> Result<Vec<RowOutcome>, SyncError> {
+        let Some(indices) = self.activation.clone() else {
+            return Err(SyncError::Unsupported(self.info.type_id.clone()));
+        };
+        let expected = batch.rows.len();
+        let keys = batch.rows.iter().map(|r| r.key.clone()).collect();
+        let text = integration.config_text().to_string();
+        let _permit = self.integration_permit(integration.id()).await;
+        let (result, _) = self
+            .run(integration.clone(), keys, move |_, instance, store| {
+                Box::pin(async move {
+                    let activation = indices.load(&mut *store, instance)?;
+                    activation.call_sync(store, &text, &batch).await
+                })
+            })
+            .await;
+        let redactor = integration.redactor();
+        match result? {
+            Ok(outcomes) if outcomes.len() == expected => Ok(outcomes
+                .into_iter()
+                .map(|o| match o {
+                    RowOutcome::Failed(f) => RowOutcome::Failed(RowFailure {
+                        message: redactor.redact(&f.message).into_owned(),
+                        ..f
+                    }),
+                    RowOutcome::Skipped(why) => {
+                        RowOutcome::Skipped(redactor.redact(&why).into_owned())
+                    }
+                    written => written,
+                })
+                .collect()),
+            Ok(outcomes) => Err(SyncError::Call(CallError::OutcomeCount {
+                got: outcomes.len(),
+                expected,
+            })),
+            Err(failure) => Err(SyncError::Refused(RowFailure {
+                message: redactor.redact(&failure.message).into_owned(),
+                ..failure
+            })),
         }
     }
 

@@ -40,6 +40,8 @@ pub struct App {
     pub plugins: Option<Arc<PluginManager>>,
     pub config: Arc<HostConfig>,
     pub metrics: metrics::Metrics,
+    /// Activations: their runs and scheduler.
+    pub activations: Arc<crate::activation::Activations>,
     /// Woken when new work is committed, so the dispatcher need not wait for its poll.
     pub work: tokio::sync::Notify,
     admin_token: String,
@@ -107,8 +109,23 @@ impl Server {
             .await
             .with_context(|| format!("listening on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
+        let owner = config.dispatch.host_id.clone().unwrap_or_else(|| {
+            format!(
+                "prefsync-{}-{}",
+                std::process::id(),
+                api::integrations::random_hex(3)
+            )
+        });
+        let lookup = connectors.clone();
+        let activations = Arc::new(crate::activation::Activations::new(
+            store.clone(),
+            Arc::new(move |type_id: &str| lookup.get(type_id)),
+            owner.clone(),
+            std::time::Duration::from_millis(config.activations.lease_ms),
+        ));
         let app = Arc::new(App {
             store,
+            activations,
             connectors,
             plugins,
             ingest_token: config.server.ingest_token.clone(),
@@ -118,18 +135,20 @@ impl Server {
             admin_token,
         });
         if let Some(dir) = &app.config.integrations.dir {
-            let count = api::integrations::load_dir(&app, dir).await?;
+            let count =
+                api::integrations::load_dir(app.store.as_ref(), &app.connectors, dir).await?;
             tracing::info!(count, dir = %dir.display(), "integrations loaded from files");
         }
-        let owner = app.config.dispatch.host_id.clone().unwrap_or_else(|| {
-            format!(
-                "prefsync-{}-{}",
-                std::process::id(),
-                api::integrations::random_hex(3)
-            )
-        });
+        if let Some(dir) = &app.config.activations.dir {
+            let count = app.activations.load_dir(dir).await?;
+            tracing::info!(count, dir = %dir.display(), "activations loaded from files");
+        }
         let (stop_dispatch, stopped) = tokio::sync::watch::channel(false);
         let dispatcher = tokio::spawn(dispatch::run(app.clone(), owner, stopped.clone()));
+        let scheduler = tokio::spawn(app.activations.clone().schedule(
+            std::time::Duration::from_millis(app.config.activations.poll_ms),
+            stopped.clone(),
+        ));
         let supervisor = app.plugins.clone().map(|manager| {
             let watch_dir = app
                 .config
@@ -150,6 +169,7 @@ impl Server {
             // Stop claiming, and let the deliveries in flight finish and be recorded.
             let _ = stop_dispatch.send(true);
             let _ = dispatcher.await;
+            let _ = scheduler.await;
             if let Some(supervisor) = supervisor {
                 let _ = supervisor.await;
             }
@@ -193,10 +213,41 @@ impl Server {
     }
 }
 
+/// The store and the connectors in service, as `serve` opens them, with the
+/// integration files loaded; for commands that work without serving
+/// (`prefsync activation run`).
+pub async fn open_offline(config: &HostConfig) -> Result<(Arc<dyn Store>, Arc<Registry>)> {
+    std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+        format!(
+            "creating the data directory {}",
+            config.storage.data_dir.display()
+        )
+    })?;
+    let store: Arc<dyn Store> = match &config.storage.url {
+        Some(url) => Arc::new(PostgresStore::connect(url).await?),
+        None => Arc::new(SqliteStore::open(&config.storage.sqlite_path())?),
+    };
+    let runtime = Runtime::new(RuntimeOptions {
+        limits: config.limits.clone(),
+        egress: config.egress.clone(),
+        artifact_dir: Some(config.storage.artifact_dir()),
+        transport: None,
+    })?;
+    let registry = Arc::new(Registry::default());
+    PluginManager::new(runtime, store.clone(), registry.clone())
+        .bootstrap(&config.plugins.dir)
+        .await?;
+    if let Some(dir) = &config.integrations.dir {
+        api::integrations::load_dir(store.as_ref(), &registry, dir).await?;
+    }
+    Ok((store, registry))
+}
+
 /// The API's routes; admin routes require the admin bearer token.
 pub fn router(app: Arc<App>) -> Router {
     let admin = api::integrations::routes()
         .merge(api::deliveries::routes())
+        .merge(api::activations::routes())
         .merge(api::plugins::routes(app.config.plugins.max_upload_bytes))
         .route("/v1/users/{id}", get(api::events::user))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -1031,6 +1031,92 @@ macro_rules! store_conformance_tests {
         );
     }
 
+
+    fn activation_record(id: &str, next_run_at_ms: Option<i64>) -> $crate::store::ActivationRecord {
+        $crate::store::ActivationRecord {
+            id: id.to_string(),
+            integration_id: "engage".to_string(),
+            config: json!({ "id": id }),
+            created_at_ms: 10,
+            updated_at_ms: 10,
+            next_run_at_ms,
+        }
+    }
+
+    fn run_start(host: &str, now_ms: i64) -> $crate::store::RunStart {
+        $crate::store::RunStart {
+            trigger: "schedule".to_string(),
+            host: host.to_string(),
+            full_resync: false,
+            now_ms,
+            lease_ms: LEASE,
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_of_one_activation_never_overlap_and_a_lapsed_lease_is_abandoned() {
+        use $crate::store::RunStatus;
+        let (_keep, store) = open().await;
+        store.put_activation(&activation_record("users", None)).await.expect("put");
+        assert_eq!(store.begin_run("nope", &run_start("a", 100)).await.expect("begin"), None);
+        let first = store.begin_run("users", &run_start("a", 100)).await.expect("begin").expect("free");
+        assert_eq!(store.begin_run("users", &run_start("b", 200)).await.expect("begin"), None);
+        assert!(store.renew_run("users", first, 100 + 2 * LEASE).await.expect("renew"));
+        assert_eq!(store.begin_run("users", &run_start("b", 100 + LEASE + 1)).await.expect("begin"), None);
+        // The holder died: once its lease lapses another run starts and the first is abandoned.
+        let second = store.begin_run("users", &run_start("b", 100 + 2 * LEASE + 1)).await.expect("begin").expect("lapsed");
+        assert!(!store.renew_run("users", first, 10_000).await.expect("renew"));
+        store
+            .finish_run("users", second, RunStatus::Succeeded, &json!({"rows_read": 3}), 5_000, Some(9_000))
+            .await
+            .expect("finish");
+        let runs = store.runs("users", 10).await.expect("runs");
+        let statuses: Vec<(i64, RunStatus, &str)> = runs.iter().map(|r| (r.id, r.status, r.host.as_str())).collect();
+        assert_eq!(statuses, [(second, RunStatus::Succeeded, "b"), (first, RunStatus::Abandoned, "a")]);
+        assert_eq!(runs[0].summary, json!({"rows_read": 3}));
+        assert_eq!(runs[0].finished_at_ms, Some(5_000));
+        assert_eq!(store.activation("users").await.expect("get").expect("kept").next_run_at_ms, Some(9_000));
+        assert!(store.begin_run("users", &run_start("a", 5_001)).await.expect("begin").is_some());
+    }
+
+    #[tokio::test]
+    async fn each_due_run_is_taken_by_one_caller() {
+        let (_keep, store) = open().await;
+        store.put_activation(&activation_record("due", Some(1_000))).await.expect("put");
+        store.put_activation(&activation_record("later", Some(50_000))).await.expect("put");
+        store.put_activation(&activation_record("manual", None)).await.expect("put");
+        let takers = (0..8).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.begin_due_run(&run_start(&format!("host{i}"), 2_000)).await })
+        });
+        let mut taken = Vec::new();
+        for taker in takers {
+            if let Some((record, _)) = taker.await.expect("task").expect("begin_due_run") {
+                taken.push(record.id);
+            }
+        }
+        assert_eq!(taken, ["due"]);
+    }
+
+    #[tokio::test]
+    async fn the_snapshot_marks_keys_per_run_and_keeps_what_was_accepted() {
+        let (_keep, store) = open().await;
+        store.put_activation(&activation_record("users", None)).await.expect("put");
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let first = store.snapshot_lookup("users", 1, keys(&["a", "b"])).await.expect("lookup");
+        assert!(first.iter().all(|e| e.accepted.is_none() && !e.seen_in_run));
+        let again = store.snapshot_lookup("users", 1, keys(&["b", "c"])).await.expect("lookup");
+        assert_eq!(again.iter().map(|e| e.seen_in_run).collect::<Vec<_>>(), [true, false]);
+        store.snapshot_accept("users", vec![("a".into(), vec![1, 2]), ("c".into(), vec![3])]).await.expect("accept");
+        assert_eq!(store.snapshot_size("users").await.expect("size"), 2);
+        let next = store.snapshot_lookup("users", 2, keys(&["a", "b", "c"])).await.expect("lookup");
+        let seen: Vec<(&str, Option<Vec<u8>>, bool)> = next.iter().map(|e| (e.key.as_str(), e.accepted.clone(), e.seen_in_run)).collect();
+        assert_eq!(seen, [("a", Some(vec![1, 2]), false), ("b", None, false), ("c", Some(vec![3]), false)]);
+        assert!(store.delete_activation("users").await.expect("delete"));
+        assert_eq!(store.snapshot_size("users").await.expect("size"), 0);
+        assert!(store.runs("users", 5).await.expect("runs").is_empty());
+    }
+
     };
 }
 

@@ -14,6 +14,7 @@
 //! user) can never be in flight at once. A delivery always sends the user's
 //! *latest* state, so per-user order holds by construction.
 
+pub mod activations;
 #[cfg(test)]
 mod conformance;
 pub mod plugins;
@@ -26,6 +27,9 @@ use serde_json::Value as Json;
 
 use crate::consent::UserState;
 
+pub use activations::{
+    ActivationRecord, ActivationStore, RunRecord, RunStart, RunStatus, SnapshotEntry,
+};
 pub use plugins::{PluginStatus, PluginStatusChange, PluginStore, PluginSwitch, PluginVersion};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -212,7 +216,7 @@ pub struct AuditRow {
 
 /// The storage interface. Every method is one transaction.
 #[async_trait]
-pub trait Store: PluginStore + Send + Sync + 'static {
+pub trait Store: PluginStore + ActivationStore + Send + Sync + 'static {
     async fn put_integration(&self, integration: &IntegrationRecord) -> Result<()>;
     async fn integration(&self, id: &str) -> Result<Option<IntegrationRecord>>;
     async fn integrations(&self) -> Result<Vec<IntegrationRecord>>;

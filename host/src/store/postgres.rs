@@ -16,6 +16,7 @@
 //! The connection string may carry a password: it is never logged or put in
 //! an error ([`redacted_url`]).
 
+mod activations;
 mod plugins;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -135,6 +136,40 @@ const MIGRATIONS: &[&str] = &[
         detail       TEXT   NOT NULL
     );
     CREATE INDEX plugin_switches_by_type ON plugin_switches (type_id, id);
+    "#,
+    // 2: activations (SQLite's migration 4; see `activations.rs`).
+    r#"
+    CREATE TABLE activations (
+        id             TEXT   NOT NULL PRIMARY KEY,
+        integration_id TEXT   NOT NULL,
+        config         TEXT   NOT NULL,
+        created_at_ms  BIGINT NOT NULL,
+        updated_at_ms  BIGINT NOT NULL,
+        next_run_at_ms BIGINT,
+        lease_run_id   BIGINT,
+        lease_until_ms BIGINT
+    );
+
+    CREATE TABLE activation_runs (
+        id             BIGSERIAL PRIMARY KEY,
+        activation_id  TEXT    NOT NULL,
+        trigger_name   TEXT    NOT NULL,
+        host           TEXT    NOT NULL,
+        full_resync    BOOLEAN NOT NULL,
+        started_at_ms  BIGINT  NOT NULL,
+        finished_at_ms BIGINT,
+        status         TEXT    NOT NULL,
+        summary        TEXT    NOT NULL
+    );
+    CREATE INDEX activation_runs_by_activation ON activation_runs (activation_id, id);
+
+    CREATE TABLE activation_snapshot (
+        activation_id TEXT   NOT NULL,
+        key           TEXT   NOT NULL,
+        accepted      BYTEA,
+        seen_run      BIGINT NOT NULL,
+        PRIMARY KEY (activation_id, key)
+    );
     "#,
 ];
 

@@ -55,6 +55,7 @@ use super::{
 };
 use crate::consent::UserState;
 
+mod activations;
 mod plugins;
 
 /// Schema migrations, in order. Never edit a released one: add another.
@@ -167,6 +168,40 @@ const MIGRATIONS: &[&str] = &[
         detail       TEXT    NOT NULL
     ) STRICT;
     CREATE INDEX plugin_switches_by_type ON plugin_switches (type_id, id);
+    "#,
+    // 4: activations (see `activations.rs`).
+    r#"
+    CREATE TABLE activations (
+        id             TEXT    NOT NULL PRIMARY KEY,
+        integration_id TEXT    NOT NULL,
+        config         TEXT    NOT NULL,
+        created_at_ms  INTEGER NOT NULL,
+        updated_at_ms  INTEGER NOT NULL,
+        next_run_at_ms INTEGER,
+        lease_run_id   INTEGER,
+        lease_until_ms INTEGER
+    ) STRICT;
+
+    CREATE TABLE activation_runs (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        activation_id  TEXT    NOT NULL,
+        trigger_name   TEXT    NOT NULL,
+        host           TEXT    NOT NULL,
+        full_resync    INTEGER NOT NULL,
+        started_at_ms  INTEGER NOT NULL,
+        finished_at_ms INTEGER,
+        status         TEXT    NOT NULL,
+        summary        TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX activation_runs_by_activation ON activation_runs (activation_id, id);
+
+    CREATE TABLE activation_snapshot (
+        activation_id TEXT    NOT NULL,
+        key           TEXT    NOT NULL,
+        accepted      BLOB,
+        seen_run      INTEGER NOT NULL,
+        PRIMARY KEY (activation_id, key)
+    ) STRICT, WITHOUT ROWID;
     "#,
 ];
 

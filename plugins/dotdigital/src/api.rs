@@ -1,8 +1,13 @@
 //! Requests to the contacts v3 API and how its answers are classified.
 
+use std::collections::BTreeMap;
+
 use prefsync_sdk::http::{encode_component, failure_from_response};
 use prefsync_sdk::mapping::mapped_json;
-use prefsync_sdk::{ConsentRecord, Context, DeliveredKind, Method, Outcome, Request, Response};
+use prefsync_sdk::{
+    ConsentRecord, Context, DeliveredKind, Method, Outcome, Request, Response, RowFailure,
+    RowOutcome, SyncBatch, SyncMode, SyncRow, Value,
+};
 use serde_json::json;
 
 use crate::config::DotdigitalConfig;
@@ -61,23 +66,285 @@ fn request(config: &DotdigitalConfig, method: Method, url: &str) -> Request {
         .timeout_ms(REQUEST_TIMEOUT_MS)
 }
 
+/// A v3 error body: `{"errorCode", "description", "details": [{"item", "description"}]}`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiError {
+    error_code: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    details: Vec<ErrorDetail>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorDetail {
+    item: Option<String>,
+}
+
+fn api_error(response: &Response) -> Option<ApiError> {
+    response.json::<ApiError>().ok()
+}
+
 /// `errorCode (description)` from a v3 error body, or the start of the body.
 fn error_detail(response: &Response) -> String {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct ApiError {
-        error_code: Option<String>,
-        description: Option<String>,
-    }
-    match response.json::<ApiError>() {
-        Ok(ApiError {
+    match api_error(response) {
+        Some(ApiError {
             error_code: Some(code),
             description,
+            ..
         }) => match description {
             Some(d) => format!("{code} ({d})"),
             None => code,
         },
         _ => response.text_snippet(200),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Activations: model rows as contacts' data fields
+// ---------------------------------------------------------------------------
+
+/// Rows per `sync` call: every row is one or two requests.
+pub const MAX_ROWS: u32 = 100;
+
+/// What one row's requests came to.
+enum RowResult {
+    Done(RowOutcome),
+    /// The request as a whole was refused (credentials, region, outage):
+    /// every row would get the same answer.
+    Wholesale(RowFailure),
+}
+
+/// Writes model rows: attributes are data fields, the key field is the
+/// contact identifier (`email`, or `mobileNumber`). Upsert is the v3
+/// `PATCH …?merge-option=overwrite`; insert is `POST /contacts/v3`, whose
+/// 409 `contacts:idAlreadyExists` leaves the contact alone (skipped);
+/// update looks the contact up first (`GET`, 404 → skipped) and never
+/// creates one.
+pub fn sync(
+    ctx: &Context<'_>,
+    config: &DotdigitalConfig,
+    batch: &SyncBatch,
+) -> Result<Vec<RowOutcome>, RowFailure> {
+    let Some(identifier) = ROW_IDENTIFIERS
+        .iter()
+        .find(|id| id.eq_ignore_ascii_case(&batch.key_field))
+        .copied()
+    else {
+        return Err(RowFailure::permanent(format!(
+            "Dotdigital matches contacts on `email` or `mobileNumber`, not `{}`",
+            batch.key_field
+        )));
+    };
+    let mut fields = data_fields(ctx, config, false)?;
+    // A field the cached list lacks may be new in the account: ask again once.
+    if batch
+        .rows
+        .iter()
+        .flat_map(SyncRow::attribute_names)
+        .any(|name| !name.eq_ignore_ascii_case(identifier) && field_type(&fields, name).is_none())
+    {
+        fields = data_fields(ctx, config, true)?;
+    }
+    let mut outcomes = Vec::with_capacity(batch.rows.len());
+    for (i, row) in batch.rows.iter().enumerate() {
+        let ctx = ctx.for_record(&row.key);
+        match sync_row(&ctx, config, &fields, identifier, batch.mode, row) {
+            RowResult::Done(outcome) => outcomes.push(outcome),
+            // Nothing written yet: the batch as a whole was refused.
+            RowResult::Wholesale(failure) if i == 0 => return Err(failure),
+            // The rows left would get the same answer: not sent.
+            RowResult::Wholesale(failure) => {
+                outcomes.extend((i..batch.rows.len()).map(|_| RowOutcome::Failed(failure.clone())));
+                break;
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Identifiers a model row can be matched on (a `contactId` cannot create).
+const ROW_IDENTIFIERS: [&str; 2] = ["email", "mobileNumber"];
+
+/// The account's data fields: name → type (`String`, `Numeric`, `Date`,
+/// `Boolean`), from `GET /v2/data-fields`, kept 5 minutes in the cache.
+fn data_fields(
+    ctx: &Context<'_>,
+    config: &DotdigitalConfig,
+    fresh: bool,
+) -> Result<BTreeMap<String, String>, RowFailure> {
+    const KEY: &str = "dotdigital:data-fields";
+    if !fresh
+        && let Some(cached) = ctx.cache_get(KEY)
+        && let Ok(fields) = serde_json::from_str(&cached)
+    {
+        return Ok(fields);
+    }
+    #[derive(serde::Deserialize)]
+    struct DataField {
+        name: String,
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    let url = format!("{}/v2/data-fields", config.base_url());
+    let response = ctx
+        .send(request(config, Method::Get, &url))
+        .map_err(|e| RowFailure::from_http(&e, "Dotdigital data fields"))?;
+    if !(200..300).contains(&response.status) {
+        return Err(match classify_row(&response) {
+            RowResult::Wholesale(failure) => failure,
+            RowResult::Done(_) => RowFailure::from_response(&response, &error_detail(&response)),
+        });
+    }
+    let list: Vec<DataField> = response.json().map_err(|e| {
+        RowFailure::retryable(format!("Dotdigital data fields: unreadable answer ({e})"))
+    })?;
+    let fields: BTreeMap<String, String> = list.into_iter().map(|f| (f.name, f.kind)).collect();
+    if let Ok(text) = serde_json::to_string(&fields) {
+        ctx.cache_set(KEY, &text, 300);
+    }
+    Ok(fields)
+}
+
+/// The account's name and type of data field `name` (names are matched
+/// without regard to case, as Dotdigital stores them upper case).
+fn field_type<'a>(fields: &'a BTreeMap<String, String>, name: &str) -> Option<(&'a str, &'a str)> {
+    fields
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+}
+
+/// A model value as the data field's type takes it: models read from text
+/// (CSV) carry `"41"` for a number, so text that reads as the field's type
+/// is converted; anything else is sent as it is (Dotdigital refuses it).
+pub fn data_field_value(kind: &str, value: &Value) -> serde_json::Value {
+    match (kind, value) {
+        ("Numeric", Value::Text(t)) => match t.trim().parse::<f64>() {
+            Ok(n) if n.is_finite() => Value::Number(n).to_json(),
+            _ => value.to_json(),
+        },
+        ("Boolean", Value::Text(t)) => match t.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => serde_json::Value::Bool(true),
+            "false" | "0" | "no" => serde_json::Value::Bool(false),
+            _ => value.to_json(),
+        },
+        ("Boolean", Value::Number(n)) if *n == 0.0 || *n == 1.0 => {
+            serde_json::Value::Bool(*n == 1.0)
+        }
+        ("String", Value::Number(_) | Value::Boolean(_)) => value
+            .to_text()
+            .map(serde_json::Value::String)
+            .unwrap_or(serde_json::Value::Null),
+        _ => value.to_json(),
+    }
+}
+
+fn sync_row(
+    ctx: &Context<'_>,
+    config: &DotdigitalConfig,
+    fields: &BTreeMap<String, String>,
+    identifier: &str,
+    mode: SyncMode,
+    row: &SyncRow,
+) -> RowResult {
+    let contact_url = format!(
+        "{}/contacts/v3/{identifier}/{}",
+        config.base_url(),
+        encode_component(&row.key)
+    );
+    let mut data_fields = serde_json::Map::new();
+    for attribute in &row.attributes {
+        if attribute.name.eq_ignore_ascii_case(identifier) {
+            continue;
+        }
+        let Some((name, kind)) = field_type(fields, &attribute.name) else {
+            return RowResult::Done(RowOutcome::Failed(
+                RowFailure::permanent(format!(
+                    "data field `{}` does not exist in the Dotdigital account",
+                    attribute.name
+                ))
+                .with_field(attribute.name.clone()),
+            ));
+        };
+        data_fields.insert(name.to_string(), data_field_value(kind, &attribute.value));
+    }
+    let body = json!({"identifiers": {identifier: row.key}, "dataFields": data_fields});
+    let request = match mode {
+        SyncMode::Upsert => request(
+            config,
+            Method::Patch,
+            &format!("{contact_url}?merge-option=overwrite"),
+        ),
+        SyncMode::Insert => request(
+            config,
+            Method::Post,
+            &format!("{}/contacts/v3", config.base_url()),
+        ),
+        SyncMode::Update => {
+            match ctx.send(request(config, Method::Get, &contact_url)) {
+                Err(e) => {
+                    return RowResult::Wholesale(RowFailure::from_http(
+                        &e,
+                        "Dotdigital contact lookup",
+                    ));
+                }
+                Ok(r) if r.status == 404 => {
+                    return RowResult::Done(RowOutcome::Skipped("not in Dotdigital".into()));
+                }
+                Ok(r) if !(200..300).contains(&r.status) => return classify_row(&r),
+                Ok(_) => {}
+            }
+            request(
+                config,
+                Method::Patch,
+                &format!("{contact_url}?merge-option=overwrite"),
+            )
+        }
+    };
+    match ctx.send(request.json(&body)) {
+        Err(e) => RowResult::Wholesale(RowFailure::from_http(&e, "Dotdigital contact write")),
+        Ok(r) if r.status == 201 => RowResult::Done(RowOutcome::Inserted),
+        Ok(r) if (200..300).contains(&r.status) => RowResult::Done(RowOutcome::Updated),
+        Ok(r) if r.status == 409 && mode == SyncMode::Insert => {
+            RowResult::Done(RowOutcome::Skipped("already in Dotdigital".into()))
+        }
+        Ok(r) => classify_row(&r),
+    }
+}
+
+/// A refusal: the row's own (a data field the account lacks, a value of
+/// the wrong type, an invalid identifier: permanent, naming the field) or
+/// the request's (credentials, region, rate limit, outage).
+fn classify_row(response: &Response) -> RowResult {
+    let detail = error_detail(response);
+    if response.status == 400 {
+        let field = api_error(response).and_then(|e| {
+            let code = e.error_code.unwrap_or_default();
+            let code = code.to_ascii_lowercase();
+            (code.contains("datafield") || code.contains("identifier"))
+                .then(|| e.details.into_iter().find_map(|d| d.item))
+                .flatten()
+                .filter(|item| !item.is_empty())
+        });
+        return RowResult::Done(RowOutcome::Failed(RowFailure {
+            retryable: false,
+            field,
+            message: format!("HTTP 400: {detail}"),
+        }));
+    }
+    let detail = match response.status {
+        401 => format!("credentials refused ({detail})"),
+        403 => format!(
+            "access refused, or the wrong regional endpoint in authentication.url ({detail})"
+        ),
+        _ => detail,
+    };
+    let failure = RowFailure::from_response(response, &detail);
+    if failure.retryable || matches!(response.status, 401 | 403) {
+        RowResult::Wholesale(failure)
+    } else {
+        RowResult::Done(RowOutcome::Failed(failure))
     }
 }
 
@@ -225,5 +492,231 @@ mod tests {
         );
         assert!(connector::validate::<Dotdigital>(&config(true)).is_empty());
         assert_eq!(Dotdigital::describe().type_id, "dotdigital");
+    }
+
+    // --- Activations --------------------------------------------------------
+
+    use prefsync_sdk::activation;
+    use prefsync_sdk::{RowFailure, RowOutcome, SyncBatch, SyncMode, SyncRow};
+
+    fn rows_batch(mode: SyncMode, rows: Vec<SyncRow>) -> SyncBatch {
+        SyncBatch {
+            key_field: "email".into(),
+            mode,
+            rows,
+        }
+    }
+
+    fn sync_with(host: &MockHost, batch: &SyncBatch) -> Result<Vec<RowOutcome>, RowFailure> {
+        activation::sync::<Dotdigital>(host, &config(false), batch)
+    }
+
+    const FIELDS: &str = r#"[{"name":"FIRSTNAME","type":"String"},{"name":"AGE","type":"Numeric"},{"name":"OPTIN","type":"Boolean"}]"#;
+
+    /// A host whose first answer is the account's data fields.
+    fn fields_host() -> MockHost {
+        let host = MockHost::new();
+        host.respond(200, &[], FIELDS);
+        host
+    }
+
+    fn ann(known: bool) -> SyncRow {
+        SyncRow::new(
+            "ann@example.com",
+            &[
+                ("FIRSTNAME", Value::Text("Ann".into())),
+                ("AGE", Value::Number(41.0)),
+            ],
+            known,
+        )
+    }
+
+    #[test]
+    fn rows_upsert_insert_and_update_contacts() {
+        let host = fields_host();
+        host.respond(201, &[], "{}").respond(200, &[], "{}");
+        assert_eq!(
+            sync_with(
+                &host,
+                &rows_batch(SyncMode::Upsert, vec![ann(false), ann(true)])
+            ),
+            Ok(vec![RowOutcome::Inserted, RowOutcome::Updated])
+        );
+        let requests = host.requests.borrow().clone();
+        assert_eq!(
+            requests[0].url,
+            "https://r1-api.dotdigital.com/v2/data-fields"
+        );
+        assert_eq!(requests[1].method, Method::Patch);
+        assert_eq!(
+            requests[1].url,
+            "https://r1-api.dotdigital.com/contacts/v3/email/ann%40example.com?merge-option=overwrite"
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(requests[1].body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"identifiers": {"email": "ann@example.com"}, "dataFields": {"FIRSTNAME": "Ann", "AGE": 41}})
+        );
+
+        // Insert: a create, and a 409 leaves the contact alone.
+        let host = fields_host();
+        host.respond(201, &[], "{}").respond(
+            409,
+            &[],
+            r#"{"errorCode":"contacts:idAlreadyExists","description":"exists"}"#,
+        );
+        assert_eq!(
+            sync_with(
+                &host,
+                &rows_batch(SyncMode::Insert, vec![ann(false), ann(false)])
+            ),
+            Ok(vec![
+                RowOutcome::Inserted,
+                RowOutcome::Skipped("already in Dotdigital".into())
+            ])
+        );
+        assert_eq!(host.requests.borrow()[1].method, Method::Post);
+        assert_eq!(
+            host.requests.borrow()[1].url,
+            "https://r1-api.dotdigital.com/contacts/v3"
+        );
+
+        // Update: looked up first; an unknown contact is skipped, not created.
+        let host = fields_host();
+        host.respond(404, &[], r#"{"errorCode":"contacts:contactNotFound"}"#)
+            .respond(200, &[], "{}")
+            .respond(200, &[], "{}");
+        assert_eq!(
+            sync_with(
+                &host,
+                &rows_batch(SyncMode::Update, vec![ann(false), ann(true)])
+            ),
+            Ok(vec![
+                RowOutcome::Skipped("not in Dotdigital".into()),
+                RowOutcome::Updated
+            ])
+        );
+        let methods: Vec<Method> = host.requests.borrow().iter().map(|r| r.method).collect();
+        assert_eq!(
+            methods,
+            [Method::Get, Method::Get, Method::Get, Method::Patch]
+        );
+        // The data fields came from the cache the second time.
+        let again = sync_with(&host, &rows_batch(SyncMode::Upsert, vec![]));
+        assert_eq!(again, Ok(vec![]));
+    }
+
+    #[test]
+    fn an_unknown_data_field_fails_its_row_naming_the_field() {
+        let host = fields_host();
+        host.respond(
+            400,
+            &[],
+            r#"{"errorCode":"contacts:dataFieldNotFound","description":"The data field does not exist","details":[{"item":"AGE","description":"The data field does not exist"}]}"#,
+        )
+        .respond(200, &[], "{}");
+        let outcomes = sync_with(
+            &host,
+            &rows_batch(SyncMode::Upsert, vec![ann(true), ann(true)]),
+        )
+        .unwrap();
+        assert_eq!(
+            outcomes[0],
+            RowOutcome::Failed(RowFailure {
+                retryable: false,
+                field: Some("AGE".into()),
+                message: "HTTP 400: contacts:dataFieldNotFound (The data field does not exist)"
+                    .into()
+            })
+        );
+        assert_eq!(outcomes[1], RowOutcome::Updated);
+
+        // A field the account lacks (after asking again): failed, unsent.
+        let host = fields_host();
+        host.respond(200, &[], FIELDS).respond(200, &[], "{}");
+        let outcomes = sync_with(
+            &host,
+            &rows_batch(
+                SyncMode::Upsert,
+                vec![
+                    SyncRow::new(
+                        "ann@example.com",
+                        &[("NICKNAME", Value::Text("A".into()))],
+                        true,
+                    ),
+                    SyncRow::new(
+                        "bob@example.com",
+                        &[
+                            ("age", Value::Text(" 41 ".into())),
+                            ("OPTIN", Value::Text("yes".into())),
+                            ("FIRSTNAME", Value::Number(7.0)),
+                        ],
+                        true,
+                    ),
+                ],
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            outcomes[0],
+            RowOutcome::Failed(RowFailure {
+                retryable: false,
+                field: Some("NICKNAME".into()),
+                message: "data field `NICKNAME` does not exist in the Dotdigital account".into()
+            })
+        );
+        assert_eq!(outcomes[1], RowOutcome::Updated);
+        let requests = host.requests.borrow();
+        assert_eq!(requests.len(), 3);
+        let body: serde_json::Value =
+            serde_json::from_slice(requests[2].body.as_ref().unwrap()).unwrap();
+        // Text that reads as the field's type is converted; names as the account has them.
+        assert_eq!(
+            body["dataFields"],
+            json!({"AGE": 41, "OPTIN": true, "FIRSTNAME": "7"})
+        );
+    }
+
+    #[test]
+    fn wholesale_refusals_stop_the_batch() {
+        let host = MockHost::new();
+        host.respond(401, &[], r#"{"errorCode":"authorization:unauthorized"}"#);
+        let err = sync_with(
+            &host,
+            &rows_batch(SyncMode::Upsert, vec![ann(false), ann(false)]),
+        )
+        .unwrap_err();
+        assert!(!err.retryable);
+        assert!(err.message.contains("credentials refused"), "{err:?}");
+        assert_eq!(host.requests.borrow().len(), 1);
+
+        let host = fields_host();
+        host.respond(200, &[], "{}")
+            .respond(429, &[("Retry-After", "3")], "");
+        let outcomes = sync_with(
+            &host,
+            &rows_batch(SyncMode::Upsert, vec![ann(true), ann(true), ann(true)]),
+        )
+        .unwrap();
+        assert_eq!(outcomes[0], RowOutcome::Updated);
+        for o in &outcomes[1..] {
+            assert!(matches!(o, RowOutcome::Failed(f) if f.retryable), "{o:?}");
+        }
+        assert_eq!(host.requests.borrow().len(), 3);
+
+        let host = MockHost::new();
+        host.fail(HttpError::Timeout);
+        assert!(
+            sync_with(&host, &rows_batch(SyncMode::Update, vec![ann(true)]))
+                .unwrap_err()
+                .retryable
+        );
+
+        let mut by_id = rows_batch(SyncMode::Upsert, vec![ann(true)]);
+        by_id.key_field = "MAIL".into();
+        let err = sync_with(&MockHost::new(), &by_id).unwrap_err();
+        assert!(!err.retryable && err.message.contains("`MAIL`"), "{err:?}");
+        assert_eq!(activation::max_rows::<Dotdigital>(&config(true)), MAX_ROWS);
     }
 }

@@ -1,5 +1,7 @@
 //! Dotdigital destination: upserts a contact's data fields through the
-//! contacts v3 API (`PATCH /contacts/v3/{identifier}/{value}`).
+//! contacts v3 API (`PATCH /contacts/v3/{identifier}/{value}`), for consent
+//! deliveries and for activations (model rows, the optional `activation`
+//! export).
 //!
 //! Files, as in every connector: `config.rs` (the integration config, its
 //! checks and schema), `api.rs` (requests and how answers are classified),
@@ -11,7 +13,8 @@ mod config;
 pub use config::DotdigitalConfig;
 
 use prefsync_sdk::{
-    Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
+    Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
+    RowFailure, RowOutcome, SyncBatch,
 };
 
 /// The Dotdigital connector.
@@ -51,4 +54,20 @@ impl Connector for Dotdigital {
     }
 }
 
-prefsync_sdk::export!(Dotdigital);
+/// Activations: model rows become contacts' data fields (the batch's key
+/// field is the contact identifier, `email` or `mobileNumber`).
+impl Activation for Dotdigital {
+    fn max_rows(_config: &DotdigitalConfig) -> u32 {
+        api::MAX_ROWS
+    }
+
+    fn sync(
+        ctx: &Context<'_>,
+        config: &DotdigitalConfig,
+        batch: &SyncBatch,
+    ) -> Result<Vec<RowOutcome>, RowFailure> {
+        api::sync(ctx, config, batch)
+    }
+}
+
+prefsync_sdk::export!(Dotdigital, activation);

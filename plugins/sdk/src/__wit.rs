@@ -22,6 +22,13 @@ use bindings::prefsync::connector::{cache, http, log, types as wit_types};
 /// The component's imports, seen through the SDK's [`Host`] trait.
 struct WitHost;
 
+static WIT_HOST: WitHost = WitHost;
+
+/// The component's imports as a [`Host`], for the companion crates' glue.
+pub fn host() -> &'static dyn Host {
+    &WIT_HOST
+}
+
 impl Host for WitHost {
     fn send(&self, request: Request) -> Result<Response, HttpError> {
         let request = http::Request {
@@ -108,7 +115,7 @@ pub fn deliver<C: Connector>(
     batch: Vec<wit_types::ConsentRecord>,
 ) -> Vec<wit::Outcome> {
     let batch: Vec<types::ConsentRecord> = batch.into_iter().map(record_from_wit).collect();
-    connector::deliver::<C>(&WitHost, &config, &batch)
+    connector::deliver::<C>(host(), &config, &batch)
         .into_iter()
         .map(outcome_to_wit)
         .collect()

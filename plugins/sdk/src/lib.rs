@@ -10,6 +10,7 @@
 //! prefsync_sdk::export!(MyConnector);
 //! ```
 
+pub mod activation;
 pub mod config;
 pub mod connector;
 pub mod context;
@@ -19,6 +20,7 @@ pub mod mapping;
 pub mod testing;
 pub mod types;
 
+pub use activation::{Activation, RowFailure, RowOutcome, SyncBatch, SyncMode, SyncRow};
 pub use config::Problems;
 pub use connector::Connector;
 pub use context::{Context, Host, LogLevel};
@@ -43,8 +45,23 @@ pub mod __wit;
 /// companion crate `prefsync-sdk-inbound` as a dependency, which carries the
 /// bindings of the `webhook-receiver` world (just `inbound`), so connectors
 /// without it never declare that interface.
+///
+/// `export!(MyConnector, activation)` also exports the optional `activation`
+/// interface (the connector implements [`Activation`]: activations, WIT
+/// 0.1.2); it needs the companion crate `prefsync-sdk-activation` (world
+/// `model-sync`) for the same reason. `export!(MyConnector, inbound,
+/// activation)` exports both.
 #[macro_export]
 macro_rules! export {
+    ($connector:ty, inbound, activation) => {
+        $crate::export!($connector);
+        ::prefsync_sdk_inbound::export_inbound!($connector);
+        ::prefsync_sdk_activation::export_activation!($connector);
+    };
+    ($connector:ty, activation) => {
+        $crate::export!($connector);
+        ::prefsync_sdk_activation::export_activation!($connector);
+    };
     ($connector:ty, inbound) => {
         $crate::export!($connector);
         ::prefsync_sdk_inbound::export_inbound!($connector);

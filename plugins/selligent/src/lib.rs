@@ -1,19 +1,28 @@
-//! Selligent destination: triggers the campaign behind a gate with the
-//! user's mapped properties, through the SOAP Individual API
-//! (`TriggerCampaign` at `{url}/automation/individual.asmx`). The campaign
-//! creates or updates the profile, so upsert is always on.
+//! Selligent destination, through either of Selligent's APIs, chosen by the
+//! config's `properties.api`:
+//!
+//! - `gate` (the default, Didomi's shape): triggers the campaign behind a
+//!   gate with the user's mapped properties, through the SOAP Individual API
+//!   (`TriggerCampaign` at `{url}/automation/individual.asmx`). The campaign
+//!   creates or updates the profile, so upsert is always on.
+//! - `engage`: the Engage REST API. Consent deliveries upsert the record of
+//!   a list with the mapped properties; activations (reverse ETL, the
+//!   optional `activation` export) write model rows in batches through
+//!   `data/load`.
 //!
 //! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (the SOAP request, value formats, and how
-//! result codes are classified), this file (the [`Connector`] implementation).
+//! checks and schema), `api.rs` (the requests, value formats, and how
+//! answers are classified), this file (the [`Connector`] and [`Activation`]
+//! implementations).
 
 mod api;
 mod config;
 
-pub use config::SelligentConfig;
+pub use config::{EngageConfig, GateConfig, SelligentConfig};
 
 use prefsync_sdk::{
-    Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
+    Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
+    RowFailure, RowOutcome, SyncBatch,
 };
 
 /// The Selligent connector.
@@ -30,9 +39,9 @@ impl Connector for Selligent {
             config_schema: config::schema(),
             // Every installation has its own host: the config's `properties.url`.
             default_hosts: Vec::new(),
-            // Selligent publishes no limit for the Individual API; stay polite.
+            // Selligent publishes no limit for either API; stay polite.
             max_concurrency: 4,
-            // One TriggerCampaign per user.
+            // One TriggerCampaign (or one Engage upsert) per user.
             max_batch_size: 1,
             capabilities: Capabilities::default(),
         }
@@ -43,8 +52,34 @@ impl Connector for Selligent {
     }
 
     fn deliver(ctx: &Context<'_>, config: &SelligentConfig, record: &ConsentRecord) -> Outcome {
-        api::deliver(ctx, config, record)
+        match config {
+            SelligentConfig::Gate(gate) => api::deliver_gate(ctx, gate, record),
+            SelligentConfig::Engage(engage) => api::deliver_engage(ctx, engage, record),
+        }
     }
 }
 
-prefsync_sdk::export!(Selligent);
+impl Activation for Selligent {
+    fn max_rows(config: &SelligentConfig) -> u32 {
+        match config {
+            SelligentConfig::Engage(engage) => engage.batch_size(),
+            // Refused by `sync` anyway.
+            SelligentConfig::Gate(_) => 1,
+        }
+    }
+
+    fn sync(
+        ctx: &Context<'_>,
+        config: &SelligentConfig,
+        batch: &SyncBatch,
+    ) -> Result<Vec<RowOutcome>, RowFailure> {
+        match config {
+            SelligentConfig::Engage(engage) => api::sync(ctx, engage, batch),
+            SelligentConfig::Gate(_) => Err(RowFailure::permanent(
+                "activations need Selligent's Engage REST API (properties.api: engage); the Gate API only triggers campaigns",
+            )),
+        }
+    }
+}
+
+prefsync_sdk::export!(Selligent, activation);

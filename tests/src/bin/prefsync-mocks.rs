@@ -1,17 +1,23 @@
 //! Runs a mock destination on loopback, for demos and manual testing:
 //!
 //! ```text
-//! prefsync-mocks dotdigital [--port N] [--seconds N]
+//! prefsync-mocks dotdigital|engage [--port N] [--seconds N]
 //! ```
 //!
 //! The Dotdigital mock's API user is `demo-apiuser@apiconnector.com` /
 //! `demo-password`, with the data fields NEWSLETTER, EMAIL_OPTIN (Boolean)
 //! and FIRSTNAME (String). It prints every contact when it stops.
+//!
+//! The Engage mock (Selligent's REST API) takes the API key `demo-key` /
+//! `demo-secret`, organization `DEMO`, list `USERS` keyed by MAIL (Email),
+//! with FIRSTNAME, CITY (Text), AGE (Numeric) and BIRTHDATE (Date). It
+//! prints the list when it stops.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
+use prefsync_tests::mocks::engage::{Engage, FieldType as EngageField};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -29,31 +35,59 @@ async fn main() -> Result<()> {
             other => bail!("unknown option {other}; expected --port or --seconds"),
         }
     }
-    if kind != "dotdigital" {
-        bail!("usage: prefsync-mocks dotdigital [--port N] [--seconds N]");
-    }
-    let mock = Dotdigital::start_on(
-        port,
-        "demo-apiuser@apiconnector.com",
-        "demo-password",
-        &[
-            ("NEWSLETTER", FieldType::Boolean),
-            ("EMAIL_OPTIN", FieldType::Boolean),
-            ("FIRSTNAME", FieldType::String),
-        ],
-    )
-    .await?;
-    println!("mock dotdigital listening on {}", mock.url());
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs(seconds)) => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    for contact in mock.state.contacts() {
-        println!(
-            "{} {}",
-            contact.value,
-            serde_json::Value::Object(contact.data_fields)
-        );
+    let wait = async {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    match kind.as_str() {
+        "dotdigital" => {
+            let mock = Dotdigital::start_on(
+                port,
+                "demo-apiuser@apiconnector.com",
+                "demo-password",
+                &[
+                    ("NEWSLETTER", FieldType::Boolean),
+                    ("EMAIL_OPTIN", FieldType::Boolean),
+                    ("FIRSTNAME", FieldType::String),
+                ],
+            )
+            .await?;
+            println!("mock dotdigital listening on {}", mock.url());
+            wait.await;
+            for contact in mock.state.contacts() {
+                println!(
+                    "{} {}",
+                    contact.value,
+                    serde_json::Value::Object(contact.data_fields)
+                );
+            }
+        }
+        "engage" => {
+            let mock = Engage::start_on(
+                port,
+                "demo-key",
+                "demo-secret",
+                "DEMO",
+                "USERS",
+                "MAIL",
+                &[
+                    ("MAIL", EngageField::Email),
+                    ("FIRSTNAME", EngageField::Text),
+                    ("CITY", EngageField::Text),
+                    ("AGE", EngageField::Numeric),
+                    ("BIRTHDATE", EngageField::Date),
+                ],
+            )
+            .await?;
+            println!("mock engage listening on {}", mock.state.url());
+            wait.await;
+            for (key, record) in mock.state.rows() {
+                println!("{key} {record}");
+            }
+        }
+        _ => bail!("usage: prefsync-mocks dotdigital|engage [--port N] [--seconds N]"),
     }
     Ok(())
 }

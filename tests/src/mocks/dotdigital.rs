@@ -1,7 +1,9 @@
 //! Mock Dotdigital, answering as the contacts v3 API does: HTTP Basic auth,
 //! `PATCH /contacts/v3/{identifier}/{value}` (201 created, 200 updated; only
-//! the data fields sent change, `null` clears one), `GET` lookups with a 404
-//! `contacts:contactNotFound`, typed data fields (a wrong type is a 400),
+//! the data fields sent change, `null` clears one), `POST /contacts/v3`
+//! (creates; 409 `contacts:idAlreadyExists` when the contact exists), `GET`
+//! lookups with a 404 `contacts:contactNotFound`, typed data fields (an
+//! unknown one or a wrong type is a 400 naming it in `details[].item`),
 //! and switchable faults: 429 with `X-RateLimit-*` headers, 5xx, slowness.
 //!
 //! Error codes other than `contacts:contactNotFound` are not documented
@@ -299,6 +301,7 @@ async fn handle_request(
             )
         }
         ("GET", ["contacts", "v3", identifier, value]) => lookup(&mock, identifier, value),
+        ("POST", ["contacts", "v3"]) => create(&mock, body_json),
         ("PATCH", ["contacts", "v3", identifier, value]) => {
             upsert(&mock, identifier, value, uri.query(), body_json)
         }
@@ -381,30 +384,8 @@ fn upsert(
         }
     };
     let mut inner = mock.lock();
-    for (name, value) in fields {
-        let Some(ty) = inner.fields.get(name) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "contacts:dataFieldNotFound",
-                "The data field does not exist",
-                name,
-            );
-        };
-        let fits = matches!(
-            (ty, value),
-            (_, Json::Null)
-                | (FieldType::Boolean, Json::Bool(_))
-                | (FieldType::Numeric, Json::Number(_))
-                | (FieldType::String | FieldType::Date, Json::String(_))
-        );
-        if !fits {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "contacts:invalidDataFieldValue",
-                &format!("The value of data field {name} is not a valid {ty:?}"),
-                name,
-            );
-        }
+    if let Some(refusal) = check_data_fields(&inner, fields) {
+        return refusal;
     }
     let key = (identifier.to_string(), value.to_lowercase());
     let created = !inner.contacts.contains_key(&key);
@@ -437,6 +418,97 @@ fn upsert(
         StatusCode::OK
     };
     (status, axum::Json(contact_json(contact))).into_response()
+}
+
+/// Every data field must exist in the account and take its value's type;
+/// the refusal when one does not.
+fn check_data_fields(inner: &Inner, fields: &Map<String, Json>) -> Option<Response> {
+    for (name, value) in fields {
+        let Some(ty) = inner.fields.get(name) else {
+            return Some(error(
+                StatusCode::BAD_REQUEST,
+                "contacts:dataFieldNotFound",
+                "The data field does not exist",
+                name,
+            ));
+        };
+        let fits = matches!(
+            (ty, value),
+            (_, Json::Null)
+                | (FieldType::Boolean, Json::Bool(_))
+                | (FieldType::Numeric, Json::Number(_))
+                | (FieldType::String | FieldType::Date, Json::String(_))
+        );
+        if !fits {
+            return Some(error(
+                StatusCode::BAD_REQUEST,
+                "contacts:invalidDataFieldValue",
+                &format!("The value of data field {name} is not a valid {ty:?}"),
+                name,
+            ));
+        }
+    }
+    None
+}
+
+/// `POST /contacts/v3`: creates a contact from `{"identifiers", "dataFields"}`;
+/// 409 `contacts:idAlreadyExists` when one of its identifiers is taken.
+fn create(mock: &Dotdigital, body: Json) -> Response {
+    let identifiers = body.get("identifiers").and_then(Json::as_object);
+    let Some((identifier, value)) = identifiers.and_then(|ids| {
+        ids.iter()
+            .find(|(k, v)| IDENTIFIERS.contains(&k.as_str()) && v.is_string())
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+    }) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "contacts:invalidIdentifier",
+            "The contact needs an identifier",
+            "identifiers",
+        );
+    };
+    let empty = Map::new();
+    let fields = match body.get("dataFields") {
+        None | Some(Json::Null) => &empty,
+        Some(Json::Object(fields)) => fields,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "contacts:invalidDataFields",
+                "dataFields must be an object",
+                "dataFields",
+            );
+        }
+    };
+    let mut inner = mock.lock();
+    let key = (identifier.clone(), value.to_lowercase());
+    if inner.contacts.contains_key(&key) {
+        return error(
+            StatusCode::CONFLICT,
+            "contacts:idAlreadyExists",
+            "A contact with this identifier already exists",
+            &value,
+        );
+    }
+    if let Some(refusal) = check_data_fields(&inner, fields) {
+        return refusal;
+    }
+    let id = inner.next_id;
+    inner.next_id += 1;
+    let contact = Contact {
+        contact_id: id,
+        identifier,
+        value,
+        data_fields: fields
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        written_at: std::time::Instant::now(),
+    };
+    let answer = contact_json(&contact);
+    inner.contacts.insert(key, contact);
+    (StatusCode::CREATED, axum::Json(answer)).into_response()
 }
 
 fn contact_json(contact: &Contact) -> Json {

@@ -3,6 +3,7 @@
 
 pub mod actito;
 pub mod dotdigital;
+pub mod engage;
 pub mod receiver;
 pub mod selligent;
 
@@ -110,6 +111,15 @@ impl<S> MockServer<S> {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+}
+
+/// The mock's handle, so `mock.requests()` reads as well as `mock.state.requests()`.
+impl<S> std::ops::Deref for MockServer<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.state
     }
 }
 

@@ -44,7 +44,7 @@ async fn create(
     State(app): State<Arc<App>>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
-    let record = checked(&app, None, &body).await?;
+    let record = checked(&app.connectors, None, &body).await?;
     if app.store.integration(&record.id).await?.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -67,7 +67,7 @@ async fn replace(
     if app.store.integration(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no integration `{id}`")));
     }
-    let record = checked(&app, Some(&id), &body).await?;
+    let record = checked(&app.connectors, Some(&id), &body).await?;
     app.store.put_integration(&record).await?;
     let stored = app.store.integration(&id).await?.unwrap_or(record);
     Ok(Json(present(&stored)))
@@ -88,7 +88,11 @@ async fn remove(
 /// `*.json` file holds one integration in the seed's format; its `id`
 /// defaults to the file name. Any invalid file stops the start-up with the
 /// file and the problems named, so a typo never runs half-configured.
-pub async fn load_dir(app: &App, dir: &std::path::Path) -> anyhow::Result<usize> {
+pub async fn load_dir(
+    store: &dyn crate::store::Store,
+    connectors: &crate::serve::Registry,
+    dir: &std::path::Path,
+) -> anyhow::Result<usize> {
     let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| anyhow::anyhow!("reading integrations directory {}: {e}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -103,7 +107,7 @@ pub async fn load_dir(app: &App, dir: &std::path::Path) -> anyhow::Result<usize>
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let mut record = checked(app, None, &body)
+        let mut record = checked(connectors, None, &body)
             .await
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
         let id_given = serde_json::from_slice::<Json_>(&body)
@@ -116,7 +120,7 @@ pub async fn load_dir(app: &App, dir: &std::path::Path) -> anyhow::Result<usize>
             record.id = stem;
             record.config["id"] = json!(record.id);
         }
-        app.store.put_integration(&record).await?;
+        store.put_integration(&record).await?;
         tracing::info!(id = %record.id, file = %path.display(), "integration loaded from file");
     }
     Ok(paths.len())
@@ -135,17 +139,17 @@ pub fn present(record: &IntegrationRecord) -> Json_ {
 /// Parses and validates an integration body: host fields first (`type_id`,
 /// `id`, `enabled`), then the connector's own `validate`, every problem at once.
 async fn checked(
-    app: &App,
+    connectors: &crate::serve::Registry,
     path_id: Option<&str>,
     body: &[u8],
 ) -> Result<IntegrationRecord, ApiError> {
     let config: Json_ = serde_json::from_slice(body).map_err(|e| ApiError::json_syntax(&e))?;
     let (record, config) = host_fields(path_id, config)?;
-    let Some(connector) = app.connectors.get(&record.type_id) else {
+    let Some(connector) = connectors.get(&record.type_id) else {
         return Err(ApiError::bad_request(format!(
             "type_id: unknown connector type `{}` (loaded: {})",
             record.type_id,
-            list_or_none(&app.connectors.type_ids())
+            list_or_none(&connectors.type_ids())
         )));
     };
     let mut problems = connector.validate(&config).await.map_err(|e| {

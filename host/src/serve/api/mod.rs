@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource, each with a `routes()`.
 
+pub mod activations;
 pub mod deliveries;
 pub mod error;
 pub mod events;

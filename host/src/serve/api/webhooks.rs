@@ -278,6 +278,7 @@ mod tests {
             max_batch_size: 1,
             batching: false,
             inbound_webhooks: inbound,
+            activations: false,
             wit_version: "0.1.1".into(),
             content_hash: String::new(),
         }

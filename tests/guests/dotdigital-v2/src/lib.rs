@@ -8,7 +8,8 @@ mod api;
 mod config;
 
 use prefsync_sdk::{
-    Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
+    Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
+    RowFailure, RowOutcome, SyncBatch,
 };
 
 /// Named as in the plugin, whose included test modules refer to it.
@@ -50,4 +51,18 @@ impl Connector for Dotdigital {
     }
 }
 
-prefsync_sdk::export!(Dotdigital);
+impl Activation for Dotdigital {
+    fn max_rows(_config: &config::DotdigitalConfig) -> u32 {
+        api::MAX_ROWS
+    }
+
+    fn sync(
+        ctx: &Context<'_>,
+        config: &config::DotdigitalConfig,
+        batch: &SyncBatch,
+    ) -> Result<Vec<RowOutcome>, RowFailure> {
+        api::sync(ctx, config, batch)
+    }
+}
+
+prefsync_sdk::export!(Dotdigital, activation);

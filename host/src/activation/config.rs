@@ -1,0 +1,463 @@
+//! An activation's JSON document: which model to read, which integration
+//! to write to, how rows match, what maps to what, when to run and whom to
+//! warn. Mappings keep the seeds' `{id, value}` shape: `id` is the
+//! destination attribute, exactly as the destination names it, `value` the
+//! model column it takes its value from.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::schedule::{Cron, parse_interval};
+
+/// One activation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationConfig {
+    /// 1 to 64 letters, digits, `-`, `_` or `.`; from the file name when a
+    /// file leaves it out.
+    #[serde(default)]
+    pub id: String,
+    /// A name for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The destination: the id of an integration whose connector can sync models.
+    pub integration: String,
+    /// Where the model's rows come from.
+    pub source: SourceConfig,
+    /// How a model row finds its destination record.
+    pub key: KeyConfig,
+    /// Destination attribute (`id`) ← model column (`value`).
+    pub mappings: Vec<AttributeMapping>,
+    /// Which rows the destination may create or change.
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// When the scheduler runs it; neither field: manual runs only.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// When a run raises a warning, and where it goes.
+    #[serde(default)]
+    pub warnings: WarningsConfig,
+}
+
+/// The model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A CSV file whose first row names the columns; empty cells are null.
+    Csv {
+        /// The file; relative paths are resolved from the host's working directory.
+        path: PathBuf,
+        /// One ASCII character; `,` unless said.
+        #[serde(default = "default_delimiter")]
+        delimiter: char,
+    },
+    /// A query's result set.
+    Sql {
+        /// `sqlite:///absolute/path.db`, `sqlite:relative.db` or
+        /// `postgres://user:password@host/db` (the password is never shown).
+        url: String,
+        /// A `SELECT` whose column names are the model's columns.
+        query: String,
+    },
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+
+/// The matching key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The model column holding each row's key.
+    pub column: String,
+    /// The destination field it matches, e.g. `MAIL`.
+    pub field: String,
+}
+
+/// One attribute kept up to date.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeMapping {
+    /// The destination attribute, exactly as the destination names it.
+    pub id: String,
+    /// The model column its value comes from.
+    pub value: String,
+}
+
+/// Which rows the destination may create or change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Insert new rows, update changed ones.
+    #[default]
+    Upsert,
+    /// Only insert rows the destination has not accepted before.
+    Insert,
+    /// Only update rows the destination has; never create one.
+    Update,
+}
+
+impl SyncMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Upsert => "upsert",
+            SyncMode::Insert => "insert",
+            SyncMode::Update => "update",
+        }
+    }
+}
+
+/// `every` or `cron`, not both.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// An interval: a number and a unit, `30s`, `15m`, `6h`, `1d` (at least 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Five cron fields, minute hour day-of-month month day-of-week, in UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+}
+
+/// When a run warns, and where the warning goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarningsConfig {
+    /// Share of the rows read that may be rejected (by the source checks or
+    /// the destination) before the run warns, between 0 and 1.
+    #[serde(default = "default_rejected_share")]
+    pub rejected_share: f64,
+    /// Where warnings and recoveries are POSTed as JSON; none: not posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// Whether warnings are also written to the host's log (at `warn`).
+    #[serde(default = "yes")]
+    pub log: bool,
+}
+
+impl Default for WarningsConfig {
+    fn default() -> Self {
+        WarningsConfig {
+            rejected_share: default_rejected_share(),
+            webhook_url: None,
+            log: true,
+        }
+    }
+}
+
+fn default_rejected_share() -> f64 {
+    0.05
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// When to run, once parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    Manual,
+    Every(Duration),
+    Cron(Cron),
+}
+
+impl Schedule {
+    /// When the next run starts, for a schedule looked at `now_ms` (after a
+    /// run that started at `last_start_ms`, if any).
+    pub fn next_after(&self, now_ms: i64, last_start_ms: Option<i64>) -> Option<i64> {
+        match self {
+            Schedule::Manual => None,
+            Schedule::Every(every) => {
+                let every = every.as_millis() as i64;
+                Some(match last_start_ms {
+                    Some(start) => (start + every).max(now_ms),
+                    None => now_ms + every,
+                })
+            }
+            Schedule::Cron(cron) => cron.next_after(now_ms),
+        }
+    }
+}
+
+/// One thing wrong with a config, at a JSON path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why a document is not a usable activation.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not JSON, or not the shape (serde names the field).
+    #[error("line {line} column {column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}", list(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ActivationConfig {
+    /// Reads and checks a document; `default_id` fills a missing `id`.
+    pub fn parse(bytes: &[u8], default_id: Option<&str>) -> Result<Self, ConfigError> {
+        let mut config: ActivationConfig = serde_json::from_slice(bytes).map_err(|error| {
+            let full = error.to_string();
+            let suffix = format!(" at line {} column {}", error.line(), error.column());
+            ConfigError::Syntax {
+                line: error.line(),
+                column: error.column(),
+                message: full.strip_suffix(&suffix).unwrap_or(&full).to_string(),
+            }
+        })?;
+        if config.id.is_empty()
+            && let Some(id) = default_id
+        {
+            config.id = id.to_string();
+        }
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Every problem the types cannot rule out, at once.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut push = |path: &str, message: String| {
+            problems.push(Problem {
+                path: path.to_string(),
+                message,
+            })
+        };
+        if !usable_id(&self.id) {
+            push(
+                "id",
+                format!(
+                    "`{}` is not usable; use 1 to 64 letters, digits, `-`, `_` or `.`",
+                    self.id
+                ),
+            );
+        }
+        if self.integration.trim().is_empty() {
+            push(
+                "integration",
+                "name the destination integration's id".into(),
+            );
+        }
+        match &self.source {
+            SourceConfig::Csv { path, delimiter } => {
+                if path.as_os_str().is_empty() {
+                    push("source.path", "name the CSV file".into());
+                }
+                if !delimiter.is_ascii() || *delimiter == '"' || *delimiter == '\n' {
+                    push(
+                        "source.delimiter",
+                        format!(
+                            "`{delimiter}` cannot separate fields; use one ASCII character such as `,` or `;`"
+                        ),
+                    );
+                }
+            }
+            SourceConfig::Sql { url, query } => {
+                if let Err(why) = super::source::SqlUrl::parse(url) {
+                    push("source.url", why);
+                }
+                if query.trim().is_empty() {
+                    push(
+                        "source.query",
+                        "give the SELECT that reads the model".into(),
+                    );
+                }
+            }
+        }
+        if self.key.column.trim().is_empty() {
+            push("key.column", "name the model column holding the key".into());
+        }
+        if self.key.field.trim().is_empty() {
+            push(
+                "key.field",
+                "name the destination field the key matches, e.g. `MAIL`".into(),
+            );
+        }
+        if self.mappings.is_empty() {
+            push("mappings", "map at least one attribute".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (index, mapping) in self.mappings.iter().enumerate() {
+            if mapping.id.trim().is_empty() {
+                push(
+                    &format!("mappings[{index}].id"),
+                    "name the destination attribute".into(),
+                );
+            } else if mapping.id == self.key.field {
+                push(
+                    &format!("mappings[{index}].id"),
+                    format!(
+                        "`{}` is the key field; rows match on it, it is not an attribute to update",
+                        mapping.id
+                    ),
+                );
+            } else if !seen.insert(mapping.id.as_str()) {
+                push(
+                    &format!("mappings[{index}].id"),
+                    format!("`{}` is mapped twice", mapping.id),
+                );
+            }
+            if mapping.value.trim().is_empty() {
+                push(
+                    &format!("mappings[{index}].value"),
+                    "name the model column".into(),
+                );
+            }
+        }
+        if let Err((path, why)) = self.schedule() {
+            push(path, why);
+        }
+        let share = self.warnings.rejected_share;
+        if !(0.0..=1.0).contains(&share) || share.is_nan() {
+            push(
+                "warnings.rejected_share",
+                format!("{share} is not a share; give a number between 0 and 1 (0.05 = 5%)"),
+            );
+        }
+        if let Some(url) = &self.warnings.webhook_url {
+            match url::Url::parse(url) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                _ => push(
+                    "warnings.webhook_url",
+                    format!("`{url}` is not an http(s) URL"),
+                ),
+            }
+        }
+        problems
+    }
+
+    /// The parsed schedule, or the path and reason it is wrong.
+    pub fn schedule(&self) -> Result<Schedule, (&'static str, String)> {
+        match (&self.schedule.every, &self.schedule.cron) {
+            (None, None) => Ok(Schedule::Manual),
+            (Some(_), Some(_)) => Err(("schedule", "give `every` or `cron`, not both".to_string())),
+            (Some(every), None) => parse_interval(every)
+                .map(Schedule::Every)
+                .map_err(|why| ("schedule.every", why)),
+            (None, Some(cron)) => Cron::parse(cron)
+                .map(Schedule::Cron)
+                .map_err(|why| ("schedule.cron", why)),
+        }
+    }
+
+    /// The model columns the activation reads: the key's, then each mapping's.
+    pub fn columns(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::once(("key.column", self.key.column.as_str()))
+            .chain(self.mappings.iter().map(|m| ("mappings", m.value.as_str())))
+    }
+}
+
+fn usable_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ActivationConfig, ConfigError> {
+        ActivationConfig::parse(text.as_bytes(), None)
+    }
+
+    const GOOD: &str = r#"{
+        "id": "users", "integration": "engage",
+        "source": {"type": "csv", "path": "users.csv"},
+        "key": {"column": "email", "field": "MAIL"},
+        "mappings": [{"id": "FIRSTNAME", "value": "first_name"}],
+        "schedule": {"every": "15m"}
+    }"#;
+
+    #[test]
+    fn a_good_document_parses_with_defaults() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.mode, SyncMode::Upsert);
+        assert_eq!(config.warnings, WarningsConfig::default());
+        assert_eq!(
+            config.schedule().unwrap(),
+            Schedule::Every(Duration::from_secs(900))
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_its_position() {
+        let text = GOOD.replace("\"schedule\"", "\"shedule\"");
+        let ConfigError::Syntax { line, message, .. } = parse(&text).unwrap_err() else {
+            panic!("expected a syntax error");
+        };
+        assert!(message.contains("unknown field `shedule`"), "{message}");
+        assert_eq!(line, 6);
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_its_path() {
+        let text = r#"{
+            "id": "bad id", "integration": "",
+            "source": {"type": "sql", "url": "mysql://x", "query": " "},
+            "key": {"column": "email", "field": "MAIL"},
+            "mappings": [{"id": "MAIL", "value": "email"}, {"id": "A", "value": ""}, {"id": "A", "value": "a"}],
+            "schedule": {"every": "5 minutes", "cron": "* * * * *"},
+            "warnings": {"rejected_share": 1.5, "webhook_url": "ftp://x"}
+        }"#;
+        let ConfigError::Invalid(problems) = parse(text).unwrap_err() else {
+            panic!("expected problems");
+        };
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "id",
+                "integration",
+                "source.url",
+                "source.query",
+                "mappings[0].id",
+                "mappings[1].value",
+                "mappings[2].id",
+                "schedule",
+                "warnings.rejected_share",
+                "warnings.webhook_url"
+            ]
+        );
+    }
+
+    #[test]
+    fn interval_schedules_keep_their_pace() {
+        let every = Schedule::Every(Duration::from_secs(60));
+        assert_eq!(every.next_after(1_000, None), Some(61_000));
+        assert_eq!(every.next_after(5_000, Some(1_000)), Some(61_000));
+        // A run longer than the interval: the next starts at once.
+        assert_eq!(every.next_after(90_000, Some(1_000)), Some(90_000));
+        assert_eq!(Schedule::Manual.next_after(1, None), None);
+    }
+}

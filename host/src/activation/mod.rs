@@ -1,0 +1,492 @@
+//! Activations: scheduled reverse-ETL syncs of a user model (a CSV file or
+//! a SQL query) into a destination integration, sending only what changed
+//! since the destination last accepted it.
+//!
+//! - [`config`]: the activation document and its checks;
+//! - [`source`]: the model, streamed in chunks;
+//! - [`diff`]: the per-key snapshot hashes and what changed;
+//! - [`run`]: one run (read → look up → send → advance the snapshot);
+//! - [`schedule`]: intervals and cron;
+//! - this module: [`Activations`], which starts runs under the store's
+//!   lease (so runs of one activation never overlap, on one host or many),
+//!   records them, raises warnings and recoveries, and runs the scheduler.
+
+pub mod config;
+pub mod diff;
+pub mod run;
+pub mod schedule;
+pub mod source;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+
+use crate::runtime::{Destination, IntegrationContext};
+use crate::store::{ActivationRecord, RunRecord, RunStart, RunStatus, Store};
+pub use config::{ActivationConfig, ConfigError, Problem, SourceConfig, SyncMode};
+pub use run::{Progress, RowError, RunSummary};
+
+/// Finds the connector in service for a connector type.
+pub type DestinationLookup = Arc<dyn Fn(&str) -> Option<Arc<dyn Destination>> + Send + Sync>;
+
+/// Why an activation could not be stored or started.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivationError {
+    #[error("no activation `{0}`")]
+    NotFound(String),
+    #[error("activation `{0}` is already running; runs of one activation never overlap")]
+    AlreadyRunning(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The integration it names is missing or cannot sync models.
+    #[error("integration: {0}")]
+    Destination(String),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// A run whose lease is taken, ready to execute.
+#[derive(Debug)]
+pub struct BegunRun {
+    pub config: ActivationConfig,
+    pub run_id: i64,
+    pub trigger: String,
+    pub full_resync: bool,
+    pub started_at_ms: i64,
+}
+
+/// Starts, records and schedules runs.
+pub struct Activations {
+    store: Arc<dyn Store>,
+    destinations: DestinationLookup,
+    host: String,
+    lease_ms: i64,
+    http: reqwest::Client,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Activations {
+    pub fn new(
+        store: Arc<dyn Store>,
+        destinations: DestinationLookup,
+        host: String,
+        lease: Duration,
+    ) -> Self {
+        Activations {
+            store,
+            destinations,
+            host,
+            lease_ms: lease.as_millis() as i64,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("a default HTTP client builds"),
+        }
+    }
+
+    /// The integration's connector and runtime view, if it can sync models.
+    pub async fn destination(
+        &self,
+        config: &ActivationConfig,
+    ) -> Result<(Arc<dyn Destination>, Arc<IntegrationContext>), ActivationError> {
+        let Some(integration) = self.store.integration(&config.integration).await? else {
+            return Err(ActivationError::Destination(format!(
+                "no integration `{}`; create it first",
+                config.integration
+            )));
+        };
+        let Some(destination) = (self.destinations)(&integration.type_id) else {
+            return Err(ActivationError::Destination(format!(
+                "no connector `{}` is loaded for integration `{}`",
+                integration.type_id, integration.id
+            )));
+        };
+        if !destination.info().activations {
+            return Err(ActivationError::Destination(format!(
+                "connector `{}` (integration `{}`) cannot sync models: it does not export `activation`",
+                integration.type_id, integration.id
+            )));
+        }
+        if !integration.enabled {
+            return Err(ActivationError::Destination(format!(
+                "integration `{}` is disabled",
+                integration.id
+            )));
+        }
+        let context = destination.integration(&integration.id, &integration.config);
+        Ok((destination, context))
+    }
+
+    /// Checks and stores an activation (its snapshot and history stay).
+    pub async fn put(
+        &self,
+        config: &ActivationConfig,
+    ) -> Result<ActivationRecord, ActivationError> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems).into());
+        }
+        self.destination(config).await?;
+        let now = now_ms();
+        let schedule = config.schedule().map_err(|(path, message)| {
+            ConfigError::Invalid(vec![Problem {
+                path: path.into(),
+                message,
+            }])
+        })?;
+        let previous = self.store.activation(&config.id).await?;
+        let record = ActivationRecord {
+            id: config.id.clone(),
+            integration_id: config.integration.clone(),
+            config: serde_json::to_value(config).map_err(anyhow::Error::from)?,
+            created_at_ms: previous.as_ref().map_or(now, |p| p.created_at_ms),
+            updated_at_ms: now,
+            next_run_at_ms: schedule.next_after(now, None),
+        };
+        self.store.put_activation(&record).await?;
+        Ok(record)
+    }
+
+    /// Creates or updates the activations of `dir/*.json` (the file name is
+    /// the id when the document has none).
+    pub async fn load_dir(&self, dir: &Path) -> anyhow::Result<usize> {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| anyhow::anyhow!("reading activations directory {}: {e}", dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .collect();
+        paths.sort();
+        for path in &paths {
+            let config = read_file(path)?;
+            self.put(&config)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            tracing::info!(id = %config.id, file = %path.display(), "activation loaded from file");
+        }
+        Ok(paths.len())
+    }
+
+    /// Takes the activation's lease for a run now.
+    pub async fn begin(
+        &self,
+        id: &str,
+        trigger: &str,
+        full_resync: bool,
+    ) -> Result<BegunRun, ActivationError> {
+        let Some(record) = self.store.activation(id).await? else {
+            return Err(ActivationError::NotFound(id.to_string()));
+        };
+        let config = stored_config(&record)?;
+        let start = self.start(trigger, full_resync);
+        match self.store.begin_run(id, &start).await? {
+            Some(run_id) => Ok(BegunRun {
+                config,
+                run_id,
+                trigger: trigger.to_string(),
+                full_resync,
+                started_at_ms: start.now_ms,
+            }),
+            None => Err(ActivationError::AlreadyRunning(id.to_string())),
+        }
+    }
+
+    fn start(&self, trigger: &str, full_resync: bool) -> RunStart {
+        RunStart {
+            trigger: trigger.to_string(),
+            host: self.host.clone(),
+            full_resync,
+            now_ms: now_ms(),
+            lease_ms: self.lease_ms,
+        }
+    }
+
+    /// Runs a begun run to its end and records it; warnings and
+    /// recoveries are raised here.
+    pub async fn execute(
+        &self,
+        begun: BegunRun,
+        progress: &(dyn Fn(&Progress) + Send + Sync),
+    ) -> Result<RunRecord, ActivationError> {
+        let config = &begun.config;
+        tracing::info!(activation = %config.id, run = begun.run_id, trigger = %begun.trigger, full_resync = begun.full_resync, "activation run started");
+        let lease = StoreLease {
+            store: self.store.clone(),
+            id: config.id.clone(),
+            run_id: begun.run_id,
+            lease_ms: self.lease_ms,
+            renewed: Mutex::new(Instant::now()),
+        };
+        let mut summary = match self.destination(config).await {
+            Ok((destination, integration)) => {
+                run::execute(run::RunInputs {
+                    config,
+                    store: self.store.clone(),
+                    destination,
+                    integration,
+                    run_id: begun.run_id,
+                    full_resync: begun.full_resync,
+                    lease: &lease,
+                    progress,
+                })
+                .await
+            }
+            Err(error) => RunSummary {
+                error: Some(error.to_string()),
+                ..RunSummary::default()
+            },
+        };
+        let share = summary.rejected_share();
+        let threshold = config.warnings.rejected_share;
+        let status = if let Some(error) = &summary.error {
+            summary.warnings.push(format!("the run failed: {error}"));
+            RunStatus::Failed
+        } else if summary.rows_read > 0 && share > threshold {
+            summary.warnings.push(format!(
+                "{} of {} rows rejected ({:.1}%), above the {:.1}% threshold",
+                summary.failed,
+                summary.rows_read,
+                share * 100.0,
+                threshold * 100.0
+            ));
+            RunStatus::Warning
+        } else {
+            RunStatus::Succeeded
+        };
+        let previous = self
+            .store
+            .runs(&config.id, 2)
+            .await?
+            .into_iter()
+            .find(|r| r.id != begun.run_id && r.status != RunStatus::Running);
+        let recovered = status == RunStatus::Succeeded
+            && previous.as_ref().is_some_and(|p| p.status.is_unhealthy());
+        let mut summary_json = serde_json::to_value(&summary).map_err(anyhow::Error::from)?;
+        if status.is_unhealthy() || recovered {
+            let event = if recovered { "recovered" } else { "warning" };
+            let notice = self
+                .notify(config, begun.run_id, event, status, &summary)
+                .await;
+            summary_json["notice"] = notice;
+        }
+        let finished = now_ms();
+        let next = config
+            .schedule()
+            .ok()
+            .and_then(|s| s.next_after(finished, Some(begun.started_at_ms)));
+        self.store
+            .finish_run(
+                &config.id,
+                begun.run_id,
+                status,
+                &summary_json,
+                finished,
+                next,
+            )
+            .await?;
+        tracing::info!(
+            activation = %config.id,
+            run = begun.run_id,
+            status = status.as_str(),
+            rows_read = summary.rows_read,
+            inserted = summary.inserted,
+            updated = summary.updated,
+            unchanged = summary.unchanged,
+            failed = summary.failed,
+            skipped = summary.skipped,
+            duration_ms = summary.duration_ms,
+            "activation run finished"
+        );
+        let run = self
+            .store
+            .runs(&config.id, 5)
+            .await?
+            .into_iter()
+            .find(|r| r.id == begun.run_id);
+        run.ok_or_else(|| ActivationError::NotFound(config.id.clone()))
+    }
+
+    /// Begins and executes a run in the caller's task.
+    pub async fn run_now(
+        &self,
+        id: &str,
+        trigger: &str,
+        full_resync: bool,
+        progress: &(dyn Fn(&Progress) + Send + Sync),
+    ) -> Result<RunRecord, ActivationError> {
+        let begun = self.begin(id, trigger, full_resync).await?;
+        self.execute(begun, progress).await
+    }
+
+    /// Logs a warning or recovery and posts it to the activation's webhook;
+    /// what happened to the post goes into the run's summary.
+    async fn notify(
+        &self,
+        config: &ActivationConfig,
+        run_id: i64,
+        event: &str,
+        status: RunStatus,
+        summary: &RunSummary,
+    ) -> Json {
+        if config.warnings.log {
+            if event == "warning" {
+                tracing::warn!(activation = %config.id, run = run_id, warnings = ?summary.warnings, "activation run raised a warning");
+            } else {
+                tracing::info!(activation = %config.id, run = run_id, "activation recovered");
+            }
+        }
+        let Some(url) = &config.warnings.webhook_url else {
+            return json!({"event": event, "posted": false});
+        };
+        let body = json!({
+            "event": format!("activation.{event}"),
+            "activation": config.id,
+            "run_id": run_id,
+            "status": status.as_str(),
+            "warnings": summary.warnings,
+            "summary": summary,
+        });
+        let posted = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        match posted.map(|r| r.status()) {
+            Ok(code) if code.is_success() => json!({"event": event, "posted": true}),
+            Ok(code) => {
+                tracing::warn!(activation = %config.id, status = code.as_u16(), "the warnings webhook refused the notice");
+                json!({"event": event, "posted": false, "error": format!("the webhook answered {code}")})
+            }
+            Err(error) => {
+                let error = error.without_url().to_string();
+                tracing::warn!(activation = %config.id, error = %error, "the warnings webhook could not be reached");
+                json!({"event": event, "posted": false, "error": error})
+            }
+        }
+    }
+
+    /// Starts due runs until `stop`: each host polls, and the store hands
+    /// each due run to exactly one of them.
+    pub async fn schedule(
+        self: Arc<Self>,
+        poll: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.try_join_next().is_some() {}
+            match self
+                .store
+                .begin_due_run(&self.start("schedule", false))
+                .await
+            {
+                Ok(Some((record, run_id))) => match stored_config(&record) {
+                    Ok(config) => {
+                        let activations = self.clone();
+                        let begun = BegunRun {
+                            config,
+                            run_id,
+                            trigger: "schedule".into(),
+                            full_resync: false,
+                            started_at_ms: now_ms(),
+                        };
+                        running.spawn(async move {
+                            if let Err(error) = activations.execute(begun, &|_| {}).await {
+                                tracing::error!(error = %error, "scheduled activation run could not be recorded");
+                            }
+                        });
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(activation = %record.id, error = %error, "stored activation unreadable")
+                    }
+                },
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "looking for due activations failed")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        // Runs in flight finish and are recorded before the host stops.
+        while running.join_next().await.is_some() {}
+    }
+}
+
+/// Reads an activation file; errors name the file, line and column.
+pub fn read_file(path: &Path) -> anyhow::Result<ActivationConfig> {
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let stem = path.file_stem().and_then(|s| s.to_str());
+    ActivationConfig::parse(&bytes, stem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn stored_config(record: &ActivationRecord) -> Result<ActivationConfig, ActivationError> {
+    serde_json::from_value(record.config.clone()).map_err(|e| {
+        ActivationError::Store(anyhow::anyhow!("stored activation `{}`: {e}", record.id))
+    })
+}
+
+/// The activation as shown: the SQL source's password never comes back out.
+pub fn present(record: &ActivationRecord) -> Json {
+    let mut shown = record.config.clone();
+    if let Some(url) = shown.pointer_mut("/source/url")
+        && let Some(text) = url.as_str()
+    {
+        *url = json!(crate::store::postgres::redacted_url(text));
+    }
+    if let Some(obj) = shown.as_object_mut() {
+        obj.insert("created_at_ms".into(), json!(record.created_at_ms));
+        obj.insert("updated_at_ms".into(), json!(record.updated_at_ms));
+        obj.insert("next_run_at_ms".into(), json!(record.next_run_at_ms));
+    }
+    shown
+}
+
+/// The run's lease in the store, renewed when a third of it has passed.
+struct StoreLease {
+    store: Arc<dyn Store>,
+    id: String,
+    run_id: i64,
+    lease_ms: i64,
+    renewed: Mutex<Instant>,
+}
+
+#[async_trait::async_trait]
+impl run::Lease for StoreLease {
+    async fn renew(&self) -> bool {
+        let due = {
+            let renewed = self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+            renewed.elapsed().as_millis() as i64 > self.lease_ms / 3
+        };
+        if !due {
+            return true;
+        }
+        match self
+            .store
+            .renew_run(&self.id, self.run_id, now_ms() + self.lease_ms)
+            .await
+        {
+            Ok(held) => {
+                *self.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                held
+            }
+            Err(error) => {
+                tracing::warn!(activation = %self.id, error = %format!("{error:#}"), "renewing the run's lease failed");
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! One run: read the model chunk by chunk, look each key up in the
+//! snapshot, send what is new or changed in batches the connector sizes,
+//! and advance the snapshot for the rows the destination accepted.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{ActivationConfig, SyncMode};
+use super::diff::{RowHashes, changed, name_hash, value_hash};
+use super::source::{ModelReader, SourceItem};
+use crate::runtime::{
+    Destination, IntegrationContext, RowOutcome, SyncBatch, SyncError, SyncRow, Value,
+};
+use crate::store::Store;
+
+/// Rows looked up in the snapshot at once.
+const CHUNK_ROWS: usize = 1_000;
+/// Row errors kept in a run's summary.
+const KEPT_ERRORS: usize = 20;
+/// Tries of one batch when the destination answers "later".
+const BATCH_ATTEMPTS: u32 = 4;
+
+const LOST_LEASE: &str = "the run lost its lease (another run of this activation took over)";
+
+/// What a run did, as the history shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunSummary {
+    pub rows_read: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Rows rejected by the source checks (missing or repeated key,
+    /// unreadable line) or by the destination.
+    pub failed: u64,
+    /// Rows not written on purpose (`insert` mode and a known key, `update`
+    /// mode and a key the destination lacks).
+    pub skipped: u64,
+    /// Calls to the connector's `sync`.
+    pub batches: u64,
+    pub duration_ms: u64,
+    /// Why the run could not finish, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The warnings it raised.
+    pub warnings: Vec<String>,
+    /// The first rejected rows, with their keys.
+    pub errors: Vec<RowError>,
+    /// More rejected rows than `errors` holds.
+    pub errors_truncated: bool,
+}
+
+impl RunSummary {
+    /// Share of the rows read that were rejected.
+    pub fn rejected_share(&self) -> f64 {
+        if self.rows_read == 0 {
+            0.0
+        } else {
+            self.failed as f64 / self.rows_read as f64
+        }
+    }
+
+    fn reject(&mut self, error: RowError) {
+        self.failed += 1;
+        if self.errors.len() < KEPT_ERRORS {
+            self.errors.push(error);
+        } else {
+            self.errors_truncated = true;
+        }
+    }
+}
+
+/// One rejected row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RowError {
+    /// Its key, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Its line (CSV) or row number (SQL).
+    pub row: u64,
+    /// `source` (the model) or `destination`.
+    pub stage: String,
+    /// The destination field at fault, when it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// How far a run has come, for progress bars.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub rows_read: u64,
+    pub sent: u64,
+    pub failed: u64,
+    /// Share of the source read, when it is a file.
+    pub fraction: Option<f64>,
+}
+
+/// Keeps the run's lease; false when it was lost (another host took over).
+#[async_trait::async_trait]
+pub trait Lease: Send + Sync {
+    async fn renew(&self) -> bool;
+}
+
+/// What a run needs.
+pub struct RunInputs<'a> {
+    pub config: &'a ActivationConfig,
+    pub store: Arc<dyn Store>,
+    pub destination: Arc<dyn Destination>,
+    pub integration: Arc<IntegrationContext>,
+    pub run_id: i64,
+    pub full_resync: bool,
+    pub lease: &'a dyn Lease,
+    pub progress: &'a (dyn Fn(&Progress) + Send + Sync),
+}
+
+/// A row waiting to be sent, with the snapshot it earns if accepted.
+struct Pending {
+    row: SyncRow,
+    number: u64,
+    hashes: Vec<u8>,
+}
+
+/// Runs an activation once; never fails as a whole: a run that cannot
+/// finish says why in `error`.
+pub async fn execute(inputs: RunInputs<'_>) -> RunSummary {
+    let started = Instant::now();
+    let mut summary = RunSummary::default();
+    if let Err(error) = execute_into(&inputs, &mut summary).await {
+        summary.error = Some(error);
+    }
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    summary
+}
+
+async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Result<(), String> {
+    let config = inputs.config;
+    let max_rows = inputs
+        .destination
+        .max_rows(&inputs.integration)
+        .await
+        .map_err(|e| format!("the connector cannot sync: {e}"))? as usize;
+    let mut reader = ModelReader::open(&config.source, CHUNK_ROWS).await?;
+    let column = |name: &str, path: String| {
+        reader
+            .columns
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| {
+                format!(
+                    "column `{name}` ({path}) is not in the source; its columns are: {}",
+                    reader.columns.join(", ")
+                )
+            })
+    };
+    let key_index = column(&config.key.column, "key.column".into())?;
+    let attributes: Vec<(usize, u64, &str)> = config
+        .mappings
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Ok((
+                column(&m.value, format!("mappings[{i}].value"))?,
+                name_hash(&m.id),
+                m.id.as_str(),
+            ))
+        })
+        .collect::<Result<_, String>>()?;
+    let total_bytes = reader.total_bytes;
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut progress = Progress::default();
+    while let Some(chunk) = reader.next_chunk().await {
+        let chunk = chunk?;
+        if !inputs.lease.renew().await {
+            return Err(LOST_LEASE.into());
+        }
+        // Rows with a usable key, not repeated within the chunk.
+        let mut keyed: Vec<(String, u64, Vec<Value>)> = Vec::with_capacity(chunk.items.len());
+        let mut in_chunk = HashSet::with_capacity(chunk.items.len());
+        for item in chunk.items {
+            summary.rows_read += 1;
+            match item {
+                SourceItem::Unreadable { number, message } => summary.reject(RowError {
+                    key: None,
+                    row: number,
+                    stage: "source".into(),
+                    field: None,
+                    message,
+                }),
+                SourceItem::Row { number, values } => match key_of(values.get(key_index)) {
+                    None => summary.reject(RowError {
+                        key: None,
+                        row: number,
+                        stage: "source".into(),
+                        field: None,
+                        message: format!("the key column `{}` is empty", config.key.column),
+                    }),
+                    Some(key) if !in_chunk.insert(key.clone()) => {
+                        summary.reject(duplicate(key, number))
+                    }
+                    Some(key) => keyed.push((key, number, values)),
+                },
+            }
+        }
+        let entries = inputs
+            .store
+            .snapshot_lookup(
+                &config.id,
+                inputs.run_id,
+                keyed.iter().map(|(k, _, _)| k.clone()).collect(),
+            )
+            .await
+            .map_err(|e| format!("the snapshot could not be read: {e:#}"))?;
+        for ((key, number, values), entry) in keyed.into_iter().zip(entries) {
+            if entry.seen_in_run {
+                summary.reject(duplicate(key, number));
+                continue;
+            }
+            let current: Vec<(u64, u64)> = attributes
+                .iter()
+                .map(|(index, name, _)| {
+                    (
+                        *name,
+                        value_hash(values.get(*index).unwrap_or(&Value::Null)),
+                    )
+                })
+                .collect();
+            let known = entry.accepted.is_some();
+            let accepted = entry
+                .accepted
+                .as_deref()
+                .filter(|_| !inputs.full_resync)
+                .map(RowHashes::decode);
+            let to_send = changed(&current, accepted.as_ref());
+            if to_send.is_empty() {
+                summary.unchanged += 1;
+                continue;
+            }
+            if known && config.mode == SyncMode::Insert {
+                summary.skipped += 1;
+                continue;
+            }
+            pending.push(Pending {
+                row: SyncRow {
+                    key,
+                    attributes: to_send
+                        .iter()
+                        .map(|&i| crate::runtime::Property {
+                            name: attributes[i].2.to_string(),
+                            value: values.get(attributes[i].0).cloned().unwrap_or(Value::Null),
+                        })
+                        .collect(),
+                    known,
+                },
+                number,
+                hashes: RowHashes::new(current).encode(),
+            });
+            if pending.len() >= max_rows {
+                let batch = std::mem::take(&mut pending);
+                progress.sent += batch.len() as u64;
+                send(inputs, batch, summary).await?;
+            }
+        }
+        progress.rows_read = summary.rows_read;
+        progress.failed = summary.failed;
+        progress.fraction = match (chunk.position_bytes, total_bytes) {
+            (Some(at), Some(total)) if total > 0 => Some((at as f64 / total as f64).min(1.0)),
+            _ => None,
+        };
+        (inputs.progress)(&progress);
+    }
+    if !pending.is_empty() {
+        progress.sent += pending.len() as u64;
+        send(inputs, pending, summary).await?;
+        progress.failed = summary.failed;
+        (inputs.progress)(&progress);
+    }
+    Ok(())
+}
+
+fn duplicate(key: String, number: u64) -> RowError {
+    RowError {
+        message: format!(
+            "key `{key}` appears more than once in the model; only its first row is used"
+        ),
+        key: Some(key),
+        row: number,
+        stage: "source".into(),
+        field: None,
+    }
+}
+
+/// A key as text; `None` when there is none.
+fn key_of(value: Option<&Value>) -> Option<String> {
+    let text = match value? {
+        Value::Null => return None,
+        Value::Text(t) => t.trim().to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{}", *n as i64),
+        Value::Number(n) => n.to_string(),
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+/// Sends one batch, trying again while the destination says "later";
+/// records outcomes and advances the snapshot for the accepted rows.
+async fn send(
+    inputs: &RunInputs<'_>,
+    batch: Vec<Pending>,
+    summary: &mut RunSummary,
+) -> Result<(), String> {
+    let config = inputs.config;
+    let request = SyncBatch {
+        key_field: config.key.field.clone(),
+        mode: match config.mode {
+            SyncMode::Upsert => crate::runtime::SyncMode::Upsert,
+            SyncMode::Insert => crate::runtime::SyncMode::Insert,
+            SyncMode::Update => crate::runtime::SyncMode::Update,
+        },
+        rows: batch.iter().map(|p| p.row.clone()).collect(),
+    };
+    let mut attempt = 0;
+    let outcomes = loop {
+        attempt += 1;
+        summary.batches += 1;
+        if !inputs.lease.renew().await {
+            return Err(LOST_LEASE.into());
+        }
+        match inputs
+            .destination
+            .sync(&inputs.integration, request.clone())
+            .await
+        {
+            Ok(outcomes) => break outcomes,
+            Err(error) if error.retryable() && attempt < BATCH_ATTEMPTS => {
+                let wait = Duration::from_millis(250 << attempt);
+                tracing::info!(
+                    activation = %config.id,
+                    attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    error = %error,
+                    "destination asked to try the batch later"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(error) => {
+                let kind = match &error {
+                    SyncError::Refused(_) => "the destination refused the batch",
+                    SyncError::Unsupported(_) => "the connector cannot sync",
+                    SyncError::Call(_) => "the connector call failed",
+                };
+                return Err(format!("{kind}: {error}"));
+            }
+        }
+    };
+    let mut accepted = Vec::new();
+    for (pending, outcome) in batch.into_iter().zip(outcomes) {
+        match outcome {
+            RowOutcome::Inserted => {
+                summary.inserted += 1;
+                accepted.push((pending.row.key, pending.hashes));
+            }
+            RowOutcome::Updated => {
+                summary.updated += 1;
+                accepted.push((pending.row.key, pending.hashes));
+            }
+            RowOutcome::Skipped(_) => summary.skipped += 1,
+            RowOutcome::Failed(failure) => summary.reject(RowError {
+                key: Some(pending.row.key),
+                row: pending.number,
+                stage: "destination".into(),
+                field: failure.field,
+                message: failure.message,
+            }),
+        }
+    }
+    if !accepted.is_empty() {
+        inputs
+            .store
+            .snapshot_accept(&config.id, accepted)
+            .await
+            .map_err(|e| format!("the snapshot could not be written: {e:#}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_read_as_text() {
+        assert_eq!(key_of(Some(&Value::Number(42.0))).as_deref(), Some("42"));
+        assert_eq!(
+            key_of(Some(&Value::Text("  a@x.test ".into()))).as_deref(),
+            Some("a@x.test")
+        );
+        assert_eq!(key_of(Some(&Value::Text("  ".into()))), None);
+        assert_eq!(key_of(Some(&Value::Null)), None);
+        assert_eq!(key_of(None), None);
+    }
+}

@@ -1,0 +1,151 @@
+//! The durable half of activations (scheduled reverse-ETL syncs): the
+//! activations themselves, their run history, the lease that keeps runs of
+//! one activation from overlapping (on one host or several sharing a
+//! store), and the per-key snapshot of what the destination last accepted.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::Result;
+
+/// An activation as stored: its config document and its schedule state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActivationRecord {
+    pub id: String,
+    /// The destination integration (also inside `config`, kept apart to query).
+    pub integration_id: String,
+    /// The activation's JSON document, as accepted.
+    pub config: Json,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// When the scheduler next starts a run; `None`: manual only.
+    pub next_run_at_ms: Option<i64>,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    /// Finished, every row written or unchanged, under the warning threshold.
+    Succeeded,
+    /// Finished, but it raised a warning (rejected share above the threshold).
+    Warning,
+    /// Could not finish (source unreadable, destination refused the batch).
+    Failed,
+    /// Its host stopped holding the lease (crash) before it finished.
+    Abandoned,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Warning => "warning",
+            RunStatus::Failed => "failed",
+            RunStatus::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        Some(match text {
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "warning" => RunStatus::Warning,
+            "failed" => RunStatus::Failed,
+            "abandoned" => RunStatus::Abandoned,
+            _ => return None,
+        })
+    }
+
+    /// Whether a run that ended this way raised a warning.
+    pub fn is_unhealthy(self) -> bool {
+        matches!(self, RunStatus::Warning | RunStatus::Failed)
+    }
+}
+
+/// One run of an activation, as the history shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub activation_id: String,
+    /// `schedule`, `api` or `cli`.
+    pub trigger: String,
+    /// The host that ran it.
+    pub host: String,
+    /// Whether it ignored the snapshot and sent every row in full.
+    pub full_resync: bool,
+    pub started_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub status: RunStatus,
+    /// The counts, warnings and first errors (`activation::RunSummary`), once finished.
+    pub summary: Json,
+}
+
+/// How a run is started.
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    pub trigger: String,
+    pub host: String,
+    pub full_resync: bool,
+    pub now_ms: i64,
+    /// The lease lasts until `now_ms + lease_ms` unless renewed.
+    pub lease_ms: i64,
+}
+
+/// What the snapshot knows of one key, and whether this run has seen it before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotEntry {
+    pub key: String,
+    /// The hashes of the values the destination last accepted; `None`: never accepted.
+    pub accepted: Option<Vec<u8>>,
+    /// True when an earlier row of the same run carried this key.
+    pub seen_in_run: bool,
+}
+
+#[async_trait]
+pub trait ActivationStore: Send + Sync {
+    /// Creates or replaces an activation (keeping its creation time); the
+    /// snapshot and history stay.
+    async fn put_activation(&self, record: &ActivationRecord) -> Result<()>;
+    async fn activation(&self, id: &str) -> Result<Option<ActivationRecord>>;
+    async fn activations(&self) -> Result<Vec<ActivationRecord>>;
+    /// Removes an activation with its snapshot and history; false if unknown.
+    async fn delete_activation(&self, id: &str) -> Result<bool>;
+
+    /// Starts a run of `id` and takes its lease, unless a live lease is held
+    /// (then `None`). A run whose lease lapsed is marked abandoned.
+    async fn begin_run(&self, id: &str, start: &RunStart) -> Result<Option<i64>>;
+    /// Starts a run of one activation whose `next_run_at_ms` has come and
+    /// whose lease is free: each due run is taken by exactly one caller.
+    async fn begin_due_run(&self, start: &RunStart) -> Result<Option<(ActivationRecord, i64)>>;
+    /// Extends the lease of a running run; false when it was lost.
+    async fn renew_run(&self, id: &str, run_id: i64, until_ms: i64) -> Result<bool>;
+    /// Records the end of a run, frees the lease and sets the next scheduled time.
+    async fn finish_run(
+        &self,
+        id: &str,
+        run_id: i64,
+        status: RunStatus,
+        summary: &Json,
+        finished_at_ms: i64,
+        next_run_at_ms: Option<i64>,
+    ) -> Result<()>;
+    /// The newest `limit` runs of `id`, newest first.
+    async fn runs(&self, id: &str, limit: u32) -> Result<Vec<RunRecord>>;
+
+    /// Looks `keys` (distinct) up in the snapshot and marks them seen by
+    /// `run_id`, in one transaction; one entry per key, in order.
+    async fn snapshot_lookup(
+        &self,
+        id: &str,
+        run_id: i64,
+        keys: Vec<String>,
+    ) -> Result<Vec<SnapshotEntry>>;
+    /// Records what the destination accepted: key → hashes of the values.
+    async fn snapshot_accept(&self, id: &str, accepted: Vec<(String, Vec<u8>)>) -> Result<()>;
+    /// How many keys the destination has accepted so far.
+    async fn snapshot_size(&self, id: &str) -> Result<u64>;
+}

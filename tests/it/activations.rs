@@ -1,0 +1,634 @@
+//! Activations end to end: the real `prefsync` binary, a real SQLite file
+//! (or PostgreSQL in the serve tests' second pass), the real Selligent and
+//! Dotdigital components, and mocks of the Engage and Dotdigital APIs.
+
+use std::path::Path;
+
+use prefsync_tests::guests;
+use prefsync_tests::mocks::engage::{Engage, FieldType};
+use prefsync_tests::mocks::receiver::Receiver;
+use serde_json::{Value, json};
+
+use crate::serve::{Server, TOKEN, eventually};
+
+const API_KEY: &str = "engage-key";
+const API_SECRET: &str = "Engage-S3cret-value";
+
+/// A server with the Selligent connector next to Dotdigital.
+fn server() -> Server {
+    Server::try_start("", |dir| {
+        std::fs::copy(
+            guests::SELLIGENT,
+            dir.join("plugins").join("selligent.wasm"),
+        )
+        .unwrap();
+        "[activations]\npoll_ms = 100\n".into()
+    })
+    .expect("prefsync serve started")
+}
+
+async fn engage() -> prefsync_tests::mocks::MockServer<Engage> {
+    Engage::start(
+        API_KEY,
+        API_SECRET,
+        "ACME",
+        "USERS",
+        "MAIL",
+        &[
+            ("MAIL", FieldType::Email),
+            ("FIRSTNAME", FieldType::Text),
+            ("CITY", FieldType::Text),
+            ("AGE", FieldType::Numeric),
+        ],
+    )
+    .await
+    .unwrap()
+}
+
+fn engage_integration(url: &str) -> Value {
+    json!({
+        "id": "engage",
+        "type_id": "selligent",
+        "authentication": {"api_key": API_KEY, "api_secret": API_SECRET},
+        "properties": {"api": "engage", "url": url, "organization": "ACME", "list": "USERS"},
+        "mappings": []
+    })
+}
+
+fn activation(id: &str, integration: &str, source: Value) -> Value {
+    json!({
+        "id": id,
+        "integration": integration,
+        "source": source,
+        "key": {"column": "email", "field": "MAIL"},
+        "mappings": [
+            {"id": "FIRSTNAME", "value": "first_name"},
+            {"id": "CITY", "value": "city"},
+            {"id": "AGE", "value": "age"}
+        ]
+    })
+}
+
+const FIRST: &str = "email,first_name,city,age\n\
+    ann@example.com,Ann,Lyon,41\n\
+    bob@example.com,Bob,Paris,35\n\
+    cid@example.com,Cid,Nantes,29\n\
+    dee@example.com,Dee,Lille,52\n";
+
+/// Bob: city and age; Cid: first name; and Eve is new.
+const SECOND: &str = "email,first_name,city,age\n\
+    ann@example.com,Ann,Lyon,41\n\
+    bob@example.com,Bob,Rennes,36\n\
+    cid@example.com,Cyd,Nantes,29\n\
+    dee@example.com,Dee,Lille,52\n\
+    eve@example.com,Eve,Brest,23\n";
+
+impl Server {
+    /// Starts a run through the API and waits for it to finish; its record.
+    pub(crate) async fn run_activation(&self, id: &str, query: &str) -> Value {
+        let (status, started) = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/v1/activations/{id}/run{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 202, "{started}");
+        let run_id = started["run_id"].as_i64().unwrap();
+        for _ in 0..400 {
+            let (_, runs) = self
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/v1/activations/{id}/runs"),
+                    None,
+                )
+                .await;
+            if let Some(run) = runs
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["id"] == run_id && r["status"] != "running")
+            {
+                return run.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("run {run_id} of {id} did not finish");
+    }
+}
+
+/// The rows each data/load or single upsert carried since `from`, as
+/// (option, key, attributes sent).
+fn sent_rows(mock: &Engage, from: usize) -> Vec<(String, String, Vec<String>)> {
+    let mut rows = Vec::new();
+    for request in &mock.requests()[from..] {
+        let query = request.query.clone().unwrap_or_default();
+        let option = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("data_import_option="))
+            .unwrap_or("single")
+            .to_string();
+        if request.path.ends_with("/data/load") {
+            let table = request.body.as_array().unwrap();
+            let header: Vec<String> = table[0]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap().to_string())
+                .collect();
+            for row in &table[1..] {
+                let row = row.as_array().unwrap();
+                let key_at = header.iter().position(|h| h == "MAIL").unwrap();
+                let mut attributes: Vec<String> = header
+                    .iter()
+                    .zip(row)
+                    .filter(|(h, _)| *h != "MAIL")
+                    .map(|(h, v)| {
+                        format!("{h}={}", v.as_str().map_or(v.to_string(), str::to_string))
+                    })
+                    .collect();
+                attributes.sort();
+                rows.push((
+                    option.clone(),
+                    row[key_at].as_str().unwrap().to_string(),
+                    attributes,
+                ));
+            }
+        } else if request.path.ends_with("/data") {
+            let body = request.body.as_object().unwrap();
+            let mut attributes: Vec<String> = body
+                .iter()
+                .filter(|(k, _)| *k != "MAIL")
+                .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
+                .collect();
+            attributes.sort();
+            rows.push((
+                option.clone(),
+                body["MAIL"].as_str().unwrap().to_string(),
+                attributes,
+            ));
+        }
+    }
+    rows.sort_by(|a, b| a.1.cmp(&b.1));
+    rows
+}
+
+fn counts(run: &Value) -> [u64; 6] {
+    let s = &run["summary"];
+    [
+        "rows_read",
+        "inserted",
+        "updated",
+        "unchanged",
+        "failed",
+        "skipped",
+    ]
+    .map(|k| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {run}")))
+}
+
+async fn diff_end_to_end(server: &Server, mock: &Engage, source: Value, rewrite: impl Fn(&str)) {
+    server
+        .create_integration(&engage_integration(&mock.url()))
+        .await;
+    let (status, created) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/activations",
+            Some(&activation("users", "engage", source).to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+
+    let first = server.run_activation("users", "").await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(counts(&first), [4, 4, 0, 0, 0, 0], "{first}");
+    let stored = mock.rows();
+    assert_eq!(stored.len(), 4);
+    assert_eq!(stored["bob@example.com"]["CITY"], "Paris");
+
+    rewrite(SECOND);
+    let before = mock.requests().len();
+    let second = server.run_activation("users", "").await;
+    assert_eq!(counts(&second), [5, 1, 2, 2, 0, 0], "{second}");
+    let sent = sent_rows(mock, before);
+    let keys_and_attributes: Vec<(&str, Vec<&str>)> = sent
+        .iter()
+        .map(|(_, k, a)| (k.as_str(), a.iter().map(String::as_str).collect()))
+        .collect();
+    assert_eq!(
+        keys_and_attributes,
+        [
+            ("bob@example.com", vec!["AGE=36", "CITY=Rennes"]),
+            ("cid@example.com", vec!["FIRSTNAME=Cyd"]),
+            (
+                "eve@example.com",
+                vec!["AGE=23", "CITY=Brest", "FIRSTNAME=Eve"]
+            ),
+        ],
+        "exactly one insert and two updates carrying only the changed attributes"
+    );
+    assert_eq!(
+        mock.rows()["bob@example.com"]["FIRSTNAME"],
+        "Bob",
+        "untouched attributes stay"
+    );
+    assert_eq!(mock.rows()["bob@example.com"]["CITY"], "Rennes");
+
+    let before = mock.requests().len();
+    let third = server.run_activation("users", "").await;
+    assert_eq!(counts(&third), [5, 0, 0, 5, 0, 0], "{third}");
+    assert_eq!(
+        mock.requests().len(),
+        before,
+        "an unchanged model sends nothing"
+    );
+
+    // A full resync ignores the snapshot once.
+    let before = mock.requests().len();
+    let resync = server.run_activation("users", "?full_resync=true").await;
+    assert_eq!(resync["full_resync"], true);
+    assert_eq!(sent_rows(mock, before).len(), 5, "{resync}");
+    let after = server.run_activation("users", "").await;
+    assert_eq!(counts(&after)[3], 5, "back to sending nothing: {after}");
+
+    // The history lists every run, newest first, and never shows the secret.
+    let (_, runs) = server
+        .send(reqwest::Method::GET, "/v1/activations/users/runs", None)
+        .await;
+    assert_eq!(runs.as_array().unwrap().len(), 5);
+    assert!(!runs.to_string().contains(API_SECRET));
+}
+
+#[tokio::test]
+async fn a_csv_model_sends_new_rows_and_changed_attributes_only() {
+    let mock = engage().await;
+    let server = server();
+    let csv = server.data_dir().join("users.csv");
+    std::fs::create_dir_all(server.data_dir()).unwrap();
+    std::fs::write(&csv, FIRST).unwrap();
+    diff_end_to_end(
+        &server,
+        &mock,
+        json!({"type": "csv", "path": csv}),
+        |text| std::fs::write(&csv, text).unwrap(),
+    )
+    .await;
+}
+
+fn write_sqlite(path: &Path, csv: &str) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE IF EXISTS people;
+         CREATE TABLE people (mail TEXT, given TEXT, town TEXT, years INTEGER);",
+    )
+    .unwrap();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        conn.execute(
+            "INSERT INTO people VALUES (?1, ?2, ?3, ?4)",
+            (f[0], f[1], f[2], f[3].parse::<i64>().unwrap()),
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_sqlite_query_model_is_diffed_the_same_way() {
+    let mock = engage().await;
+    let server = server();
+    std::fs::create_dir_all(server.data_dir()).unwrap();
+    let db = server.data_dir().join("model.db");
+    write_sqlite(&db, FIRST);
+    let source = json!({
+        "type": "sql",
+        "url": format!("sqlite://{}", db.display()),
+        "query": "SELECT mail AS email, given AS first_name, town AS city, years AS age FROM people"
+    });
+    diff_end_to_end(&server, &mock, source, |text| write_sqlite(&db, text)).await;
+}
+
+#[tokio::test]
+async fn rejected_rows_are_reported_retried_and_warn_until_recovered() {
+    let mock = engage().await;
+    let hook = Receiver::start(None).await.unwrap();
+    let server = server();
+    server
+        .create_integration(&engage_integration(&mock.url()))
+        .await;
+    std::fs::create_dir_all(server.data_dir()).unwrap();
+    let csv = server.data_dir().join("users.csv");
+    // Two ages the list refuses (AGE is numeric), a row without a key, a repeated key.
+    std::fs::write(
+        &csv,
+        "email,first_name,city,age\n\
+         ann@example.com,Ann,Lyon,41\n\
+         bob@example.com,Bob,Paris,thirty\n\
+         cid@example.com,Cid,Nantes,old\n\
+         ,Nobody,Nowhere,1\n\
+         ann@example.com,Ann2,Lyon,41\n\
+         dee@example.com,Dee,Lille,52\n",
+    )
+    .unwrap();
+    let mut config = activation("users", "engage", json!({"type": "csv", "path": csv}));
+    config["warnings"] = json!({"rejected_share": 0.25, "webhook_url": hook.url()});
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/activations",
+            Some(&config.to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let first = server.run_activation("users", "").await;
+    assert_eq!(first["status"], "warning", "{first}");
+    assert_eq!(counts(&first), [6, 2, 0, 0, 4, 0], "{first}");
+    let errors = first["summary"]["errors"].as_array().unwrap();
+    let by_key: Vec<(Value, &str, Value)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e["key"].clone(),
+                e["stage"].as_str().unwrap(),
+                e["field"].clone(),
+            )
+        })
+        .collect();
+    assert!(
+        by_key.contains(&(json!("bob@example.com"), "destination", json!("AGE"))),
+        "{errors:?}"
+    );
+    assert!(
+        by_key.contains(&(json!("cid@example.com"), "destination", json!("AGE"))),
+        "{errors:?}"
+    );
+    assert!(
+        by_key.contains(&(Value::Null, "source", Value::Null)),
+        "{errors:?}"
+    );
+    assert!(
+        by_key.contains(&(json!("ann@example.com"), "source", Value::Null)),
+        "{errors:?}"
+    );
+    eventually("the warning posted", || hook.accepted().len() == 1).await;
+    let warning = &hook.accepted()[0];
+    assert_eq!(warning["event"], "activation.warning");
+    assert!(
+        warning["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("4 of 6 rows rejected"),
+        "{warning}"
+    );
+    assert!(!warning.to_string().contains(API_SECRET));
+
+    // Fixed in the model: the rejected rows are tried again (the snapshot
+    // did not advance for them), the others are not resent.
+    std::fs::write(
+        &csv,
+        "email,first_name,city,age\n\
+         ann@example.com,Ann,Lyon,41\n\
+         bob@example.com,Bob,Paris,30\n\
+         cid@example.com,Cid,Nantes,70\n\
+         dee@example.com,Dee,Lille,52\n",
+    )
+    .unwrap();
+    let before = mock.requests().len();
+    let second = server.run_activation("users", "").await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_eq!(counts(&second), [4, 2, 0, 2, 0, 0], "{second}");
+    let keys: Vec<String> = sent_rows(&mock, before).into_iter().map(|r| r.1).collect();
+    assert_eq!(keys, ["bob@example.com", "cid@example.com"]);
+    eventually("the recovery posted", || hook.accepted().len() == 2).await;
+    assert_eq!(hook.accepted()[1]["event"], "activation.recovered");
+    // Healthy again, healthy still: no more notices.
+    server.run_activation("users", "").await;
+    assert_eq!(hook.accepted().len(), 2);
+
+    // The destination refusing the credentials fails the run and warns.
+    let mut wrong = engage_integration(&mock.url());
+    wrong["authentication"]["api_secret"] = json!("not-the-secret");
+    let (status, body) = server
+        .send(
+            reqwest::Method::PUT,
+            "/v1/integrations/engage",
+            Some(&wrong.to_string()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    std::fs::write(
+        &csv,
+        "email,first_name,city,age\nzed@example.com,Zed,Metz,60\n",
+    )
+    .unwrap();
+    let failed = server.run_activation("users", "").await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["summary"]["error"].as_str().unwrap();
+    assert!(error.contains("refused"), "{error}");
+    assert!(!failed.to_string().contains("not-the-secret"));
+    eventually("the failure posted", || hook.accepted().len() == 3).await;
+    assert_eq!(hook.accepted()[2]["status"], "failed");
+}
+
+#[tokio::test]
+async fn the_same_activation_works_against_dotdigital() {
+    use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType as DdType};
+    let mock = Dotdigital::start(
+        "apiuser-1@apiconnector.com",
+        crate::serve::PASSWORD,
+        &[
+            ("FIRSTNAME", DdType::String),
+            ("CITY", DdType::String),
+            ("AGE", DdType::Numeric),
+        ],
+    )
+    .await
+    .unwrap();
+    let server = server();
+    let mut integration = crate::serve::dotdigital(Some("dd"));
+    integration["authentication"]["url"] = json!(mock.url());
+    server.create_integration(&integration).await;
+    std::fs::create_dir_all(server.data_dir()).unwrap();
+    let csv = server.data_dir().join("users.csv");
+    std::fs::write(&csv, FIRST).unwrap();
+    let mut config = activation("dd-users", "dd", json!({"type": "csv", "path": csv}));
+    config["key"]["field"] = json!("EMAIL");
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/activations",
+            Some(&config.to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let first = server.run_activation("dd-users", "").await;
+    assert_eq!(counts(&first), [4, 4, 0, 0, 0, 0], "{first}");
+    std::fs::write(&csv, SECOND).unwrap();
+    let second = server.run_activation("dd-users", "").await;
+    assert_eq!(counts(&second), [5, 1, 2, 2, 0, 0], "{second}");
+    let third = server.run_activation("dd-users", "").await;
+    assert_eq!(counts(&third), [5, 0, 0, 5, 0, 0], "{third}");
+}
+
+#[tokio::test]
+async fn bad_activations_are_refused_with_what_to_fix() {
+    let server = server();
+    let mock = engage().await;
+    server
+        .create_integration(&engage_integration(&mock.url()))
+        .await;
+    let post = |body: String| {
+        let server = &server;
+        async move {
+            server
+                .send(reqwest::Method::POST, "/v1/activations", Some(&body))
+                .await
+        }
+    };
+    let good = activation(
+        "users",
+        "engage",
+        json!({"type": "csv", "path": "/tmp/none.csv"}),
+    );
+
+    let mut unknown = good.clone();
+    unknown["shedule"] = json!({"every": "1h"});
+    let (status, body) = post(unknown.to_string()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `shedule`"),
+        "{body}"
+    );
+    assert!(body["line"].is_number());
+
+    let mut bad = good.clone();
+    bad["schedule"] = json!({"cron": "61 * * * *"});
+    bad["warnings"] = json!({"rejected_share": 2});
+    let (status, body) = post(bad.to_string()).await;
+    assert_eq!(status, 422, "{body}");
+    let paths: Vec<&str> = body["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["schedule.cron", "warnings.rejected_share"]);
+
+    let (status, body) =
+        post(activation("x", "missing", json!({"type": "csv", "path": "a.csv"})).to_string()).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no integration `missing`"),
+        "{body}"
+    );
+
+    // A source column the mappings name but the model lacks fails the run, saying which.
+    let csv = server.plugins_dir().join("model.csv");
+    std::fs::write(&csv, "email,first_name,city\na@example.com,A,B\n").unwrap();
+    let (status, body) =
+        post(activation("users", "engage", json!({"type": "csv", "path": csv})).to_string()).await;
+    assert_eq!(status, 201, "{body}");
+    let run = server.run_activation("users", "").await;
+    assert_eq!(run["status"], "failed");
+    let error = run["summary"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("column `age` (mappings[2].value) is not in the source"),
+        "{error}"
+    );
+
+    // The SQL source's password never comes back out.
+    let mut pg = activation(
+        "pg",
+        "engage",
+        json!({"type": "sql", "url": "postgres://model:Hunter2-pw@127.0.0.1:9/model", "query": "SELECT 1"}),
+    );
+    pg["schedule"] = json!({"every": "1h"});
+    let (status, body) = post(pg.to_string()).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, shown) = server
+        .send(reqwest::Method::GET, "/v1/activations/pg", None)
+        .await;
+    assert!(!shown.to_string().contains("Hunter2-pw"), "{shown}");
+    assert!(shown["next_run_at_ms"].is_number());
+    let (status, _) = server
+        .send(reqwest::Method::DELETE, "/v1/activations/pg", None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = server
+        .send(reqwest::Method::GET, "/v1/activations/pg", None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_scheduled_activation_runs_by_itself_and_the_cli_runs_and_lists() {
+    let mock = engage().await;
+    let server = server();
+    server
+        .create_integration(&engage_integration(&mock.url()))
+        .await;
+    std::fs::create_dir_all(server.data_dir()).unwrap();
+    let csv = server.data_dir().join("users.csv");
+    std::fs::write(&csv, FIRST).unwrap();
+    let mut config = activation("users", "engage", json!({"type": "csv", "path": csv}));
+    config["schedule"] = json!({"every": "1s"});
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/activations",
+            Some(&config.to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    eventually("scheduled runs", || mock.rows().len() == 4).await;
+    for _ in 0..100 {
+        let (_, runs) = server
+            .send(reqwest::Method::GET, "/v1/activations/users/runs", None)
+            .await;
+        if runs.as_array().unwrap().len() >= 2 {
+            assert!(
+                runs.as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|r| r["trigger"] == "schedule")
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The CLI, on the same store once the server has stopped.
+    let config_path = server.data_dir().parent().unwrap().join("prefsync.toml");
+    let (clean, log, _dir) = server.terminate_keeping_dir();
+    assert!(clean, "{log}");
+    std::fs::write(&csv, SECOND).unwrap();
+    // Async: the mocks live on this test's runtime and must keep answering.
+    let cli = async |args: &[&str]| {
+        let output = tokio::process::Command::new(prefsync_tests::support::prefsync_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&config_path)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let summary = cli(&["activation", "run", "users"]).await;
+    let history = cli(&["activation", "runs", "users"]).await;
+    assert!(
+        history.contains("STATUS") && history.contains("schedule") && history.contains("cli"),
+        "{history}"
+    );
+    assert!(!history.contains(API_SECRET) && !summary.contains(API_SECRET));
+    let _ = TOKEN;
+}

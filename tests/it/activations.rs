@@ -428,6 +428,11 @@ async fn rejected_rows_are_reported_retried_and_warn_until_recovered() {
     assert!(!failed.to_string().contains("not-the-secret"));
     eventually("the failure posted", || hook.accepted().len() == 3).await;
     assert_eq!(hook.accepted()[2]["status"], "failed");
+    let (_, log) = server.terminate();
+    assert!(log.contains("activation run raised a warning"), "{log}");
+    for secret in [API_SECRET, "not-the-secret"] {
+        assert!(!log.contains(secret), "the log shows a secret:\n{log}");
+    }
 }
 
 #[tokio::test]
@@ -631,4 +636,170 @@ async fn a_scheduled_activation_runs_by_itself_and_the_cli_runs_and_lists() {
     );
     assert!(!history.contains(API_SECRET) && !summary.contains(API_SECRET));
     let _ = TOKEN;
+}
+
+/// One of several hosts on one PostgreSQL database, with the Selligent
+/// connector and a fast scheduler.
+fn pg_host(root: &Path, index: usize, database: &str) -> std::path::PathBuf {
+    let dir = root.join(format!("host-{index}"));
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(guests::SELLIGENT, plugins.join("selligent.wasm")).unwrap();
+    let config = dir.join("prefsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\
+             [storage]\ndata_dir = {:?}\nurl = {database:?}\n\
+             [plugins]\ndir = {plugins:?}\n\
+             [egress]\nallow_loopback = true\nallow_http = true\n\
+             [limits]\nwall_ms = 2000\n\
+             [activations]\npoll_ms = 50\nlease_ms = 5000\n\
+             [dispatch]\nhost_id = \"host-{index}\"\n",
+            dir.join("data"),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+async fn admin(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Finished runs, oldest first.
+async fn finished_runs(host: &str, id: &str) -> Vec<Value> {
+    let (_, runs) = admin(
+        reqwest::Method::GET,
+        format!("{host}/v1/activations/{id}/runs?limit=1000"),
+        None,
+    )
+    .await;
+    let mut runs: Vec<Value> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] != "running")
+        .cloned()
+        .collect();
+    runs.reverse();
+    runs
+}
+
+#[tokio::test]
+async fn on_postgresql_each_scheduled_run_happens_once_on_one_host() {
+    use prefsync_tests::support::{ServeProcess, postgres_database};
+    let database = postgres_database().await;
+    // The model is a query on PostgreSQL too.
+    let model = postgres_database().await;
+    let (client, connection) = tokio_postgres::connect(&model, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE people (mail TEXT PRIMARY KEY, given TEXT, town TEXT, years INT);
+             INSERT INTO people VALUES ('ann@example.com', 'Ann', 'Lyon', 41),
+               ('bob@example.com', 'Bob', 'Paris', 35), ('cid@example.com', 'Cid', 'Nantes', 29),
+               ('dee@example.com', 'Dee', 'Lille', 52);",
+        )
+        .await
+        .unwrap();
+    let mock = engage().await;
+    let root = tempfile::tempdir().unwrap();
+    let hosts: Vec<ServeProcess> = (0..3)
+        .map(|i| ServeProcess::start(&pg_host(root.path(), i, &database)).unwrap())
+        .collect();
+    let urls: Vec<String> = hosts.iter().map(|h| h.url.clone()).collect();
+    let (status, body) = admin(
+        reqwest::Method::POST,
+        format!("{}/v1/integrations", urls[0]),
+        Some(engage_integration(&mock.url())),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut config = activation(
+        "users",
+        "engage",
+        json!({
+            "type": "sql",
+            "url": model,
+            "query": "SELECT mail AS email, given AS first_name, town AS city, years AS age FROM people"
+        }),
+    );
+    config["schedule"] = json!({"every": "1s"});
+    let (status, body) = admin(
+        reqwest::Method::POST,
+        format!("{}/v1/activations", urls[1]),
+        Some(config),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Three hosts poll every 50 ms for a run due every second.
+    let wait_runs = |count: usize| {
+        let url = urls[2].clone();
+        async move {
+            for _ in 0..300 {
+                let runs = finished_runs(&url, "users").await;
+                if runs.len() >= count {
+                    return runs;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("fewer than {count} runs finished");
+        }
+    };
+    wait_runs(3).await;
+    assert_eq!(mock.rows().len(), 4);
+    client
+        .batch_execute(
+            "UPDATE people SET town = 'Rennes', years = 36 WHERE mail = 'bob@example.com';
+             UPDATE people SET given = 'Cyd' WHERE mail = 'cid@example.com';
+             INSERT INTO people VALUES ('eve@example.com', 'Eve', 'Brest', 23);",
+        )
+        .await
+        .unwrap();
+    let seen = finished_runs(&urls[0], "users").await.len();
+    let runs = wait_runs(seen + 3).await;
+    drop(hosts);
+
+    // Never two runs at once, each started by one host once its time came.
+    for pair in runs.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        let started = after["started_at_ms"].as_i64().unwrap();
+        assert!(
+            started >= before["finished_at_ms"].as_i64().unwrap(),
+            "overlapping runs: {before} {after}"
+        );
+        assert!(
+            started >= before["started_at_ms"].as_i64().unwrap() + 950,
+            "a run started before its time: {before} {after}"
+        );
+    }
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:?}");
+    let totals = runs.iter().fold([0u64; 3], |mut t, r| {
+        t[0] += r["summary"]["inserted"].as_u64().unwrap();
+        t[1] += r["summary"]["updated"].as_u64().unwrap();
+        t[2] += r["summary"]["failed"].as_u64().unwrap();
+        t
+    });
+    assert_eq!(
+        totals,
+        [5, 2, 0],
+        "every change sent exactly once: {runs:?}"
+    );
+    let hosts_used: std::collections::BTreeSet<&str> =
+        runs.iter().map(|r| r["host"].as_str().unwrap()).collect();
+    eprintln!("{} runs, started by {hosts_used:?}", runs.len());
+    assert_eq!(mock.rows()["bob@example.com"]["CITY"], "Rennes");
+    assert_eq!(mock.rows()["eve@example.com"]["FIRSTNAME"], "Eve");
 }

@@ -803,3 +803,69 @@ async fn on_postgresql_each_scheduled_run_happens_once_on_one_host() {
     assert_eq!(mock.rows()["bob@example.com"]["CITY"], "Rennes");
     assert_eq!(mock.rows()["eve@example.com"]["FIRSTNAME"], "Eve");
 }
+
+#[tokio::test]
+async fn activations_load_from_files_at_start() {
+    let mock = engage().await;
+    let url = mock.url();
+    let server = Server::try_start("", |dir| {
+        std::fs::copy(
+            guests::SELLIGENT,
+            dir.join("plugins").join("selligent.wasm"),
+        )
+        .unwrap();
+        let integrations = dir.join("integrations");
+        let activations = dir.join("activations");
+        std::fs::create_dir_all(&integrations).unwrap();
+        std::fs::create_dir_all(&activations).unwrap();
+        std::fs::write(
+            integrations.join("engage.json"),
+            engage_integration(&url).to_string(),
+        )
+        .unwrap();
+        let csv = dir.join("users.csv");
+        std::fs::write(&csv, FIRST).unwrap();
+        // No `id`: the file name gives it.
+        let mut config = activation("ignored", "engage", json!({"type": "csv", "path": csv}));
+        config.as_object_mut().unwrap().remove("id");
+        config["schedule"] = json!({"cron": "0 3 * * *"});
+        std::fs::write(activations.join("nightly-users.json"), config.to_string()).unwrap();
+        format!("[integrations]\ndir = {integrations:?}\n[activations]\ndir = {activations:?}\n")
+    })
+    .expect("prefsync serve started");
+    let (status, shown) = server
+        .send(reqwest::Method::GET, "/v1/activations/nightly-users", None)
+        .await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["schedule"]["cron"], "0 3 * * *");
+    let next = shown["next_run_at_ms"].as_i64().unwrap();
+    assert_eq!(
+        next % 86_400_000,
+        3 * 3_600_000,
+        "the next 03:00 UTC: {shown}"
+    );
+    let run = server.run_activation("nightly-users", "").await;
+    assert_eq!(counts(&run), [4, 4, 0, 0, 0, 0], "{run}");
+}
+
+#[tokio::test]
+async fn an_activation_file_with_a_mistake_stops_the_start_naming_it() {
+    let error = Server::try_start("", |dir| {
+        let activations = dir.join("activations");
+        std::fs::create_dir_all(&activations).unwrap();
+        std::fs::write(
+            activations.join("users.json"),
+            "{\n  \"integration\": \"engage\",\n  \"sauce\": {}\n}",
+        )
+        .unwrap();
+        format!("[activations]\ndir = {activations:?}\n")
+    })
+    .err()
+    .expect("the start fails");
+    assert!(
+        error.contains("users.json")
+            && error.contains("unknown field `sauce`")
+            && error.contains("line 3"),
+        "{error}"
+    );
+}

@@ -84,6 +84,18 @@ const SECOND: &str = "email,first_name,city,age\n\
     eve@example.com,Eve,Brest,23\n";
 
 impl Server {
+    /// Creates an activation, insisting on the 201.
+    pub(crate) async fn create_activation(&self, config: &Value) {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/v1/activations",
+                Some(&config.to_string()),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
     /// Starts a run through the API and waits for it to finish; its record.
     pub(crate) async fn run_activation(&self, id: &str, query: &str) -> Value {
         let (status, started) = self
@@ -190,14 +202,9 @@ async fn diff_end_to_end(server: &Server, mock: &Engage, source: Value, rewrite:
     server
         .create_integration(&engage_integration(&mock.url()))
         .await;
-    let (status, created) = server
-        .send(
-            reqwest::Method::POST,
-            "/v1/activations",
-            Some(&activation("users", "engage", source).to_string()),
-        )
+    server
+        .create_activation(&activation("users", "engage", source))
         .await;
-    assert_eq!(status, 201, "{created}");
 
     let first = server.run_activation("users", "").await;
     assert_eq!(first["status"], "succeeded", "{first}");
@@ -331,14 +338,7 @@ async fn rejected_rows_are_reported_retried_and_warn_until_recovered() {
     .unwrap();
     let mut config = activation("users", "engage", json!({"type": "csv", "path": csv}));
     config["warnings"] = json!({"rejected_share": 0.25, "webhook_url": hook.url()});
-    let (status, body) = server
-        .send(
-            reqwest::Method::POST,
-            "/v1/activations",
-            Some(&config.to_string()),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    server.create_activation(&config).await;
 
     let first = server.run_activation("users", "").await;
     assert_eq!(first["status"], "warning", "{first}");
@@ -458,14 +458,7 @@ async fn the_same_activation_works_against_dotdigital() {
     std::fs::write(&csv, FIRST).unwrap();
     let mut config = activation("dd-users", "dd", json!({"type": "csv", "path": csv}));
     config["key"]["field"] = json!("EMAIL");
-    let (status, body) = server
-        .send(
-            reqwest::Method::POST,
-            "/v1/activations",
-            Some(&config.to_string()),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    server.create_activation(&config).await;
     let first = server.run_activation("dd-users", "").await;
     assert_eq!(counts(&first), [4, 4, 0, 0, 0, 0], "{first}");
     std::fs::write(&csv, SECOND).unwrap();
@@ -583,14 +576,7 @@ async fn a_scheduled_activation_runs_by_itself_and_the_cli_runs_and_lists() {
     std::fs::write(&csv, FIRST).unwrap();
     let mut config = activation("users", "engage", json!({"type": "csv", "path": csv}));
     config["schedule"] = json!({"every": "1s"});
-    let (status, body) = server
-        .send(
-            reqwest::Method::POST,
-            "/v1/activations",
-            Some(&config.to_string()),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    server.create_activation(&config).await;
     eventually("scheduled runs", || mock.rows().len() == 4).await;
     for _ in 0..100 {
         let (_, runs) = server

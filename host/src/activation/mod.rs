@@ -64,6 +64,8 @@ pub struct Activations {
     host: String,
     lease_ms: i64,
     http: reqwest::Client,
+    /// Runs started in the background (API, scheduler), awaited at stop.
+    background: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -89,7 +91,27 @@ impl Activations {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("a default HTTP client builds"),
+            background: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
         }
+    }
+
+    /// Executes a begun run in the background; [`Activations::finish_background`]
+    /// waits for it.
+    pub async fn spawn(self: &Arc<Self>, begun: BegunRun) {
+        let activations = self.clone();
+        let mut background = self.background.lock().await;
+        while background.try_join_next().is_some() {}
+        background.spawn(async move {
+            if let Err(error) = activations.execute(begun, &|_| {}).await {
+                tracing::error!(error = %error, "activation run could not be recorded");
+            }
+        });
+    }
+
+    /// Waits for the runs in the background to finish and be recorded.
+    pub async fn finish_background(&self) {
+        let mut background = self.background.lock().await;
+        while background.join_next().await.is_some() {}
     }
 
     /// The integration's connector and runtime view, if it can sync models.
@@ -381,9 +403,7 @@ impl Activations {
         poll: Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut running = tokio::task::JoinSet::new();
         loop {
-            while running.try_join_next().is_some() {}
             match self
                 .store
                 .begin_due_run(&self.start("schedule", false))
@@ -391,7 +411,6 @@ impl Activations {
             {
                 Ok(Some((record, run_id))) => match stored_config(&record) {
                     Ok(config) => {
-                        let activations = self.clone();
                         let begun = BegunRun {
                             config,
                             run_id,
@@ -399,11 +418,7 @@ impl Activations {
                             full_resync: false,
                             started_at_ms: now_ms(),
                         };
-                        running.spawn(async move {
-                            if let Err(error) = activations.execute(begun, &|_| {}).await {
-                                tracing::error!(error = %error, "scheduled activation run could not be recorded");
-                            }
-                        });
+                        self.spawn(begun).await;
                         continue;
                     }
                     Err(error) => {
@@ -420,8 +435,9 @@ impl Activations {
                 _ = stop.changed() => break,
             }
         }
-        // Runs in flight finish and are recorded before the host stops.
-        while running.join_next().await.is_some() {}
+        // Runs in flight (scheduled or started through the API) finish and
+        // are recorded before the host stops.
+        self.finish_background().await;
     }
 }
 

@@ -143,12 +143,8 @@ async fn run(
     let Query(query) = query?;
     let begun = app.activations.begin(&id, "api", query.full_resync).await?;
     let run_id = begun.run_id;
-    let activations = app.activations.clone();
-    tokio::spawn(async move {
-        if let Err(error) = activations.execute(begun, &|_| {}).await {
-            tracing::error!(error = %error, "activation run could not be recorded");
-        }
-    });
+    // Awaited when the server stops, like scheduled runs.
+    app.activations.spawn(begun).await;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({

@@ -3,7 +3,8 @@
 # the Dotdigital connector and a mock Dotdigital; starts `prefsync serve` and
 # the mock on loopback; creates a Dotdigital integration in the seed's
 # format; sends sample Didomi events (a plain event, a webhook envelope, and
-# NDJSON with one late, older event); and shows what reached the mock.
+# NDJSON with one late, older event); runs an activation of a CSV user model
+# twice (the second sends only what changed); and shows what reached the mock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -99,6 +100,31 @@ for a in history["attempts"]:
     print(f"  attempt state v{a['state_version']} {a['outcome']:<18} http {a['http_statuses']}"
           f" by {a['connector_type']} {a['connector_version']} in {a['duration_ms']} ms")
 PY
+echo; echo "==> an activation: a CSV user model synced into Dotdigital (reverse ETL)"
+cp examples/activation/users.csv "$work/users.csv"
+sed "s#USERS_CSV#$work/users.csv#" examples/activation/dotdigital-users.json >"$work/activation.json"
+call POST /v1/activations "$work/activation.json" >/dev/null
+run_activation() {
+    call POST /v1/activations/demo-users/run >/dev/null
+    for _ in $(seq 100); do
+        call GET /v1/activations/demo-users/runs | grep -q '"status":"running"' || break
+        sleep 0.1
+    done
+}
+run_activation
+echo "  (run 1: Cid is new to Dotdigital, Ann and Bob exist from the events above; then Cid is renamed and Dee added)"
+sed -i 's/^cid@example.com,Cid,/cid@example.com,Cyd,/' "$work/users.csv"
+echo "dee@example.com,Dee,silver" >>"$work/users.csv"
+run_activation
+call GET /v1/activations/demo-users/runs >"$work/runs.json"
+python3 - "$work/runs.json" <<'PY'
+import json, sys
+for run in reversed(json.load(open(sys.argv[1]))):
+    s = run["summary"]
+    print(f"  run {run['id']} {run['status']:<9} read {s['rows_read']}, inserted {s['inserted']},"
+          f" updated {s['updated']}, unchanged {s['unchanged']}, failed {s['failed']}")
+PY
+
 echo; echo "==> the mock Dotdigital now holds"
 kill -INT "${pids[0]}"
 wait "${pids[0]}" || true

@@ -1,7 +1,7 @@
 //! Runs a mock destination on loopback, for demos and manual testing:
 //!
 //! ```text
-//! prefsync-mocks dotdigital|engage [--port N] [--seconds N]
+//! prefsync-mocks dotdigital|engage [--port N] [--seconds N] [--no-record]
 //! ```
 //!
 //! The Dotdigital mock's API user is `demo-apiuser@apiconnector.com` /
@@ -10,8 +10,11 @@
 //!
 //! The Engage mock (Selligent's REST API) takes the API key `demo-key` /
 //! `demo-secret`, organization `DEMO`, list `USERS` keyed by MAIL (Email),
-//! with FIRSTNAME, CITY (Text), AGE (Numeric) and BIRTHDATE (Date). It
+//! with FIRSTNAME, CITY, PLAN (Text), AGE (Numeric) and BIRTHDATE (Date). It
 //! prints the list when it stops.
+//!
+//! `--no-record` (engage): requests are answered but not kept in memory (a mock
+//! taking millions of rows, as `tests/benches/activation.rs` sends).
 
 use std::time::Duration;
 
@@ -25,14 +28,19 @@ async fn main() -> Result<()> {
     let kind = args.next().unwrap_or_default();
     let mut port: u16 = 0;
     let mut seconds: u64 = 600;
+    let mut record = true;
     while let Some(flag) = args.next() {
+        if flag == "--no-record" {
+            record = false;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--port" => port = value.parse().context("--port takes a number")?,
             "--seconds" => seconds = value.parse().context("--seconds takes a number")?,
-            other => bail!("unknown option {other}; expected --port or --seconds"),
+            other => bail!("unknown option {other}; expected --port, --seconds or --no-record"),
         }
     }
     let wait = async {
@@ -76,18 +84,22 @@ async fn main() -> Result<()> {
                     ("MAIL", EngageField::Email),
                     ("FIRSTNAME", EngageField::Text),
                     ("CITY", EngageField::Text),
+                    ("PLAN", EngageField::Text),
                     ("AGE", EngageField::Numeric),
                     ("BIRTHDATE", EngageField::Date),
                 ],
             )
             .await?;
+            mock.state.record_requests(record);
             println!("mock engage listening on {}", mock.state.url());
             wait.await;
             for (key, record) in mock.state.rows() {
                 println!("{key} {record}");
             }
         }
-        _ => bail!("usage: prefsync-mocks dotdigital|engage [--port N] [--seconds N]"),
+        _ => {
+            bail!("usage: prefsync-mocks dotdigital|engage [--port N] [--seconds N] [--no-record]")
+        }
     }
     Ok(())
 }

@@ -108,6 +108,8 @@ struct Inner {
     /// Fields whose every non-null value is refused.
     refused: BTreeSet<String>,
     requests: Vec<RecordedRequest>,
+    /// Requests are not kept (a mock taking millions of rows).
+    forget_requests: bool,
     /// `http://127.0.0.1:PORT/Portal/Api`, once listening.
     base: String,
 }
@@ -196,6 +198,12 @@ impl Engage {
         self.lock().requests.clone()
     }
 
+    /// Whether requests are kept for [`Engage::requests`] (they are by
+    /// default); off, a mock taking millions of rows holds only the list.
+    pub fn record_requests(&self, on: bool) {
+        self.lock().forget_requests = !on;
+    }
+
     /// The list's content: key → record (field → value).
     pub fn rows(&self) -> BTreeMap<String, Json> {
         self.lock()
@@ -268,9 +276,11 @@ async fn handle_request(
 ) -> Response {
     let body: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
     let mut inner = mock.lock();
-    inner
-        .requests
-        .push(RecordedRequest::new(&method, &uri, &headers, body.clone()));
+    if !inner.forget_requests {
+        inner
+            .requests
+            .push(RecordedRequest::new(&method, &uri, &headers, body.clone()));
+    }
     if let Some(Some(status)) = inner.fail_next.pop_front() {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = failed(

@@ -12,3 +12,12 @@ pub mod runtime;
 pub mod secrets;
 pub mod serve;
 pub mod store;
+
+/// Milliseconds since the Unix epoch: the one clock of leases, schedules
+/// and timestamps.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
+use crate::now_ms;
 use crate::runtime::{Destination, IntegrationContext};
 use crate::store::{ActivationRecord, RunRecord, RunStart, RunStatus, Store};
 pub use config::{ActivationConfig, ConfigError, Problem, SourceConfig, SyncMode};
@@ -66,13 +67,6 @@ pub struct Activations {
     http: reqwest::Client,
     /// Runs started in the background (API, scheduler), awaited at stop.
     background: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 impl Activations {

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::canary::{CanaryPolicy, CanaryRun, Verdict};
 use super::registry::{Registry, RollbackError, version_order};
+use crate::now_ms;
 use crate::runtime::{ConnectorInfo, Destination, LoadError, Runtime, content_hash};
 use crate::store::{PluginStatus, PluginStatusChange, PluginSwitch, PluginVersion, Store};
 
@@ -133,10 +134,6 @@ pub struct PluginManager {
     changes: tokio::sync::Mutex<()>,
     /// The newest switch in the store this host has followed.
     followed_switch: std::sync::atomic::AtomicI64,
-}
-
-fn now_ms() -> i64 {
-    super::api::integrations::now_ms()
 }
 
 impl PluginManager {

@@ -266,12 +266,7 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::now_ms;
 
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

@@ -220,15 +220,12 @@ fn list(problems: &[Problem]) -> String {
 impl ActivationConfig {
     /// Reads and checks a document; `default_id` fills a missing `id`.
     pub fn parse(bytes: &[u8], default_id: Option<&str>) -> Result<Self, ConfigError> {
-        let mut config: ActivationConfig = serde_json::from_slice(bytes).map_err(|error| {
-            let full = error.to_string();
-            let suffix = format!(" at line {} column {}", error.line(), error.column());
-            ConfigError::Syntax {
+        let mut config: ActivationConfig =
+            serde_json::from_slice(bytes).map_err(|error| ConfigError::Syntax {
                 line: error.line(),
                 column: error.column(),
-                message: full.strip_suffix(&suffix).unwrap_or(&full).to_string(),
-            }
-        })?;
+                message: crate::consent::event::json_error_message(&error),
+            })?;
         if config.id.is_empty()
             && let Some(id) = default_id
         {

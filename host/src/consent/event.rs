@@ -302,14 +302,19 @@ fn body_format(content_type: Option<&str>) -> Result<BodyFormat, EventError> {
 /// (which holds no newline, so the parser's line is always 1 there). Also
 /// used for every other JSON body the host reads, so all say it alike.
 pub(crate) fn syntax_error(error: &serde_json::Error, line_index: usize) -> EventError {
-    let full = error.to_string();
-    let suffix = format!(" at line {} column {}", error.line(), error.column());
-    let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
     EventError::Syntax {
         line: error.line() + line_index,
         column: error.column(),
-        message,
+        message: json_error_message(error),
     }
+}
+
+/// What serde_json says is wrong, without its own ` at line L column C`
+/// suffix (callers report the position themselves).
+pub(crate) fn json_error_message(error: &serde_json::Error) -> String {
+    let full = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    full.strip_suffix(&suffix).unwrap_or(&full).to_string()
 }
 
 /// One top-level value: a list of items or a single item. `line` is the

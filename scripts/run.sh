@@ -42,13 +42,16 @@ mock_url=$(sed -n 's/.*listening on //p' "$work/mock.log")
 
 # The embedded default (SQLite), in a data directory of the demo's own that
 # starts empty each time, plus what a local demo needs: a free port, and
-# connectors allowed to reach the loopback mock over plain http.
+# connectors allowed to reach the loopback mock over plain http, and the
+# directory CSV models may be read from.
 rm -rf data/demo
 cat >"$work/prefsync.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
 [storage]
 data_dir = "data/demo"
+[activations]
+source_dir = "$work"
 [egress]
 allow_loopback = true
 allow_http = true
@@ -102,8 +105,8 @@ for a in history["attempts"]:
 PY
 echo; echo "==> an activation: a CSV user model synced into Dotdigital (reverse ETL)"
 cp examples/activation/users.csv "$work/users.csv"
-sed "s#USERS_CSV#$work/users.csv#" examples/activation/dotdigital-users.json >"$work/activation.json"
-call POST /v1/activations "$work/activation.json" >/dev/null
+# Its "path" is relative to [activations] source_dir.
+call POST /v1/activations examples/activation/dotdigital-users.json >/dev/null
 run_activation() {
     call POST /v1/activations/demo-users/run >/dev/null
     for _ in $(seq 100); do

@@ -4,7 +4,8 @@
 # PREFSYNC_TEST_POSTGRES already names one) for the PostgreSQL store's tests,
 # runs every test of the workspace (tests/build.rs builds the guests from
 # source), then the serve-level tests once more with every server on
-# PostgreSQL, stops the server, and ends with one summary line over all of it.
+# PostgreSQL, then every fuzz target for a short fixed count, stops the
+# server, and ends with one summary line over all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +28,13 @@ cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 # same behaviour on both stores.
 if [[ $# -eq 0 ]]; then
   PREFSYNC_TEST_SERVE_STORE=postgres cargo test -p prefsync-tests --test it -- \
-    serve:: activations:: webhooks:: webhook:: webhook_js:: actito:: selligent:: dotdigital_ wit_frozen:: wit_next_major:: \
+    serve:: activations:: webhooks:: webhook:: webhook_js:: actito:: selligent:: dotdigital_ wit_frozen:: wit_next_major:: trust_ \
     2>&1 | tee -a "$log" || status=$?
+fi
+# Every fuzz target for a short fixed count (fuzz/README.md): a finding
+# fails the run.
+if [[ $# -eq 0 ]]; then
+  ./scripts/fuzz.sh 20000 2>&1 | tee -a "$log" || status=$?
 fi
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 exit "$status"

@@ -42,6 +42,8 @@ pub struct HostConfig {
     pub dispatch: DispatchConfig,
     /// Scheduled reverse-ETL syncs.
     pub activations: ActivationsConfig,
+    /// What `POST /v1/events` accepts.
+    pub ingest: IngestConfig,
 }
 
 /// `[server]`.
@@ -143,6 +145,11 @@ pub struct ActivationsConfig {
     /// Directory of activation JSON files to create or update at start
     /// (after the integrations they name).
     pub dir: Option<PathBuf>,
+    /// The only directory CSV and SQLite models are read from: relative
+    /// source paths resolve against it, and a path that leads outside it
+    /// (`..`, a symlink) is refused, as is anything under
+    /// `storage.data_dir`. Unset: file sources are refused.
+    pub source_dir: Option<PathBuf>,
     /// How often the scheduler looks for due runs, in milliseconds.
     pub poll_ms: u64,
     /// How long a run holds its activation without renewing, in
@@ -154,6 +161,7 @@ impl Default for ActivationsConfig {
     fn default() -> Self {
         ActivationsConfig {
             dir: None,
+            source_dir: None,
             poll_ms: 1_000,
             lease_ms: 600_000,
         }
@@ -182,6 +190,63 @@ impl Default for DispatchConfig {
         }
     }
 }
+
+/// `[ingest]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// How far ahead of this host's clock an event's `created_at` (a user
+    /// entity's `updated_at`) may be, in milliseconds; later ones are refused
+    /// with 400, since a future stamp would win every later change. At start
+    /// the store clamps stamps already beyond it to the start time.
+    pub max_future_skew_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_future_skew_ms: 5 * 60_000,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The latest event stamp accepted at `now_ms`.
+    pub fn latest_accepted_ms(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_add(i64::try_from(self.max_future_skew_ms).unwrap_or(i64::MAX))
+    }
+}
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+const SECOND_MS: u64 = 1_000;
+const HOUR_MS: u64 = 3_600 * SECOND_MS;
+const DAY_MS: u64 = 24 * HOUR_MS;
+
+/// The range of every numeric key, (key, lowest, highest), checked at load:
+/// wide enough for any real deployment, narrow enough that no value
+/// overflows the arithmetic it feeds. `retry.*` has its own checks
+/// ([`RetryPolicy::check`]).
+pub const NUMERIC_RANGES: [(&str, u64, u64); 17] = [
+    ("server.max_body_bytes", 1, GIB),
+    ("plugins.watch_interval_ms", 10, DAY_MS),
+    ("plugins.max_upload_bytes", 1, 4 * GIB),
+    ("activations.poll_ms", 10, DAY_MS),
+    ("activations.lease_ms", SECOND_MS, 7 * DAY_MS),
+    ("dispatch.lease_ms", SECOND_MS, 7 * DAY_MS),
+    ("dispatch.poll_ms", 1, HOUR_MS),
+    ("limits.memory_bytes", MIB, 4 * GIB),
+    ("limits.cpu_ms", 1, HOUR_MS),
+    ("limits.wall_ms", 1, HOUR_MS),
+    ("limits.response_bytes", 1, GIB),
+    ("limits.request_timeout_ms", 1, HOUR_MS),
+    ("limits.connector_concurrency", 1, 10_000),
+    ("limits.max_instances", 1, 1_000),
+    ("limits.epoch_tick_ms", 1, SECOND_MS),
+    ("limits.guest_output_bytes", 0, 16 * MIB),
+    ("ingest.max_future_skew_ms", 0, DAY_MS),
+];
 
 /// A configuration that cannot be used, with what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -237,8 +302,40 @@ impl HostConfig {
         })
     }
 
+    /// Every numeric key within its documented range (see
+    /// [`NUMERIC_RANGES`]); the error names the first key out of range.
+    pub fn check_ranges(&self) -> Result<(), String> {
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let values: [u64; NUMERIC_RANGES.len()] = [
+            wide(self.server.max_body_bytes),
+            self.plugins.watch_interval_ms,
+            wide(self.plugins.max_upload_bytes),
+            self.activations.poll_ms,
+            self.activations.lease_ms,
+            self.dispatch.lease_ms,
+            self.dispatch.poll_ms,
+            self.limits.memory_bytes,
+            self.limits.cpu_ms,
+            self.limits.wall_ms,
+            self.limits.response_bytes,
+            self.limits.request_timeout_ms,
+            u64::from(self.limits.connector_concurrency),
+            u64::from(self.limits.max_instances),
+            self.limits.epoch_tick_ms,
+            wide(self.limits.guest_output_bytes),
+            self.ingest.max_future_skew_ms,
+        ];
+        for (&(key, low, high), value) in NUMERIC_RANGES.iter().zip(values) {
+            if !(low..=high).contains(&value) {
+                return Err(format!("{key} must be from {low} to {high}, not {value}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Cross-field rules the types cannot express.
     pub fn check(&self) -> Result<(), String> {
+        self.check_ranges()?;
         self.retry.check().map_err(|e| e.to_string())?;
         if self.dispatch.lease_ms <= self.limits.wall_ms {
             return Err(format!(
@@ -246,17 +343,11 @@ impl HostConfig {
                 self.dispatch.lease_ms, self.limits.wall_ms
             ));
         }
-        if self.activations.lease_ms <= 2 * self.limits.wall_ms {
+        if self.activations.lease_ms <= self.limits.wall_ms.saturating_mul(2) {
             return Err(format!(
                 "activations.lease_ms ({}) must be more than twice limits.wall_ms ({}): a run renews its lease between connector calls",
                 self.activations.lease_ms, self.limits.wall_ms
             ));
-        }
-        if self.activations.poll_ms == 0 {
-            return Err("activations.poll_ms must be above 0".into());
-        }
-        if self.server.max_body_bytes == 0 {
-            return Err("server.max_body_bytes must be above 0".into());
         }
         if let Some(url) = &self.storage.url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -265,12 +356,6 @@ impl HostConfig {
                 "storage.url must be a PostgreSQL connection string (postgres://user:password@host/database), not {}",
                 crate::store::postgres::redacted_url(url)
             ));
-        }
-        if self.plugins.watch_interval_ms < 10 {
-            return Err("plugins.watch_interval_ms must be at least 10".into());
-        }
-        if self.plugins.max_upload_bytes == 0 {
-            return Err("plugins.max_upload_bytes must be above 0".into());
         }
         for (name, token) in [
             ("server.admin_token", &self.server.admin_token),
@@ -329,5 +414,65 @@ mod tests {
         let mut config = HostConfig::default();
         config.server.admin_token = Some("short".into());
         assert!(config.check().unwrap_err().contains("server.admin_token"));
+    }
+
+    #[test]
+    fn every_numeric_key_is_range_checked_by_name() {
+        HostConfig::default().check_ranges().unwrap();
+        for (key, low, high) in NUMERIC_RANGES {
+            let (table, name) = key.split_once('.').unwrap();
+            let mut out_of_range = vec![high + 1];
+            if low > 0 {
+                out_of_range.push(low - 1);
+            }
+            for value in out_of_range {
+                let text = format!("[{table}]\n{name} = {value}\n");
+                let message = HostConfig::parse(&text, "x.toml")
+                    .unwrap()
+                    .check()
+                    .unwrap_err();
+                assert!(message.contains(key), "{key} = {value}: {message}");
+            }
+            for value in [low, high] {
+                let text = format!("[{table}]\n{name} = {value}\n");
+                let config = HostConfig::parse(&text, "x.toml").unwrap();
+                config
+                    .check_ranges()
+                    .unwrap_or_else(|e| panic!("{key} = {value}: {e}"));
+            }
+        }
+        // The largest TOML integer cannot wrap anything either.
+        let config =
+            HostConfig::parse("[dispatch]\nlease_ms = 9223372036854775807\n", "x.toml").unwrap();
+        assert_eq!(
+            config.check().unwrap_err(),
+            "dispatch.lease_ms must be from 1000 to 604800000, not 9223372036854775807"
+        );
+        let config =
+            HostConfig::parse("[limits]\nwall_ms = 9223372036854775807\n", "x.toml").unwrap();
+        assert!(config.check().unwrap_err().contains("limits.wall_ms"));
+    }
+
+    #[test]
+    fn the_retry_storm_is_refused_in_the_host_config_too() {
+        let config = HostConfig::parse(
+            "[retry]\nmax_retries = 4294967295\nmultiplier = 1e300\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert!(
+            config
+                .check()
+                .unwrap_err()
+                .starts_with("retry.max_retries:"),
+            "{config:?}"
+        );
+    }
+
+    #[test]
+    fn the_future_skew_defaults_to_five_minutes_and_saturates() {
+        let ingest = IngestConfig::default();
+        assert_eq!(ingest.latest_accepted_ms(1_000), 301_000);
+        assert_eq!(ingest.latest_accepted_ms(i64::MAX - 5), i64::MAX);
     }
 }

@@ -6,6 +6,8 @@ pub mod cli;
 pub mod config;
 pub mod consent;
 pub mod egress;
+pub mod ids;
+pub mod log_safe;
 pub mod outbound_http;
 pub mod pipeline;
 pub mod runtime;

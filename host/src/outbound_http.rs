@@ -3,6 +3,7 @@
 //! to a [`Transport`] — the network ([`Network`]: one pooled client,
 //! redirects off, a resolver that enforces the egress options after DNS, a
 //! cap on response size) or, in `prefsync plugin test`, a cassette.
+//! [`HostHttp`] is the same policy for requests the host sends by itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,6 +164,88 @@ impl Transport for Network {
             headers,
             body,
         })
+    }
+}
+
+/// HTTP the host sends by itself (an activation's warnings webhook): no
+/// integration allowlist, but the same egress options as connectors' —
+/// [`egress::check_host_url`] before DNS, the [`PolicyResolver`] after it —
+/// redirects off and no proxy.
+#[derive(Debug, Clone)]
+pub struct HostHttp {
+    options: EgressOptions,
+    client: reqwest::Client,
+}
+
+/// Why a host-originated request got no answer. The text names the host
+/// and the reason, never the URL's path, query or credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostHttpError {
+    #[error("refused by the egress policy: {0}")]
+    Denied(#[from] Denied),
+    #[error("{host} did not answer in time")]
+    Timeout { host: String },
+    #[error("{host} could not be reached: {reason}")]
+    Connection { host: String, reason: String },
+}
+
+impl HostHttp {
+    /// A client whose requests give up after `timeout`.
+    pub fn new(options: EgressOptions, timeout: Duration) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            // A redirect would reach a target the policy never checked.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(std::sync::Arc::new(PolicyResolver::new(options.clone())))
+            .no_proxy()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .user_agent(concat!("prefsync/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(HostHttp { options, client })
+    }
+
+    /// POSTs a JSON body to `url` once the policy allows it; the answer's
+    /// status (a 3xx is returned as it is, never followed).
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: String,
+    ) -> Result<reqwest::StatusCode, HostHttpError> {
+        let url = egress::check_host_url(url, &self.options)?;
+        let host = url.host_str().unwrap_or_default().to_string();
+        let response = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| host_error(&host, error))?;
+        Ok(response.status())
+    }
+}
+
+/// A host-originated request's failure: the resolver's refusal as it is,
+/// otherwise the innermost cause (reqwest's own text would show the URL).
+fn host_error(host: &str, error: reqwest::Error) -> HostHttpError {
+    let error = error.without_url();
+    if error.is_timeout() {
+        return HostHttpError::Timeout {
+            host: host.to_string(),
+        };
+    }
+    let mut reason = error.to_string();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = source {
+        if let Some(denied) = e.downcast_ref::<Denied>() {
+            return HostHttpError::Denied(denied.clone());
+        }
+        reason = e.to_string();
+        source = e.source();
+    }
+    HostHttpError::Connection {
+        host: host.to_string(),
+        reason,
     }
 }
 

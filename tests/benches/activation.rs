@@ -320,8 +320,10 @@ fn write_configs(root: &Path, mock_url: &str, csv: &Path) -> (PathBuf, PathBuf) 
         format!(
             "[storage]\ndata_dir = {:?}\n[plugins]\ndir = {plugins:?}\nwatch = false\n\
              [integrations]\ndir = {integrations:?}\n\
+             [activations]\nsource_dir = {:?}\n\
              [egress]\nallow_loopback = true\nallow_http = true\n",
             root.join("data"),
+            csv.parent().unwrap(),
         ),
     )
     .unwrap();

@@ -14,7 +14,8 @@ use crate::serve::{Server, TOKEN, eventually};
 const API_KEY: &str = "engage-key";
 const API_SECRET: &str = "Engage-S3cret-value";
 
-/// A server with the Selligent connector next to Dotdigital.
+/// A server with the Selligent connector next to Dotdigital, whose file
+/// sources read [`Server::models_dir`].
 fn server() -> Server {
     Server::try_start("", |dir| {
         std::fs::copy(
@@ -22,7 +23,9 @@ fn server() -> Server {
             dir.join("plugins").join("selligent.wasm"),
         )
         .unwrap();
-        "[activations]\npoll_ms = 100\n".into()
+        let models = dir.join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        format!("[activations]\npoll_ms = 100\nsource_dir = {models:?}\n")
     })
     .expect("prefsync serve started")
 }
@@ -84,6 +87,11 @@ const SECOND: &str = "email,first_name,city,age\n\
     eve@example.com,Eve,Brest,23\n";
 
 impl Server {
+    /// The `[activations] source_dir` of [`server`]: where models live.
+    pub(crate) fn models_dir(&self) -> std::path::PathBuf {
+        self.data_dir().parent().unwrap().join("models")
+    }
+
     /// Creates an activation, insisting on the 201.
     pub(crate) async fn create_activation(&self, config: &Value) {
         let (status, body) = self
@@ -270,8 +278,7 @@ async fn diff_end_to_end(server: &Server, mock: &Engage, source: Value, rewrite:
 async fn a_csv_model_sends_new_rows_and_changed_attributes_only() {
     let mock = engage().await;
     let server = server();
-    let csv = server.data_dir().join("users.csv");
-    std::fs::create_dir_all(server.data_dir()).unwrap();
+    let csv = server.models_dir().join("users.csv");
     std::fs::write(&csv, FIRST).unwrap();
     diff_end_to_end(
         &server,
@@ -303,8 +310,7 @@ fn write_sqlite(path: &Path, csv: &str) {
 async fn a_sqlite_query_model_is_diffed_the_same_way() {
     let mock = engage().await;
     let server = server();
-    std::fs::create_dir_all(server.data_dir()).unwrap();
-    let db = server.data_dir().join("model.db");
+    let db = server.models_dir().join("model.db");
     write_sqlite(&db, FIRST);
     let source = json!({
         "type": "sql",
@@ -322,8 +328,7 @@ async fn rejected_rows_are_reported_retried_and_warn_until_recovered() {
     server
         .create_integration(&engage_integration(&mock.url()))
         .await;
-    std::fs::create_dir_all(server.data_dir()).unwrap();
-    let csv = server.data_dir().join("users.csv");
+    let csv = server.models_dir().join("users.csv");
     // Two ages the list refuses (AGE is numeric), a row without a key, a repeated key.
     std::fs::write(
         &csv,
@@ -362,14 +367,20 @@ async fn rejected_rows_are_reported_retried_and_warn_until_recovered() {
         by_key.contains(&(json!("cid@example.com"), "destination", json!("AGE"))),
         "{errors:?}"
     );
-    assert!(
-        by_key.contains(&(Value::Null, "source", Value::Null)),
-        "{errors:?}"
-    );
-    assert!(
-        by_key.contains(&(json!("ann@example.com"), "source", Value::Null)),
-        "{errors:?}"
-    );
+    // The row without a key and the repeated key: named by line, never by value.
+    let source_rows: Vec<(u64, &str)> = errors
+        .iter()
+        .filter(|e| e["stage"] == "source")
+        .map(|e| {
+            assert_eq!(e["key"], Value::Null, "{e}");
+            (e["row"].as_u64().unwrap(), e["message"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(source_rows.len(), 2, "{errors:?}");
+    assert_eq!(source_rows[0].0, 5, "{errors:?}");
+    assert_eq!(source_rows[1].0, 6, "{errors:?}");
+    assert!(source_rows[1].1.contains("appears earlier"), "{errors:?}");
+    assert!(!first["summary"].to_string().contains("Ann2"), "{first}");
     eventually("the warning posted", || hook.accepted().len() == 1).await;
     let warning = &hook.accepted()[0];
     assert_eq!(warning["event"], "activation.warning");
@@ -453,8 +464,7 @@ async fn the_same_activation_works_against_dotdigital() {
     let mut integration = crate::serve::dotdigital(Some("dd"));
     integration["authentication"]["url"] = json!(mock.url());
     server.create_integration(&integration).await;
-    std::fs::create_dir_all(server.data_dir()).unwrap();
-    let csv = server.data_dir().join("users.csv");
+    let csv = server.models_dir().join("users.csv");
     std::fs::write(&csv, FIRST).unwrap();
     let mut config = activation("dd-users", "dd", json!({"type": "csv", "path": csv}));
     config["key"]["field"] = json!("EMAIL");
@@ -486,7 +496,7 @@ async fn bad_activations_are_refused_with_what_to_fix() {
     let good = activation(
         "users",
         "engage",
-        json!({"type": "csv", "path": "/tmp/none.csv"}),
+        json!({"type": "csv", "path": "none.csv"}),
     );
 
     let mut unknown = good.clone();
@@ -527,7 +537,7 @@ async fn bad_activations_are_refused_with_what_to_fix() {
     );
 
     // A source column the mappings name but the model lacks fails the run, saying which.
-    let csv = server.plugins_dir().join("model.csv");
+    let csv = server.models_dir().join("model.csv");
     std::fs::write(&csv, "email,first_name,city\na@example.com,A,B\n").unwrap();
     let (status, body) =
         post(activation("users", "engage", json!({"type": "csv", "path": csv})).to_string()).await;
@@ -571,8 +581,7 @@ async fn a_scheduled_activation_runs_by_itself_and_the_cli_runs_and_lists() {
     server
         .create_integration(&engage_integration(&mock.url()))
         .await;
-    std::fs::create_dir_all(server.data_dir()).unwrap();
-    let csv = server.data_dir().join("users.csv");
+    let csv = server.models_dir().join("users.csv");
     std::fs::write(&csv, FIRST).unwrap();
     let mut config = activation("users", "engage", json!({"type": "csv", "path": csv}));
     config["schedule"] = json!({"every": "1s"});
@@ -811,12 +820,14 @@ async fn activations_load_from_files_at_start() {
         .unwrap();
         let csv = dir.join("users.csv");
         std::fs::write(&csv, FIRST).unwrap();
-        // No `id`: the file name gives it.
+        // No `id`: the file name gives it; the model is in `source_dir`.
         let mut config = activation("ignored", "engage", json!({"type": "csv", "path": csv}));
         config.as_object_mut().unwrap().remove("id");
         config["schedule"] = json!({"cron": "0 3 * * *"});
         std::fs::write(activations.join("nightly-users.json"), config.to_string()).unwrap();
-        format!("[integrations]\ndir = {integrations:?}\n[activations]\ndir = {activations:?}\n")
+        format!(
+            "[integrations]\ndir = {integrations:?}\n[activations]\ndir = {activations:?}\nsource_dir = {dir:?}\n"
+        )
     })
     .expect("prefsync serve started");
     let (status, shown) = server

@@ -39,6 +39,17 @@ impl Server {
         server_lines: &str,
         extra: impl FnOnce(&std::path::Path) -> String,
     ) -> Result<Server, String> {
+        Self::try_start_logging(storage_lines, server_lines, "debug", extra)
+    }
+
+    /// Like [`Server::try_start_on`], with the server's log filter
+    /// (`PREFSYNC_LOG`) chosen: `trace` shows every line it can write.
+    pub(crate) fn try_start_logging(
+        storage_lines: &str,
+        server_lines: &str,
+        log_filter: &str,
+        extra: impl FnOnce(&std::path::Path) -> String,
+    ) -> Result<Server, String> {
         // PREFSYNC_TEST_SERVE_STORE=postgres runs every server of these tests
         // on a fresh PostgreSQL database instead (./scripts/test.sh does, in a
         // second pass over the serve tests).
@@ -64,19 +75,25 @@ impl Server {
         // Not a connector: the host must skip it and keep going.
         std::fs::write(plugins.join("broken.wasm"), b"not wasm").unwrap();
         let config = dir.path().join("prefsync.toml");
+        let extra = extra(dir.path());
+        // An `[egress]` table of the caller's replaces the tests' default.
+        let egress = if extra.contains("[egress]") {
+            ""
+        } else {
+            "[egress]\nallow_loopback = true\nallow_http = true\n"
+        };
         std::fs::write(
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n{server_lines}\n\
                  [storage]\ndata_dir = {:?}\n{storage_lines}\n[plugins]\ndir = {:?}\nwatch_interval_ms = 100\n\
-                 [egress]\nallow_loopback = true\nallow_http = true\n{}",
+                 {egress}{extra}",
                 dir.path().join("data"),
                 plugins,
-                extra(dir.path())
             ),
         )
         .unwrap();
-        let process = ServeProcess::start(&config)?;
+        let process = ServeProcess::start_logging(&config, log_filter)?;
         Ok(Server {
             url: process.url.clone(),
             process,
@@ -98,6 +115,12 @@ impl Server {
     /// Stops the server with SIGTERM and starts it again on the same data
     /// and plugin directories.
     pub(crate) fn restart(self) -> Server {
+        self.restart_with(str::to_string).1
+    }
+
+    /// Like [`Server::restart`], with the config file rewritten by `edit`
+    /// in between.
+    pub(crate) fn restart_with(self, edit: impl FnOnce(&str) -> String) -> (String, Server) {
         let Server {
             process,
             config,
@@ -106,13 +129,16 @@ impl Server {
         } = self;
         let (clean, log) = process.terminate();
         assert!(clean, "{log}");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, edit(&text)).unwrap();
         let process = ServeProcess::start(&config).expect("prefsync serve restarted");
-        Server {
+        let server = Server {
             url: process.url.clone(),
             process,
             config,
             dir,
-        }
+        };
+        (log, server)
     }
 
     /// The Prometheus text of `GET /metrics`.

@@ -148,11 +148,20 @@ impl ServeProcess {
     /// waits for its "listening" line. When it does not come up, the error
     /// is what it logged.
     pub fn start(config: &std::path::Path) -> Result<ServeProcess, String> {
+        Self::start_logging(config, "debug")
+    }
+
+    /// Like [`ServeProcess::start`], with `PREFSYNC_LOG` set to `log_filter`
+    /// (`trace` to see every line the server can write).
+    pub fn start_logging(
+        config: &std::path::Path,
+        log_filter: &str,
+    ) -> Result<ServeProcess, String> {
         use std::io::{BufRead, BufReader};
         let mut child = std::process::Command::new(prefsync_bin())
             .args(["serve", "--config"])
             .arg(config)
-            .env("PREFSYNC_LOG", "debug")
+            .env("PREFSYNC_LOG", log_filter)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -47,7 +47,8 @@ pub struct ActivationConfig {
 pub enum SourceConfig {
     /// A CSV file whose first row names the columns; empty cells are null.
     Csv {
-        /// The file; relative paths are resolved from the host's working directory.
+        /// The file, under the host's `[activations] source_dir` (a relative
+        /// path is resolved against it; file sources are refused without it).
         path: PathBuf,
         /// One ASCII character; `,` unless said.
         #[serde(default = "default_delimiter")]
@@ -55,8 +56,10 @@ pub enum SourceConfig {
     },
     /// A query's result set.
     Sql {
-        /// `sqlite:///absolute/path.db`, `sqlite:relative.db` or
-        /// `postgres://user:password@host/db` (the password is never shown).
+        /// `sqlite:///absolute/path.db` or `sqlite:relative.db` (a file under
+        /// `[activations] source_dir`, like a CSV's), or
+        /// `postgres://user:password@host/db` (the password is never shown;
+        /// the host must be one `[egress]` allows).
         url: String,
         /// A `SELECT` whose column names are the model's columns.
         query: String,
@@ -130,7 +133,9 @@ pub struct WarningsConfig {
     /// the destination) before the run warns, between 0 and 1.
     #[serde(default = "default_rejected_share")]
     pub rejected_share: f64,
-    /// Where warnings and recoveries are POSTed as JSON; none: not posted.
+    /// Where warnings and recoveries are POSTed as JSON: an absolute http(s)
+    /// URL without user name or password, reached under the host's
+    /// `[egress]` options, redirects not followed; none: not posted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
     /// Whether warnings are also written to the host's log (at `warn`).
@@ -171,10 +176,10 @@ impl Schedule {
         match self {
             Schedule::Manual => None,
             Schedule::Every(every) => {
-                let every = every.as_millis() as i64;
+                let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
                 Some(match last_start_ms {
-                    Some(start) => (start + every).max(now_ms),
-                    None => now_ms + every,
+                    Some(start) => start.saturating_add(every).max(now_ms),
+                    None => now_ms.saturating_add(every),
                 })
             }
             Schedule::Cron(cron) => cron.next_after(now_ms),
@@ -248,14 +253,8 @@ impl ActivationConfig {
                 message,
             })
         };
-        if !usable_id(&self.id) {
-            push(
-                "id",
-                format!(
-                    "`{}` is not usable; use 1 to 64 letters, digits, `-`, `_` or `.`",
-                    self.id
-                ),
-            );
+        if let Err(error) = crate::ids::check_id(&self.id) {
+            push("id", error.to_string());
         }
         if self.integration.trim().is_empty() {
             push(
@@ -339,14 +338,10 @@ impl ActivationConfig {
                 format!("{share} is not a share; give a number between 0 and 1 (0.05 = 5%)"),
             );
         }
-        if let Some(url) = &self.warnings.webhook_url {
-            match url::Url::parse(url) {
-                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
-                _ => push(
-                    "warnings.webhook_url",
-                    format!("`{url}` is not an http(s) URL"),
-                ),
-            }
+        if let Some(url) = &self.warnings.webhook_url
+            && let Err(why) = webhook_url_problem(url)
+        {
+            push("warnings.webhook_url", why.into());
         }
         problems
     }
@@ -372,12 +367,23 @@ impl ActivationConfig {
     }
 }
 
-fn usable_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+/// What is wrong with a warnings webhook URL, without quoting it (it may
+/// carry a credential). The egress options are applied when it is posted to.
+fn webhook_url_problem(url: &str) -> Result<(), &'static str> {
+    let parsed =
+        url::Url::parse(url).map_err(|_| "not an absolute URL; give `https://host/path`")?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("not an http(s) URL; give `https://host/path`");
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("the URL names no host");
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(
+            "the URL carries a user name or password; the host never sends credentials in a URL",
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -446,6 +452,33 @@ mod tests {
                 "warnings.webhook_url"
             ]
         );
+    }
+
+    #[test]
+    fn webhook_urls_are_absolute_http_without_credentials_and_never_echoed() {
+        for (url, ok) in [
+            ("https://hooks.example.com/prefsync", true),
+            ("http://127.0.0.1:9/hook", true),
+            ("hooks.example.com/prefsync", false),
+            ("javascript:alert(1)", false),
+            ("file:///etc/passwd", false),
+            ("https://user:Hunter2-pw@hooks.example.com/x", false),
+            ("https://Hunter2-pw@hooks.example.com/x", false),
+        ] {
+            let text = GOOD.replace(
+                "\"schedule\"",
+                &format!("\"warnings\": {{\"webhook_url\": {url:?}}}, \"schedule\""),
+            );
+            match parse(&text) {
+                Ok(_) => assert!(ok, "{url} accepted"),
+                Err(ConfigError::Invalid(problems)) => {
+                    assert!(!ok, "{url}: {problems:?}");
+                    assert_eq!(problems[0].path, "warnings.webhook_url");
+                    assert!(!problems[0].message.contains("Hunter2"), "{problems:?}");
+                }
+                Err(other) => panic!("{url}: {other}"),
+            }
+        }
     }
 
     #[test]

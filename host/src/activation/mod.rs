@@ -3,6 +3,8 @@
 //! since the destination last accepted it.
 //!
 //! - [`config`]: the activation document and its checks;
+//! - [`confine`]: what a source may read (files under `[activations]
+//!   source_dir`, never the store's data) and reach (`[egress]`);
 //! - [`source`]: the model, streamed in chunks;
 //! - [`diff`]: the per-key snapshot hashes and what changed;
 //! - [`run`]: one run (read → look up → send → advance the snapshot);
@@ -12,6 +14,7 @@
 //!   records them, raises warnings and recoveries, and runs the scheduler.
 
 pub mod config;
+pub mod confine;
 pub mod diff;
 pub mod run;
 pub mod schedule;
@@ -23,11 +26,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
+use crate::config::HostConfig;
 use crate::now_ms;
+use crate::outbound_http::HostHttp;
 use crate::runtime::{Destination, IntegrationContext};
 use crate::store::{ActivationRecord, RunRecord, RunStart, RunStatus, Store};
 pub use config::{ActivationConfig, ConfigError, Problem, SourceConfig, SyncMode};
+pub use confine::SourceAccess;
 pub use run::{Progress, RowError, RunSummary};
+
+/// How long a warnings webhook may take to answer.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Finds the connector in service for a connector type.
 pub type DestinationLookup = Arc<dyn Fn(&str) -> Option<Arc<dyn Destination>> + Send + Sync>;
@@ -64,29 +73,32 @@ pub struct Activations {
     destinations: DestinationLookup,
     host: String,
     lease_ms: i64,
-    http: reqwest::Client,
+    /// What sources may read and reach.
+    access: SourceAccess,
+    /// The warnings webhook's client, under the egress policy.
+    http: HostHttp,
     /// Runs started in the background (API, scheduler), awaited at stop.
     background: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl Activations {
+    /// Runs under the host config's lease, source rules (`[activations]
+    /// source_dir`, `[storage] data_dir`) and egress options.
     pub fn new(
         store: Arc<dyn Store>,
         destinations: DestinationLookup,
         host: String,
-        lease: Duration,
-    ) -> Self {
-        Activations {
+        config: &HostConfig,
+    ) -> anyhow::Result<Self> {
+        Ok(Activations {
             store,
             destinations,
             host,
-            lease_ms: lease.as_millis() as i64,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("a default HTTP client builds"),
+            lease_ms: i64::try_from(config.activations.lease_ms).unwrap_or(i64::MAX),
+            access: SourceAccess::from_config(config),
+            http: HostHttp::new(config.egress.clone(), WEBHOOK_TIMEOUT)?,
             background: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
-        }
+        })
     }
 
     /// Executes a begun run in the background; [`Activations::finish_background`]
@@ -146,7 +158,36 @@ impl Activations {
         &self,
         config: &ActivationConfig,
     ) -> Result<ActivationRecord, ActivationError> {
-        let problems = config.problems();
+        let mut record = self.checked_record(config).await?;
+        if let Some(previous) = self.store.activation(&config.id).await? {
+            record.created_at_ms = previous.created_at_ms;
+        }
+        self.store.put_activation(&record).await?;
+        Ok(record)
+    }
+
+    /// Checks and stores a new activation; `None`, with nothing written,
+    /// when its id exists already. One conditional insert, so of concurrent
+    /// creates of one id exactly one wins.
+    pub async fn create(
+        &self,
+        config: &ActivationConfig,
+    ) -> Result<Option<ActivationRecord>, ActivationError> {
+        let record = self.checked_record(config).await?;
+        Ok(self
+            .store
+            .insert_activation(&record)
+            .await?
+            .then_some(record))
+    }
+
+    /// Every check `put` and `create` make, then the record as stored now.
+    async fn checked_record(
+        &self,
+        config: &ActivationConfig,
+    ) -> Result<ActivationRecord, ActivationError> {
+        let mut problems = config.problems();
+        problems.extend(source::source_problem(&config.source, &self.access));
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems).into());
         }
@@ -158,17 +199,14 @@ impl Activations {
                 message,
             }])
         })?;
-        let previous = self.store.activation(&config.id).await?;
-        let record = ActivationRecord {
+        Ok(ActivationRecord {
             id: config.id.clone(),
             integration_id: config.integration.clone(),
             config: serde_json::to_value(config).map_err(anyhow::Error::from)?,
-            created_at_ms: previous.as_ref().map_or(now, |p| p.created_at_ms),
+            created_at_ms: now,
             updated_at_ms: now,
             next_run_at_ms: schedule.next_after(now, None),
-        };
-        self.store.put_activation(&record).await?;
-        Ok(record)
+        })
     }
 
     /// Creates or updates the activations of `dir/*.json` (the file name is
@@ -247,6 +285,7 @@ impl Activations {
                     store: self.store.clone(),
                     destination,
                     integration,
+                    access: &self.access,
                     run_id: begun.run_id,
                     full_resync: begun.full_resync,
                     lease: &lease,
@@ -369,21 +408,21 @@ impl Activations {
             "warnings": summary.warnings,
             "summary": summary,
         });
-        let posted = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await;
-        match posted.map(|r| r.status()) {
+        // Under the egress policy like connector traffic; a redirect is
+        // an answer, never followed.
+        match self.http.post_json(url, body.to_string()).await {
             Ok(code) if code.is_success() => json!({"event": event, "posted": true}),
             Ok(code) => {
+                let followed = if code.is_redirection() {
+                    " (redirects are not followed)"
+                } else {
+                    ""
+                };
                 tracing::warn!(activation = %config.id, status = code.as_u16(), "the warnings webhook refused the notice");
-                json!({"event": event, "posted": false, "error": format!("the webhook answered {code}")})
+                json!({"event": event, "posted": false, "error": format!("the webhook answered {code}{followed}")})
             }
             Err(error) => {
-                let error = error.without_url().to_string();
+                let error = error.to_string();
                 tracing::warn!(activation = %config.id, error = %error, "the warnings webhook could not be reached");
                 json!({"event": event, "posted": false, "error": error})
             }
@@ -486,7 +525,11 @@ impl run::Lease for StoreLease {
         }
         match self
             .store
-            .renew_run(&self.id, self.run_id, now_ms() + self.lease_ms)
+            .renew_run(
+                &self.id,
+                self.run_id,
+                now_ms().saturating_add(self.lease_ms),
+            )
             .await
         {
             Ok(held) => {

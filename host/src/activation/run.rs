@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::config::{ActivationConfig, SyncMode};
+use super::confine::SourceAccess;
 use super::diff::{RowHashes, changed, name_hash, value_hash};
 use super::source::{ModelReader, SourceItem};
 use crate::runtime::{
@@ -77,7 +78,8 @@ impl RunSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RowError {
-    /// Its key, when it has one.
+    /// Its key, for a row the destination rejected; a source problem
+    /// (empty or repeated key, unreadable line) names only its row.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Its line (CSV) or row number (SQL).
@@ -112,6 +114,8 @@ pub struct RunInputs<'a> {
     pub store: Arc<dyn Store>,
     pub destination: Arc<dyn Destination>,
     pub integration: Arc<IntegrationContext>,
+    /// What the source may read and reach.
+    pub access: &'a SourceAccess,
     pub run_id: i64,
     pub full_resync: bool,
     pub lease: &'a dyn Lease,
@@ -144,7 +148,9 @@ async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Resul
         .max_rows(&inputs.integration)
         .await
         .map_err(|e| format!("the connector cannot sync: {e}"))? as usize;
-    let mut reader = ModelReader::open(&config.source, CHUNK_ROWS).await?;
+    let mut reader = ModelReader::open(&config.source, inputs.access, CHUNK_ROWS).await?;
+    // Only the name the activation gave and a count: the header's own
+    // values are the file's content.
     let column = |name: &str, path: String| {
         reader
             .columns
@@ -152,8 +158,8 @@ async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Resul
             .position(|c| c == name)
             .ok_or_else(|| {
                 format!(
-                    "column `{name}` ({path}) is not in the source; its columns are: {}",
-                    reader.columns.join(", ")
+                    "column `{name}` ({path}) is not in the source (it has {} columns)",
+                    reader.columns.len()
                 )
             })
     };
@@ -199,9 +205,7 @@ async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Resul
                         field: None,
                         message: format!("the key column `{}` is empty", config.key.column),
                     }),
-                    Some(key) if !in_chunk.insert(key.clone()) => {
-                        summary.reject(duplicate(key, number))
-                    }
+                    Some(key) if !in_chunk.insert(key.clone()) => summary.reject(duplicate(number)),
                     Some(key) => keyed.push((key, number, values)),
                 },
             }
@@ -217,7 +221,7 @@ async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Resul
             .map_err(|e| format!("the snapshot could not be read: {e:#}"))?;
         for ((key, number, values), entry) in keyed.into_iter().zip(entries) {
             if entry.seen_in_run {
-                summary.reject(duplicate(key, number));
+                summary.reject(duplicate(number));
                 continue;
             }
             let current: Vec<(u64, u64)> = attributes
@@ -282,12 +286,13 @@ async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Resul
     Ok(())
 }
 
-fn duplicate(key: String, number: u64) -> RowError {
+/// A repeated key, named by its row: a source problem never shows a
+/// value (the key column could hold anything the model selects).
+fn duplicate(number: u64) -> RowError {
     RowError {
-        message: format!(
-            "key `{key}` appears more than once in the model; only its first row is used"
-        ),
-        key: Some(key),
+        message: "its key appears earlier in the model; only the first row with a key is used"
+            .into(),
+        key: None,
         row: number,
         stage: "source".into(),
         field: None,
@@ -342,7 +347,7 @@ async fn send(
                     activation = %config.id,
                     attempt,
                     wait_ms = wait.as_millis() as u64,
-                    error = %error,
+                    error = %crate::log_safe::escaped(&error.to_string()),
                     "destination asked to try the batch later"
                 );
                 tokio::time::sleep(wait).await;

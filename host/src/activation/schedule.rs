@@ -4,25 +4,43 @@ use std::time::Duration;
 
 use crate::pipeline::records::civil_from_days;
 
-/// `30s`, `15m`, `6h`, `1d`: a whole number and a unit, at least one second.
+/// Shortest interval a schedule may have: a run at most every second.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest interval a schedule may have: 366 days (a yearly run, leap years
+/// included); longer is a manual activation.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(366 * 86_400);
+
+/// `30s`, `15m`, `6h`, `1d`: a whole number and a unit, from one second to
+/// 366 days. Numbers too large for any unit are refused, never wrapped.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let unit_seconds = match unit.trim() {
+    let unit_seconds: u64 = match unit.trim() {
         "s" => 1,
         "m" => 60,
         "h" => 3_600,
         "d" => 86_400,
         _ => 0,
     };
-    match number.parse::<u64>() {
-        Ok(n) if n > 0 && unit_seconds > 0 => Ok(Duration::from_secs(n * unit_seconds)),
-        _ => Err(format!(
-            "`{text}` is not an interval; write a whole number and a unit: `30s`, `15m`, `6h` or `1d`"
-        )),
+    // Messages never quote the text: a value put in the wrong field may be a
+    // secret (the field's path says where the problem is).
+    if unit_seconds == 0 || number.is_empty() {
+        return Err(
+            "is not an interval; write a whole number and a unit: `30s`, `15m`, `6h` or `1d`"
+                .to_string(),
+        );
+    }
+    // Digits that do not fit u64 are certainly beyond the maximum.
+    let seconds = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_seconds));
+    match seconds.map(Duration::from_secs) {
+        Some(interval) if (MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) => Ok(interval),
+        _ => Err("is out of range; an interval is from 1s to 366d".to_string()),
     }
 }
 
@@ -55,14 +73,14 @@ impl Cron {
         let fields: Vec<&str> = text.split_whitespace().collect();
         if fields.len() != 5 {
             return Err(format!(
-                "`{text}` has {} fields; cron takes 5: minute hour day-of-month month day-of-week",
+                "has {} fields; cron takes 5: minute hour day-of-month month day-of-week",
                 fields.len()
             ));
         }
         let mut sets = [0u64; 5];
         for (index, (field, &(name, low, high))) in fields.iter().zip(FIELDS.iter()).enumerate() {
             sets[index] = parse_field(field, low, high)
-                .map_err(|why| format!("the {name} field `{field}`: {why}"))?;
+                .map_err(|why| format!("the {name} field (field {}): {why}", index + 1))?;
         }
         let mut days_of_week = sets[4];
         if days_of_week & (1 << 7) != 0 {
@@ -125,7 +143,7 @@ fn parse_field(field: &str, low: u32, high: u32) -> Result<u64, String> {
                 step.parse::<u32>()
                     .ok()
                     .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("`{step}` is not a step"))?,
+                    .ok_or_else(|| "a step is not a whole number above 0".to_string())?,
             ),
             None => (part, 1),
         };
@@ -133,7 +151,7 @@ fn parse_field(field: &str, low: u32, high: u32) -> Result<u64, String> {
             text.parse::<u32>()
                 .ok()
                 .filter(|n| (low..=high).contains(n))
-                .ok_or_else(|| format!("`{text}` is not a number from {low} to {high}"))
+                .ok_or_else(|| format!("a value is not a number from {low} to {high}"))
         };
         let (from, to) = match range {
             "*" => (low, high),
@@ -176,6 +194,33 @@ mod tests {
     }
 
     #[test]
+    fn intervals_are_bounded_and_never_wrap() {
+        assert_eq!(parse_interval("1s"), Ok(MIN_INTERVAL));
+        assert_eq!(parse_interval("366d"), Ok(MAX_INTERVAL));
+        assert_eq!(parse_interval("8784h"), Ok(MAX_INTERVAL));
+        for text in [
+            "367d",
+            "31622401s",
+            "0m",
+            // u64::MAX days: wrapped to a few seconds before.
+            "18446744073709551615d",
+            "213503982334601s0",
+            "99999999999999999999999999s",
+        ] {
+            let error = parse_interval(text).unwrap_err();
+            assert!(
+                error.contains("out of range") || error.contains("not an interval"),
+                "{text}: {error}"
+            );
+        }
+        assert!(
+            parse_interval("18446744073709551615d")
+                .unwrap_err()
+                .contains("from 1s to 366d")
+        );
+    }
+
+    #[test]
     fn cron_finds_the_next_matching_minute() {
         assert_eq!(NOW, at("2026-11-30T10:17:00Z"));
         let next = |expr: &str| Cron::parse(expr).unwrap().next_after(NOW).unwrap();
@@ -194,7 +239,8 @@ mod tests {
     fn bad_cron_fields_are_named() {
         assert!(Cron::parse("* * *").unwrap_err().contains("has 3 fields"));
         let error = Cron::parse("61 * * * *").unwrap_err();
-        assert!(error.contains("minute field `61`"), "{error}");
+        assert!(error.contains("minute field (field 1)"), "{error}");
+        assert!(!error.contains("61"), "{error}");
         assert!(
             Cron::parse("* 5-2 * * *")
                 .unwrap_err()
@@ -203,7 +249,7 @@ mod tests {
         assert!(
             Cron::parse("*/0 * * * *")
                 .unwrap_err()
-                .contains("not a step")
+                .contains("step is not")
         );
     }
 }

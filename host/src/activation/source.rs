@@ -1,12 +1,18 @@
 //! Reading a model: a CSV file or a SQL query (SQLite or PostgreSQL),
 //! streamed in chunks through a bounded channel, so a run holds a few
-//! chunks in memory whatever the model's size.
+//! chunks in memory whatever the model's size. Files are opened through
+//! [`SourceAccess`] (confined to `[activations] source_dir`), PostgreSQL
+//! hosts are connected to at an address `[egress]` allows, and no error
+//! carries what a file or a database holds: only line, row and column
+//! numbers, column names the activation gave, and classified causes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
-use super::config::SourceConfig;
+use super::config::{Problem, SourceConfig};
+use super::confine::SourceAccess;
+use crate::egress::{self, EgressOptions};
 use crate::runtime::Value;
 
 /// Chunks read ahead of the run.
@@ -25,7 +31,7 @@ impl SqlUrl {
             let path = rest.strip_prefix("//").unwrap_or(rest);
             if path.is_empty() {
                 return Err(
-                    "`sqlite:` needs a file: `sqlite:///absolute/path.db` or `sqlite:relative.db`"
+                    "`sqlite:` needs a file: `sqlite:///absolute/path.db` or `sqlite:relative.db` (relative to `[activations] source_dir`)"
                         .into(),
                 );
             }
@@ -78,45 +84,63 @@ pub struct ModelReader {
 
 impl ModelReader {
     /// Opens the source and reads its column names; an error says what
-    /// could not be opened and why.
-    pub async fn open(source: &SourceConfig, chunk_rows: usize) -> Result<ModelReader, String> {
+    /// could not be opened and why, naming the field at fault
+    /// (`source.path`, `source.url`).
+    pub async fn open(
+        source: &SourceConfig,
+        access: &SourceAccess,
+        chunk_rows: usize,
+    ) -> Result<ModelReader, String> {
         let (sender, mut receiver) = mpsc::channel(CHUNKS_AHEAD);
         let chunk_rows = chunk_rows.max(1);
         let mut total_bytes = None;
         match source {
             SourceConfig::Csv { path, delimiter } => {
-                total_bytes = std::fs::metadata(path).ok().map(|m| m.len());
-                let (path, delimiter) = (path.clone(), *delimiter as u8);
+                let (file, _) = access
+                    .open(path)
+                    .map_err(|why| format!("source.path: {why}"))?;
+                total_bytes = file.metadata().ok().map(|m| m.len());
+                let (shown, delimiter) = (path.display().to_string(), *delimiter as u8);
                 tokio::task::spawn_blocking(move || {
-                    read_csv(&path, delimiter, chunk_rows, &sender)
+                    read_csv(file, &shown, delimiter, chunk_rows, &sender)
                 });
             }
-            SourceConfig::Sql { url, query } => match SqlUrl::parse(url)? {
-                SqlUrl::Sqlite(path) => {
-                    let query = query.clone();
-                    tokio::task::spawn_blocking(move || {
-                        if let Err(error) = read_sqlite(&path, &query, chunk_rows, &sender) {
-                            let _ = sender.blocking_send(Message::Failed(format!(
-                                "SQLite database {}: {error}",
-                                path.display()
-                            )));
-                        }
-                    });
+            SourceConfig::Sql { url, query } => {
+                match SqlUrl::parse(url).map_err(|why| format!("source.url: {why}"))? {
+                    SqlUrl::Sqlite(path) => {
+                        let (file, canonical) = access
+                            .open(&path)
+                            .map_err(|why| format!("source.url: {why}"))?;
+                        let query = query.clone();
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(error) =
+                                read_sqlite(&file, &canonical, &query, chunk_rows, &sender)
+                            {
+                                let _ = sender.blocking_send(Message::Failed(format!(
+                                    "SQLite database {}: {error}",
+                                    path.display()
+                                )));
+                            }
+                        });
+                    }
+                    SqlUrl::Postgres(url) => {
+                        let shown = crate::store::postgres::redacted_url(&url);
+                        let config = checked_postgres(&url, &access.egress)
+                            .await
+                            .map_err(|why| format!("source.url: PostgreSQL {shown}: {why}"))?;
+                        let query = query.clone();
+                        tokio::spawn(async move {
+                            if let Err(error) =
+                                read_postgres(&config, &query, chunk_rows, &sender).await
+                            {
+                                let _ = sender
+                                    .send(Message::Failed(format!("PostgreSQL {shown}: {error}")))
+                                    .await;
+                            }
+                        });
+                    }
                 }
-                SqlUrl::Postgres(url) => {
-                    let query = query.clone();
-                    tokio::spawn(async move {
-                        if let Err(error) = read_postgres(&url, &query, chunk_rows, &sender).await {
-                            let _ = sender
-                                .send(Message::Failed(format!(
-                                    "PostgreSQL {}: {error}",
-                                    crate::store::postgres::redacted_url(&url)
-                                )))
-                                .await;
-                        }
-                    });
-                }
-            },
+            }
         }
         match receiver.recv().await {
             Some(Message::Columns(columns)) => Ok(ModelReader {
@@ -140,29 +164,46 @@ impl ModelReader {
     }
 }
 
+/// Checks, when an activation is stored, that its source may be read or
+/// reached here: a file source must be confined (it may not exist yet); a
+/// URL must parse. Addresses are judged when a run connects.
+pub fn source_problem(source: &SourceConfig, access: &SourceAccess) -> Option<Problem> {
+    let (path, field) = match source {
+        SourceConfig::Csv { path, .. } => (path.clone(), "source.path"),
+        SourceConfig::Sql { url, .. } => match SqlUrl::parse(url) {
+            Ok(SqlUrl::Sqlite(path)) => (path, "source.url"),
+            // Refused by the document's own checks.
+            Ok(SqlUrl::Postgres(_)) | Err(_) => return None,
+        },
+    };
+    access.confine(&path, false).err().map(|why| Problem {
+        path: field.into(),
+        message: why.to_string(),
+    })
+}
+
 fn read_csv(
-    path: &std::path::Path,
+    file: std::fs::File,
+    shown: &str,
     delimiter: u8,
     chunk_rows: usize,
     sender: &mpsc::Sender<Message>,
 ) {
     let fail = |error: String| {
-        let _ = sender.blocking_send(Message::Failed(format!(
-            "CSV file {}: {error}",
-            path.display()
-        )));
+        let _ = sender.blocking_send(Message::Failed(format!("CSV file {shown}: {error}")));
     };
-    let mut reader = match csv::ReaderBuilder::new()
+    let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
-        .from_path(path)
-    {
-        Ok(reader) => reader,
-        Err(error) => return fail(error.to_string()),
-    };
+        .from_reader(std::io::BufReader::new(file));
     let columns: Vec<String> = match reader.headers() {
         Ok(headers) => headers.iter().map(|h| h.trim().to_string()).collect(),
-        Err(error) => return fail(format!("its header row cannot be read: {error}")),
+        Err(error) => {
+            return fail(format!(
+                "its header row cannot be read: {}",
+                csv_problem(&error).1
+            ));
+        }
     };
     if columns.iter().all(String::is_empty) {
         return fail("it has no header row naming the columns".into());
@@ -189,20 +230,12 @@ fn read_csv(
                     })
                     .collect(),
             }),
-            Err(error) => match error.kind() {
-                csv::ErrorKind::UnequalLengths {
-                    pos,
-                    expected_len,
-                    len,
-                } => items.push(SourceItem::Unreadable {
-                    number: pos.as_ref().map_or(line, |p| p.line()),
-                    message: format!("{len} fields where the header has {expected_len}"),
+            Err(error) => match csv_problem(&error) {
+                (Some(at), message) => items.push(SourceItem::Unreadable {
+                    number: at.unwrap_or(line),
+                    message,
                 }),
-                csv::ErrorKind::Utf8 { pos, err } => items.push(SourceItem::Unreadable {
-                    number: pos.as_ref().map_or(line, |p| p.line()),
-                    message: format!("not UTF-8 text ({err})"),
-                }),
-                _ => return fail(error.to_string()),
+                (None, message) => return fail(format!("line {line}: {message}")),
             },
         }
         if items.len() >= chunk_rows {
@@ -223,29 +256,77 @@ fn read_csv(
     }
 }
 
+/// A CSV error in words that never quote the file: `(Some(line), …)` for
+/// a line the run can skip, `(None, …)` for a failure of the whole read.
+fn csv_problem(error: &csv::Error) -> (Option<Option<u64>>, String) {
+    match error.kind() {
+        csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => (
+            Some(pos.as_ref().map(|p| p.line())),
+            format!("{len} fields where the header has {expected_len}"),
+        ),
+        csv::ErrorKind::Utf8 { pos, err } => (
+            Some(pos.as_ref().map(|p| p.line())),
+            format!("field {} is not UTF-8 text", err.field() + 1),
+        ),
+        csv::ErrorKind::Io(io) => (None, format!("it cannot be read ({})", io.kind())),
+        _ => (None, "it cannot be read as CSV".into()),
+    }
+}
+
 fn read_sqlite(
-    path: &std::path::Path,
+    held: &std::fs::File,
+    canonical: &Path,
     query: &str,
     chunk_rows: usize,
     sender: &mpsc::Sender<Message>,
 ) -> Result<(), String> {
+    use rusqlite::OpenFlags;
     use rusqlite::types::ValueRef;
     let conn = rusqlite::Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        canonical,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| format!("it cannot be opened ({})", sqlite_cause(&e)))?;
+    // SQLite opened the path again: it must still be the file checked.
+    if !super::confine::same_open_file(held, canonical) {
+        return Err("it changed while it was opened; it was not read".into());
+    }
     let mut statement = conn
         .prepare(query)
-        .map_err(|e| format!("the query does not prepare: {e}"))?;
+        .map_err(|e| format!("the query does not prepare: {}", sqlite_query_error(&e)))?;
+    // One statement that reads: no `VACUUM INTO`, `ATTACH` or write.
+    if !statement.readonly() || statement.column_count() == 0 {
+        return Err(
+            "the query must be one SELECT returning columns; it may not write or attach".into(),
+        );
+    }
     let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
     if sender.blocking_send(Message::Columns(columns)).is_err() {
         return Ok(());
     }
-    let mut rows = statement.query([]).map_err(|e| e.to_string())?;
+    let mut rows = statement
+        .query([])
+        .map_err(|e| format!("the query failed ({})", sqlite_cause(&e)))?;
     let mut items = Vec::with_capacity(chunk_rows);
     let mut number = 0;
-    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+    loop {
+        let row = match rows.next() {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(format!(
+                    "row {} cannot be read ({})",
+                    number + 1,
+                    sqlite_cause(&e)
+                ));
+            }
+        };
         number += 1;
         let values = (0..row.as_ref().column_count())
             .map(|index| match row.get_ref(index) {
@@ -276,6 +357,32 @@ fn read_sqlite(
     Ok(())
 }
 
+/// SQLite's class of failure ("database is locked", "file is not a
+/// database"), without its message, which may quote data or schema.
+fn sqlite_cause(error: &rusqlite::Error) -> String {
+    match error {
+        rusqlite::Error::SqliteFailure(code, _) => code.to_string(),
+        _ => "an error reading the database".into(),
+    }
+}
+
+/// A query that does not prepare: SQLite's own message when the fault is
+/// in the query text (`no such column: nope`), its class otherwise (a
+/// corrupt schema's message would quote the file).
+fn sqlite_query_error(error: &rusqlite::Error) -> String {
+    match error {
+        rusqlite::Error::SqliteFailure(code, Some(message))
+            if code.code == rusqlite::ErrorCode::Unknown && !message.starts_with("malformed") =>
+        {
+            message.clone()
+        }
+        rusqlite::Error::SqlInputError { msg, offset, .. } => {
+            format!("{msg} (at character {offset})")
+        }
+        other => sqlite_cause(other),
+    }
+}
+
 /// Integers beyond what a double holds exactly travel as text.
 fn integer(n: i64) -> Value {
     if n.unsigned_abs() <= (1 << 53) {
@@ -285,16 +392,134 @@ fn integer(n: i64) -> Value {
     }
 }
 
-async fn read_postgres(
+/// Where a PostgreSQL source may connect, decided before connecting: every
+/// TCP host resolved here and checked with the egress options, and the
+/// connection pinned (`hostaddr`) to the addresses checked, so a second DNS
+/// answer cannot differ; a Unix socket counts as loopback. The refusal
+/// names the host and the reason, never the password.
+async fn checked_postgres(
     url: &str,
+    options: &EgressOptions,
+) -> Result<tokio_postgres::Config, String> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|_| "it is not a PostgreSQL connection string this host reads".to_string())?;
+    for target in postgres_targets(&config, options)? {
+        match target {
+            PgTarget::Checked(ip) => {
+                config.hostaddr(ip);
+            }
+            PgTarget::Resolve { host, port } => {
+                let allowed = egress::resolve_allowed(&host, port, options)
+                    .await
+                    .map_err(|why| why.to_string())?;
+                config.hostaddr(allowed[0]);
+            }
+            PgTarget::Socket => {}
+        }
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    Ok(config)
+}
+
+/// One host of a PostgreSQL connection string, as far as it can be decided
+/// without a lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PgTarget {
+    /// An address allowed (an IP literal, or a `hostaddr` given).
+    Checked(std::net::IpAddr),
+    /// A name to resolve, then check.
+    Resolve { host: String, port: u16 },
+    /// A Unix socket directory, allowed as loopback.
+    Socket,
+}
+
+/// The decision before DNS: IP literals, `hostaddr`s and socket paths are
+/// judged here; names are left to resolve.
+fn postgres_targets(
+    config: &tokio_postgres::Config,
+    options: &EgressOptions,
+) -> Result<Vec<PgTarget>, String> {
+    use tokio_postgres::config::Host;
+    let hosts = config.get_hosts();
+    let given = config.get_hostaddrs();
+    if !given.is_empty() {
+        // libpq's `hostaddr`: the addresses connected to, whatever the names.
+        for (index, address) in given.iter().enumerate() {
+            let name = match hosts.get(index) {
+                Some(Host::Tcp(name)) => name.clone(),
+                _ => address.to_string(),
+            };
+            egress::check_address(&name, *address, options).map_err(|why| why.to_string())?;
+        }
+        return Ok(Vec::new());
+    }
+    if hosts.is_empty() {
+        return Err("it names no host".into());
+    }
+    let sockets = hosts.iter().filter(|h| matches!(h, Host::Unix(_))).count();
+    if sockets != 0 && sockets != hosts.len() {
+        return Err(
+            "it mixes socket directories and TCP hosts; an activation source names one kind".into(),
+        );
+    }
+    let ports = config.get_ports();
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(index, host)| match host {
+            #[cfg(unix)]
+            Host::Unix(path) => egress::check_local_socket(&path.display().to_string(), options)
+                .map(|()| PgTarget::Socket)
+                .map_err(|why| why.to_string()),
+            Host::Tcp(name) => {
+                let bare = name.trim_start_matches('[').trim_end_matches(']');
+                match bare.parse::<std::net::IpAddr>() {
+                    Ok(ip) => egress::check_address(bare, ip, options)
+                        .map(|()| PgTarget::Checked(ip))
+                        .map_err(|why| why.to_string()),
+                    Err(_) => Ok(PgTarget::Resolve {
+                        host: name.clone(),
+                        port: ports
+                            .get(index)
+                            .or_else(|| ports.first())
+                            .copied()
+                            .unwrap_or(5432),
+                    }),
+                }
+            }
+        })
+        .collect()
+}
+
+/// A PostgreSQL failure in words that never quote a row: the server's
+/// message where it is about the connection or the query text, only the
+/// SQLSTATE where it could be about data.
+fn pg_cause(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("the server answered SQLSTATE {}", db.code().code()),
+        None if error.is_closed() => "the connection closed".into(),
+        None => "the connection failed".into(),
+    }
+}
+
+async fn read_postgres(
+    config: &tokio_postgres::Config,
     query: &str,
     chunk_rows: usize,
     sender: &mpsc::Sender<Message>,
 ) -> Result<(), String> {
     use tokio_postgres::types::Type;
-    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+    let (mut client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
+        match e.as_db_error() {
+            // Authentication, a missing database: about the connection.
+            Some(db) => format!("cannot connect: {}", db.message()),
+            // tokio-postgres' text: the cause (refused, timed out), no password.
+            None => format!("cannot connect: {e}"),
+        }
+    })?;
     let connection = tokio::spawn(connection);
     // A portal inside a read-only transaction fetches `chunk_rows` at a
     // time, so the server, not this host, holds the rest of the result.
@@ -303,11 +528,12 @@ async fn read_postgres(
         .read_only(true)
         .start()
         .await
-        .map_err(|e| e.to_string())?;
-    let statement = tx
-        .prepare(query)
-        .await
-        .map_err(|e| format!("the query does not prepare: {e}"))?;
+        .map_err(|e| format!("the read-only transaction did not start ({})", pg_cause(&e)))?;
+    let statement = tx.prepare(query).await.map_err(|e| match e.as_db_error() {
+        // Planning reads no row: the message is about the query text.
+        Some(db) => format!("the query does not prepare: {}", db.message()),
+        None => format!("the query does not prepare ({})", pg_cause(&e)),
+    })?;
     let mut readable = Vec::new();
     for column in statement.columns() {
         let ty = column.type_();
@@ -340,13 +566,16 @@ async fn read_postgres(
     if sender.send(Message::Columns(columns)).await.is_err() {
         return Ok(());
     }
-    let portal = tx.bind(&statement, &[]).await.map_err(|e| e.to_string())?;
+    let portal = tx
+        .bind(&statement, &[])
+        .await
+        .map_err(|e| format!("the query failed ({})", pg_cause(&e)))?;
     let mut number = 0;
     loop {
         let rows = tx
-            .query_portal(&portal, chunk_rows as i32)
+            .query_portal(&portal, i32::try_from(chunk_rows).unwrap_or(i32::MAX))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("rows after row {number} cannot be read ({})", pg_cause(&e)))?;
         if rows.is_empty() {
             break;
         }
@@ -356,9 +585,14 @@ async fn read_postgres(
             let values = readable
                 .iter()
                 .enumerate()
-                .map(|(index, ty)| pg_value(&row, index, ty))
+                .map(|(index, ty)| pg_value(&row, index, ty).map_err(|_| index))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("row {number}: {e}"))?;
+                .map_err(|index| {
+                    format!(
+                        "row {number}, column `{}`: the value cannot be read",
+                        statement.columns()[index].name()
+                    )
+                })?;
             items.push(SourceItem::Row { number, values });
         }
         let chunk = Chunk {
@@ -403,8 +637,20 @@ fn pg_value(
 mod tests {
     use super::*;
 
-    async fn read_all(source: &SourceConfig) -> (Vec<String>, Vec<SourceItem>) {
-        let mut reader = ModelReader::open(source, 2).await.unwrap();
+    /// Sources may read `dir`.
+    fn access(dir: &Path) -> SourceAccess {
+        SourceAccess {
+            source_dir: Some(dir.to_path_buf()),
+            data_dir: dir.join("data"),
+            egress: EgressOptions::default(),
+        }
+    }
+
+    async fn read_all(
+        source: &SourceConfig,
+        access: &SourceAccess,
+    ) -> (Vec<String>, Vec<SourceItem>) {
+        let mut reader = ModelReader::open(source, access, 2).await.unwrap();
         let mut items = Vec::new();
         while let Some(chunk) = reader.next_chunk().await {
             items.extend(chunk.unwrap().items);
@@ -415,12 +661,18 @@ mod tests {
     #[tokio::test]
     async fn csv_rows_come_with_their_line_and_bad_lines_are_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("model.csv");
-        std::fs::write(&path, "email;name\na@x.test;Ann\nb@x.test\n\"c@x.test\";\n").unwrap();
-        let (columns, items) = read_all(&SourceConfig::Csv {
-            path,
-            delimiter: ';',
-        })
+        std::fs::write(
+            dir.path().join("model.csv"),
+            b"email;name\na@x.test;Ann\nb@x.test\n\"c@x.test\";\nd@x.test;\xff\xfeSECRET-CELL\n",
+        )
+        .unwrap();
+        let (columns, items) = read_all(
+            &SourceConfig::Csv {
+                path: "model.csv".into(),
+                delimiter: ';',
+            },
+            &access(dir.path()),
+        )
         .await;
         assert_eq!(columns, ["email", "name"]);
         assert_eq!(
@@ -438,25 +690,34 @@ mod tests {
                     number: 4,
                     values: vec![Value::Text("c@x.test".into()), Value::Null]
                 },
+                SourceItem::Unreadable {
+                    number: 5,
+                    message: "field 2 is not UTF-8 text".into()
+                },
             ]
         );
     }
 
     #[tokio::test]
     async fn a_missing_file_or_bad_query_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let access = access(dir.path());
         let missing = ModelReader::open(
             &SourceConfig::Csv {
-                path: "/nonexistent/model.csv".into(),
+                path: "nonexistent/model.csv".into(),
                 delimiter: ',',
             },
+            &access,
             10,
         )
         .await
         .err()
         .unwrap();
-        assert!(missing.contains("/nonexistent/model.csv"), "{missing}");
+        assert!(
+            missing.starts_with("source.path: `nonexistent/model.csv`"),
+            "{missing}"
+        );
 
-        let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("model.db");
         rusqlite::Connection::open(&db)
             .unwrap()
@@ -471,6 +732,7 @@ mod tests {
                 url: url.clone(),
                 query: "SELECT nope FROM users".into(),
             },
+            &access,
             10,
         )
         .await
@@ -478,10 +740,13 @@ mod tests {
         .unwrap();
         assert!(bad.contains("no such column: nope"), "{bad}");
 
-        let (columns, items) = read_all(&SourceConfig::Sql {
-            url,
-            query: "SELECT email, age, score FROM users ORDER BY email".into(),
-        })
+        let (columns, items) = read_all(
+            &SourceConfig::Sql {
+                url: "sqlite:model.db".into(),
+                query: "SELECT email, age, score FROM users ORDER BY email".into(),
+            },
+            &access,
+        )
         .await;
         assert_eq!(columns, ["email", "age", "score"]);
         assert_eq!(
@@ -495,6 +760,192 @@ mod tests {
                 ]
             }
         );
+    }
+
+    #[tokio::test]
+    async fn header_values_and_cells_never_reach_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let access = access(dir.path());
+        // A file whose header is someone's secret: "its columns are" no more.
+        std::fs::write(dir.path().join("shadow"), "root:HASH-TOKEN-1:0:0\n").unwrap();
+        let mut reader = ModelReader::open(
+            &SourceConfig::Csv {
+                path: "shadow".into(),
+                delimiter: ',',
+            },
+            &access,
+            10,
+        )
+        .await
+        .unwrap();
+        assert_eq!(reader.columns.len(), 1);
+        assert!(reader.next_chunk().await.is_none());
+        // A header that is not UTF-8.
+        std::fs::write(dir.path().join("binary.csv"), b"a,\xffHASH-TOKEN-2\n1,2\n").unwrap();
+        let error = ModelReader::open(
+            &SourceConfig::Csv {
+                path: "binary.csv".into(),
+                delimiter: ',',
+            },
+            &access,
+            10,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(!error.contains("HASH-TOKEN"), "{error}");
+        assert!(error.contains("header row"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_query_may_only_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let access = access(dir.path());
+        let db = dir.path().join("model.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE users (email TEXT); INSERT INTO users VALUES ('a');")
+            .unwrap();
+        let copy = dir.path().join("copy.db");
+        for query in [
+            format!("VACUUM INTO '{}'", copy.display()),
+            "ATTACH DATABASE ':memory:' AS other".into(),
+            "DELETE FROM users".into(),
+        ] {
+            let error = ModelReader::open(
+                &SourceConfig::Sql {
+                    url: "sqlite:model.db".into(),
+                    query: query.clone(),
+                },
+                &access,
+                10,
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{query} was run"));
+            assert!(
+                error.contains("must be one SELECT") || error.contains("readonly"),
+                "{query}: {error}"
+            );
+        }
+        assert!(!copy.exists(), "VACUUM INTO wrote a file");
+    }
+
+    #[tokio::test]
+    async fn sources_outside_the_source_dir_are_refused_at_open_and_when_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir_all(models.join("data")).unwrap();
+        let access = access(&models);
+        let outside = SourceConfig::Csv {
+            path: "/etc/passwd".into(),
+            delimiter: ',',
+        };
+        let error = ModelReader::open(&outside, &access, 10)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            error.starts_with("source.path: `/etc/passwd` is outside"),
+            "{error}"
+        );
+        assert_eq!(
+            source_problem(&outside, &access).unwrap().path,
+            "source.path"
+        );
+        let store = SourceConfig::Sql {
+            url: format!("sqlite://{}", models.join("data/prefsync.db").display()),
+            query: "SELECT 1".into(),
+        };
+        let problem = source_problem(&store, &access).unwrap();
+        assert_eq!(problem.path, "source.url");
+        assert!(problem.message.contains("data directory"), "{problem}");
+        let disabled = SourceAccess::default();
+        let problem = source_problem(
+            &SourceConfig::Csv {
+                path: "users.csv".into(),
+                delimiter: ',',
+            },
+            &disabled,
+        )
+        .unwrap();
+        assert!(problem.message.contains("source_dir"), "{problem}");
+        // PostgreSQL is judged when a run connects, not here.
+        let pg = SourceConfig::Sql {
+            url: "postgres://u:pw@10.0.0.5/db".into(),
+            query: "SELECT 1".into(),
+        };
+        assert_eq!(source_problem(&pg, &disabled), None);
+    }
+
+    fn targets(url: &str, options: &EgressOptions) -> Result<Vec<PgTarget>, String> {
+        postgres_targets(&url.parse().unwrap(), options)
+    }
+
+    #[test]
+    fn postgres_hosts_are_decided_before_any_connection() {
+        let strict = EgressOptions::default();
+        let error =
+            targets("postgres://model:Hunter2-pw@10.0.0.5:5432/model", &strict).unwrap_err();
+        assert_eq!(
+            error,
+            "host 10.0.0.5 resolves to 10.0.0.5, a private address, which is not allowed (egress.allow_private is off)"
+        );
+        let error = targets("postgres://model:Hunter2-pw@127.0.0.1/model", &strict).unwrap_err();
+        assert!(error.contains("allow_loopback"), "{error}");
+        assert!(targets("postgres://u@169.254.169.254/db", &strict).is_err());
+        assert!(targets("postgres://u@[::1]/db", &strict).is_err());
+        // hostaddr is what is connected to: it is what is judged.
+        let error =
+            targets("postgres://u@db.example.com/db?hostaddr=10.0.0.5", &strict).unwrap_err();
+        assert!(
+            error.contains("db.example.com") && error.contains("private"),
+            "{error}"
+        );
+        let error = targets("postgres://u@%2Frun%2Fpostgresql/db", &strict).unwrap_err();
+        assert!(error.contains("/run/postgresql"), "{error}");
+        let error = targets("host=/run/postgresql,db.example.com user=u", &strict).unwrap_err();
+        assert!(error.contains("mixes"), "{error}");
+
+        let open = EgressOptions {
+            allow_loopback: true,
+            allow_private: true,
+            allow_http: false,
+        };
+        assert_eq!(
+            targets("postgres://u@10.0.0.5/db", &open),
+            Ok(vec![PgTarget::Checked("10.0.0.5".parse().unwrap())])
+        );
+        assert_eq!(
+            targets("postgres://u@%2Frun%2Fpostgresql/db", &open),
+            Ok(vec![PgTarget::Socket])
+        );
+        assert_eq!(
+            targets("postgres://u@db.example.com:6543/db", &strict),
+            Ok(vec![PgTarget::Resolve {
+                host: "db.example.com".into(),
+                port: 6543
+            }])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_postgres_source_names_the_policy_and_hides_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = ModelReader::open(
+            &SourceConfig::Sql {
+                url: "postgres://model:Hunter2-pw@10.0.0.5/model?password=Other-pw".into(),
+                query: "SELECT 1".into(),
+            },
+            &access(dir.path()),
+            10,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(error.starts_with("source.url: PostgreSQL"), "{error}");
+        assert!(error.contains("allow_private is off"), "{error}");
+        assert!(!error.contains("Hunter2-pw"), "{error}");
     }
 
     #[test]

@@ -78,12 +78,13 @@ async fn run_once(target: &str, config: Option<PathBuf>, full_resync: bool) -> R
         .host_id
         .clone()
         .unwrap_or_else(|| format!("prefsync-cli-{}", std::process::id()));
+    // The same source rules and egress options as `serve`.
     let activations = Activations::new(
         store.clone(),
         Arc::new(move |type_id: &str| registry.get(type_id)),
         host,
-        Duration::from_millis(host_config.activations.lease_ms),
-    );
+        &host_config,
+    )?;
     let path = PathBuf::from(target);
     let id = if target.ends_with(".json") || path.is_file() {
         let config = read_file(&path)?;

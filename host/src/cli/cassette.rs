@@ -183,7 +183,13 @@ impl Cassette {
                 path.parent().unwrap_or(Path::new(".")).display()
             )
         })?;
-        let cassette: Cassette = serde_json::from_str(&text).map_err(|e| {
+        Cassette::parse(&text, path)
+    }
+
+    /// Reads a cassette's text (`path` only names it in errors); public so
+    /// the fuzzer (`fuzz/`) can feed it without files.
+    pub fn parse(text: &str, path: &Path) -> Result<Cassette> {
+        let cassette: Cassette = serde_json::from_str(text).map_err(|e| {
             anyhow::anyhow!(
                 "{}: not a cassette, at line {}, column {}: {e}",
                 path.display(),
@@ -285,6 +291,9 @@ impl Scrubber {
 
     fn request(&mut self, request: &Request, url: &url::Url) -> RecordedRequest {
         let mut url = url.clone();
+        if url.password().is_some() {
+            let _ = url.set_password(Some(REDACTED));
+        }
         if url.query().is_some() {
             let pairs: Vec<(String, String)> = url
                 .query_pairs()
@@ -408,7 +417,7 @@ impl Tape {
             mode,
             state: Mutex::new(TapeState {
                 scrubber: Scrubber {
-                    config: Redactor::from_config(config),
+                    config: Redactor::from_config(config, &Json::Null),
                     learned: Vec::new(),
                 },
                 exchanges: Vec::new(),
@@ -440,6 +449,13 @@ impl Tape {
                 .map(|(i, _)| i.request)
                 .collect(),
         }
+    }
+
+    /// Scrubs with `redactor` from now on: the integration's, built with its
+    /// connector's schema (`writeOnly` fields), which the tape cannot know
+    /// before the connector is loaded.
+    pub fn use_redactor(&self, redactor: Redactor) {
+        self.lock().scrubber.config = redactor;
     }
 
     /// Scrubs `text` of every secret the tape knows (config and learned).
@@ -592,9 +608,13 @@ mod tests {
 
     fn scrubber() -> Scrubber {
         Scrubber {
-            config: Redactor::from_config(&json!({
-                "authentication": {"url": "https://api.example.com", "api_key": "k-123456789"}
-            })),
+            config: Redactor::from_config(
+                &json!({
+                    "authentication": {"url": "https://api.example.com", "api_key": "k-123456789"},
+                    "properties": {"region_pin": "pin-5551234"}
+                }),
+                &json!({"properties": {"properties": {"properties": {"region_pin": {"writeOnly": true}}}}}),
+            ),
             learned: Vec::new(),
         }
     }
@@ -631,6 +651,22 @@ mod tests {
                 .headers
                 .contains(&("content-type".into(), "application/json".into()))
         );
+    }
+
+    #[test]
+    fn write_only_fields_and_url_passwords_never_reach_a_cassette() {
+        let mut s = scrubber();
+        let request = Request {
+            method: Method::Get,
+            url: "https://ops:pw-in-url-77@api.example.com/v1/x?region=pin-5551234".into(),
+            headers: vec![("X-Region".into(), "pin-5551234".into())],
+            body: Some(b"pin=pin-5551234".to_vec()),
+            timeout_ms: None,
+        };
+        let url = url::Url::parse(&request.url).unwrap();
+        let text = serde_json::to_string(&s.request(&request, &url)).unwrap();
+        assert!(!text.contains("pin-5551234"), "{text}");
+        assert!(!text.contains("pw-in-url-77"), "{text}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The `prefsync` command line.
 
 mod activation;
-mod cassette;
+pub mod cassette; // pub for the fuzzer (fuzz/)
 mod plugin;
 mod scaffold;
 

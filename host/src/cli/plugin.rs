@@ -150,6 +150,8 @@ async fn test(args: TestArgs) -> Result<()> {
         );
     }
     let integration = connector.integration("cli-test", &config);
+    // Now that the connector's schema is known, its `writeOnly` fields are secrets too.
+    tape.use_redactor(integration.redactor().clone());
     let limits = runtime.limits().clone();
     let info = connector.info();
     println!(

@@ -236,8 +236,20 @@ pub fn parse_body(
 }
 
 /// Parses a `POST /v1/events` body: JSON (an event, an envelope, or a list of
-/// them) or NDJSON (one of those per line, blank lines ignored).
+/// them) or NDJSON (one of those per line, blank lines ignored). Any date
+/// is accepted; ingest uses [`parse_batch_until`].
 pub fn parse_batch(content_type: Option<&str>, body: &[u8]) -> Result<Batch, EventError> {
+    parse_batch_until(content_type, body, i64::MAX)
+}
+
+/// Like [`parse_batch`], and refuses (naming the item and the field) an
+/// event whose `created_at` — a user entity's `updated_at` — is after
+/// `latest_ms`: a stamp from the future would win over every later change.
+pub fn parse_batch_until(
+    content_type: Option<&str>,
+    body: &[u8],
+    latest_ms: i64,
+) -> Result<Batch, EventError> {
     let format = body_format(content_type)?;
     // Some editors save a byte-order mark; it is not JSON but carries no meaning.
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
@@ -245,7 +257,7 @@ pub fn parse_batch(content_type: Option<&str>, body: &[u8]) -> Result<Batch, Eve
     match format {
         BodyFormat::Json => {
             let value: Value = serde_json::from_slice(body).map_err(|e| syntax_error(&e, 0))?;
-            parse_top_level(&value, None, &mut batch)?;
+            parse_top_level(&value, None, latest_ms, &mut batch)?;
         }
         BodyFormat::Ndjson => {
             for (index, line) in body.split(|&b| b == b'\n').enumerate() {
@@ -255,7 +267,7 @@ pub fn parse_batch(content_type: Option<&str>, body: &[u8]) -> Result<Batch, Eve
                 }
                 let value: Value =
                     serde_json::from_slice(line).map_err(|e| syntax_error(&e, index))?;
-                parse_top_level(&value, Some(index + 1), &mut batch)?;
+                parse_top_level(&value, Some(index + 1), latest_ms, &mut batch)?;
             }
         }
     }
@@ -263,12 +275,14 @@ pub fn parse_batch(content_type: Option<&str>, body: &[u8]) -> Result<Batch, Eve
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyFormat {
+pub(crate) enum BodyFormat {
     Json,
     Ndjson,
 }
 
-fn body_format(content_type: Option<&str>) -> Result<BodyFormat, EventError> {
+/// The body's format by its `Content-Type` (media type, UTF-8 charset
+/// only); also the check of every other JSON endpoint.
+pub(crate) fn body_format(content_type: Option<&str>) -> Result<BodyFormat, EventError> {
     // A blank header is treated like a missing one: nothing was declared.
     let Some(header) = content_type.filter(|h| !h.trim().is_empty()) else {
         return Ok(BodyFormat::Json);
@@ -310,11 +324,37 @@ pub(crate) fn syntax_error(error: &serde_json::Error, line_index: usize) -> Even
 }
 
 /// What serde_json says is wrong, without its own ` at line L column C`
-/// suffix (callers report the position themselves).
+/// suffix (callers report the position themselves), and without the value
+/// it could not use: serde quotes it (`invalid type: string "…"`,
+/// `unknown variant `…``), and a value put in the wrong field may be a
+/// password. The kind of value and what was expected stay.
 pub(crate) fn json_error_message(error: &serde_json::Error) -> String {
     let full = error.to_string();
     let suffix = format!(" at line {} column {}", error.line(), error.column());
-    full.strip_suffix(&suffix).unwrap_or(&full).to_string()
+    without_quoted_value(full.strip_suffix(&suffix).unwrap_or(&full))
+}
+
+/// `invalid type: string "x", expected u64` → `invalid type: string,
+/// expected u64`; `unknown variant `x`, expected one of …` → `unknown
+/// variant, expected one of …`. The expected part comes from our own types,
+/// so the last `, expected` is where the quoted value ends, whatever it holds.
+fn without_quoted_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: ", "unknown variant "] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        let (unexpected, expected) = match rest.rfind(", expected") {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        let kind = unexpected
+            .split(['"', '`'])
+            .next()
+            .unwrap_or_default()
+            .trim_end();
+        return format!("{}{expected}", format!("{prefix}{kind}").trim_end());
+    }
+    message.to_string()
 }
 
 /// One top-level value: a list of items or a single item. `line` is the
@@ -322,6 +362,7 @@ pub(crate) fn json_error_message(error: &serde_json::Error) -> String {
 fn parse_top_level(
     value: &Value,
     line: Option<usize>,
+    latest_ms: i64,
     batch: &mut Batch,
 ) -> Result<(), EventError> {
     match value {
@@ -331,7 +372,7 @@ fn parse_top_level(
                     Some(line) => format!("line {line}[{index}]"),
                     None => format!("[{index}]"),
                 };
-                parse_item(item, at, batch)?;
+                parse_item(item, at, latest_ms, batch)?;
             }
             Ok(())
         }
@@ -340,12 +381,17 @@ fn parse_top_level(
                 Some(line) => format!("line {line}"),
                 None => "body".to_string(),
             };
-            parse_item(value, at, batch)
+            parse_item(value, at, latest_ms, batch)
         }
     }
 }
 
-fn parse_item(value: &Value, at: String, batch: &mut Batch) -> Result<(), EventError> {
+fn parse_item(
+    value: &Value,
+    at: String,
+    latest_ms: i64,
+    batch: &mut Batch,
+) -> Result<(), EventError> {
     let Some(map) = value.as_object() else {
         return Err(EventError::Invalid {
             message: format!(
@@ -360,6 +406,7 @@ fn parse_item(value: &Value, at: String, batch: &mut Batch) -> Result<(), EventE
         map,
         path: String::new(),
         at: &at,
+        latest_ms,
     };
     // An envelope has `parameters`; a `type` without `user` is a broken
     // envelope rather than an event, so it gets the envelope's error.
@@ -554,6 +601,8 @@ struct Obj<'a> {
     path: String,
     /// The item, as [`EventError::Invalid::at`] names it.
     at: &'a str,
+    /// Latest timestamp an event may carry (now plus the allowed skew).
+    latest_ms: i64,
 }
 
 impl<'a> Obj<'a> {
@@ -602,11 +651,15 @@ impl<'a> Obj<'a> {
         if text.trim().is_empty() {
             return Err(self.invalid(key, "must not be empty"));
         }
+        // Ids are store keys, and PostgreSQL text cannot hold NUL.
+        if text.contains('\0') {
+            return Err(self.invalid(key, "must not contain a NUL character (U+0000)"));
+        }
         Ok(text)
     }
 
     fn timestamp(&self, key: &str, text: &str) -> Result<i64, EventError> {
-        parse_rfc3339(text).map_err(|e| {
+        let ms = parse_rfc3339(text).map_err(|e| {
             self.invalid(
                 key,
                 format!(
@@ -614,7 +667,19 @@ impl<'a> Obj<'a> {
                     e.text, e.reason
                 ),
             )
-        })
+        })?;
+        if ms > self.latest_ms {
+            return Err(self.invalid(
+                key,
+                format!(
+                    "is in the future: later than {} (this host's clock plus the allowed skew, \
+                     ingest.max_future_skew_ms); an event from the future would override \
+                     every later change, so it is refused — check the sender's clock",
+                    crate::pipeline::millis_to_rfc3339(self.latest_ms)
+                ),
+            ));
+        }
+        Ok(ms)
     }
 
     fn child(&self, key: &str, map: &'a Map<String, Value>) -> Obj<'a> {
@@ -622,6 +687,7 @@ impl<'a> Obj<'a> {
             map,
             path: self.field_path(key),
             at: self.at,
+            latest_ms: self.latest_ms,
         }
     }
 
@@ -817,6 +883,42 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_errors_never_quote_the_value_they_could_not_use() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Mode {
+            Upsert,
+            Insert,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Doc {
+            n: Option<u64>,
+            mode: Option<Mode>,
+        }
+        let message =
+            |text: &str| super::json_error_message(&serde_json::from_str::<Doc>(text).unwrap_err());
+        assert_eq!(
+            message(r#"{"n": "s://:pw-secret, expected x@m"}"#),
+            "invalid type: string, expected u64"
+        );
+        assert_eq!(
+            message(r#"{"n": -7}"#),
+            "invalid value: integer, expected u64"
+        );
+        assert_eq!(
+            message(r#"{"mode": "p://?password=pw-secret"}"#),
+            "unknown variant, expected `Upsert` or `Insert`"
+        );
+        assert_eq!(
+            message(r#"{"other": 1}"#),
+            "unknown field `other`, expected `n` or `mode`"
+        );
+        assert_eq!(message(r#"{"n": 1,}"#), "trailing comma");
+    }
+
     use super::*;
     use serde_json::json;
 
@@ -1434,5 +1536,66 @@ mod tests {
             err.to_string()
                 .starts_with("`yesterday` is not an RFC 3339 timestamp")
         );
+    }
+
+    /// 2026-11-23T10:05:00Z: five minutes after `minimal`'s events.
+    const LATEST: i64 = 1_795_428_300_000;
+
+    fn dated(id: &str, at: &str) -> Value {
+        json!({"id": id, "created_at": at, "user": {"organization_user_id": "u"}})
+    }
+
+    #[test]
+    fn events_from_the_future_are_refused_by_item_and_field() {
+        let future = dated("f", "9999-12-31T23:59:59Z");
+        let err = parse_batch_until(None, &json_body(&future), LATEST).unwrap_err();
+        assert_eq!(invalid(err.clone()), ("body".into(), "created_at".into()));
+        let message = err.to_string();
+        assert!(
+            message.starts_with("body: `created_at` is in the future"),
+            "{message}"
+        );
+        assert!(message.contains("2026-11-23T10:05:00.000Z"), "{message}");
+        assert!(message.contains("ingest.max_future_skew_ms"), "{message}");
+        assert!(!message.contains("9999"), "{message}");
+
+        // The edge is accepted; one millisecond past it is not.
+        let edge = json!([
+            dated("a", "2026-11-23T10:05:00Z"),
+            dated("b", "2026-11-23T10:05:00.001Z")
+        ]);
+        let err = parse_batch_until(None, &json_body(&edge), LATEST).unwrap_err();
+        assert_eq!(invalid(err), ("[1]".into(), "created_at".into()));
+        let err = parse_batch_until(None, &json_body(&edge), LATEST + 1);
+        assert_eq!(err.unwrap().events.len(), 2);
+
+        let ndjson = format!("{}\n{}\n", minimal("ok", "u"), future);
+        let err =
+            parse_batch_until(Some("application/x-ndjson"), ndjson.as_bytes(), LATEST).unwrap_err();
+        assert_eq!(invalid(err), ("line 2".into(), "created_at".into()));
+
+        // An offset that lands past the limit counts, whatever the text says.
+        let offset = dated("o", "2026-11-23T09:06:00-01:00");
+        let err = parse_batch_until(None, &json_body(&offset), LATEST).unwrap_err();
+        assert_eq!(invalid(err).1, "created_at");
+
+        // A user entity is stamped by `updated_at`, and named so.
+        let user = json!({"type": "user.updated", "parameters": {"new_entity": {
+            "organization_user_id": "u", "updated_at": "2030-01-01T00:00:00Z"
+        }}});
+        let err = parse_batch_until(None, &json_body(&user), LATEST).unwrap_err();
+        assert_eq!(
+            invalid(err),
+            ("body".into(), "parameters.new_entity.updated_at".into())
+        );
+        let event = json!({"type": "event.created", "parameters": {"entity": future}});
+        let err = parse_batch_until(None, &json_body(&event), LATEST).unwrap_err();
+        assert_eq!(
+            invalid(err),
+            ("body".into(), "parameters.entity.created_at".into())
+        );
+
+        // Without a limit (other callers), any date parses.
+        assert_eq!(parse_body(None, &json_body(&future)).unwrap().len(), 1);
     }
 }

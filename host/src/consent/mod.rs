@@ -25,7 +25,8 @@ pub mod state;
 
 pub use event::{
     Batch, ChannelChange, ConsentEvent, EventError, EventStatus, EventUser, Field, PartialConsents,
-    PurposeChange, TimestampError, Vendors, parse_batch, parse_body, parse_rfc3339,
+    PurposeChange, TimestampError, Vendors, parse_batch, parse_batch_until, parse_body,
+    parse_rfc3339,
 };
 pub use flatten::{PropertyValue, flatten, resolve};
 pub use inbound::{InboundError, event_for_update};

@@ -80,6 +80,11 @@ pub struct UserState {
     pub organization_user_id: String,
     /// Didomi's user id, once an event has named it.
     pub user_id: Option<String>,
+    /// `(created_at_ms, event id)` of the event that wrote `user_id`, so the
+    /// newest naming wins whatever the arrival order. Absent in states saved
+    /// before it existed (then the first newer-than-everything event sets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id_written: Option<(i64, String)>,
     /// Bumped by one each time a value changes; unchanged by no-op events.
     pub version: u64,
     /// By purpose id.
@@ -136,6 +141,7 @@ impl UserState {
         UserState {
             organization_user_id: organization_user_id.into(),
             user_id: None,
+            user_id_written: None,
             version: 0,
             purposes: BTreeMap::new(),
             channels: BTreeMap::new(),
@@ -170,15 +176,25 @@ impl UserState {
             restamped: false,
         };
 
-        // Didomi's user id is not stamped: it is set once, and only replaced
-        // (a user deleted and recreated in Didomi) by an event at least as new
-        // as anything merged so far.
-        if let Some(user_id) = &event.user.id
-            && self.user_id.as_ref() != Some(user_id)
-            && (self.user_id.is_none() || event.created_at_ms >= self.updated_at_ms)
-        {
-            self.user_id = Some(user_id.clone());
-            merge.changed_fields.push("user_id".to_string());
+        // Didomi's user id (replaced when a user is deleted and recreated in
+        // Didomi) is the one named by the newest event, like any field.
+        if let Some(user_id) = &event.user.id {
+            let newer = match &self.user_id_written {
+                Some((at_ms, event_id)) => {
+                    (*at_ms, event_id.as_str()) < (event.created_at_ms, event.id.as_str())
+                }
+                // A state saved before the stamp existed.
+                None => self.user_id.is_none() || event.created_at_ms >= self.updated_at_ms,
+            };
+            if newer {
+                if self.user_id.as_ref() == Some(user_id) {
+                    merge.restamped = true;
+                } else {
+                    self.user_id = Some(user_id.clone());
+                    merge.changed_fields.push("user_id".to_string());
+                }
+                self.user_id_written = Some((event.created_at_ms, event.id.clone()));
+            }
         }
         if let Some(country) = &event.user.country
             && merge.write(&mut self.country, country.clone())
@@ -282,6 +298,64 @@ impl UserState {
             restamped: merge.restamped,
             skipped: None,
         }
+    }
+}
+
+impl UserState {
+    /// Moves every field stamp later than `limit_ms` back to `to_ms` (and
+    /// `updated_at_ms` with them); values and `version` are untouched, so
+    /// nothing is delivered. For states written before future-dated events
+    /// were refused: such a stamp would otherwise beat every later change.
+    /// Returns how many stamps moved.
+    pub fn clamp_stamps_after(&mut self, limit_ms: i64, to_ms: i64) -> usize {
+        fn clamp<T>(stamp: &mut Stamped<T>, limit_ms: i64, to_ms: i64, moved: &mut usize) {
+            if stamp.at_ms > limit_ms {
+                stamp.at_ms = to_ms;
+                *moved += 1;
+            }
+        }
+        let mut moved = 0;
+        for purpose in self.purposes.values_mut() {
+            for stamp in [&mut purpose.enabled, &mut purpose.enabled_li]
+                .into_iter()
+                .flatten()
+            {
+                clamp(stamp, limit_ms, to_ms, &mut moved);
+            }
+            for stamp in purpose.values.values_mut() {
+                clamp(stamp, limit_ms, to_ms, &mut moved);
+            }
+            for stamp in purpose.metadata.values_mut() {
+                clamp(stamp, limit_ms, to_ms, &mut moved);
+            }
+        }
+        for channel in self.channels.values_mut() {
+            if let Some(stamp) = &mut channel.enabled {
+                clamp(stamp, limit_ms, to_ms, &mut moved);
+            }
+            for stamp in channel.metadata.values_mut() {
+                clamp(stamp, limit_ms, to_ms, &mut moved);
+            }
+        }
+        for stamp in self.metadata.values_mut() {
+            clamp(stamp, limit_ms, to_ms, &mut moved);
+        }
+        if let Some(stamp) = &mut self.vendors {
+            clamp(stamp, limit_ms, to_ms, &mut moved);
+        }
+        for stamp in [&mut self.country, &mut self.tcfcs].into_iter().flatten() {
+            clamp(stamp, limit_ms, to_ms, &mut moved);
+        }
+        if let Some((at_ms, _)) = &mut self.user_id_written
+            && *at_ms > limit_ms
+        {
+            *at_ms = to_ms;
+            moved += 1;
+        }
+        if self.updated_at_ms > limit_ms {
+            self.updated_at_ms = to_ms;
+        }
+        moved
     }
 }
 
@@ -664,6 +738,35 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_user_id_wins_in_any_arrival_order() {
+        let with_id = |id: &str, second: u32, user_id: Option<&str>| {
+            let mut user = json!({"organization_user_id": USER});
+            if let Some(user_id) = user_id {
+                user["id"] = json!(user_id);
+            }
+            event_with_user(id, second, user, purpose(json!(true)))
+        };
+        // What the fuzzer found: e2 (no user id) moved `updated_at` past e3,
+        // so e3's id was dropped in one order and kept in the other.
+        let events = [
+            with_id("e1", 0, Some("d-a")),
+            with_id("e2", 20, None),
+            with_id("e3", 10, Some("d-b")),
+            with_id("e4", 10, Some("d-c")),
+        ];
+        let mut orders = vec![vec![0, 1, 2, 3], vec![3, 2, 1, 0], vec![1, 3, 0, 2]];
+        orders.push(vec![2, 0, 3, 1]);
+        for order in orders {
+            let mut state = UserState::new(USER);
+            for index in &order {
+                state.apply(&events[*index]);
+            }
+            // e4 and e3 share an instant; the greater event id breaks the tie.
+            assert_eq!(state.user_id.as_deref(), Some("d-c"), "order {order:?}");
+        }
+    }
+
+    #[test]
     fn state_round_trips_through_json() {
         let mut state = UserState::new(USER);
         state.apply(&event(
@@ -675,5 +778,42 @@ mod tests {
         let text = serde_json::to_string(&state).unwrap();
         let back: UserState = serde_json::from_str(&text).unwrap();
         assert_eq!(back, state);
+    }
+
+    #[test]
+    fn clamped_future_stamps_let_later_changes_win() {
+        let mut future = event_with_user(
+            "from-the-future",
+            0,
+            json!({"organization_user_id": USER, "country": "FR", "metadata": {"tier": "gold"}}),
+            json!({
+                "purposes": [{"id": "newsletter", "enabled": true, "enabled_li": true,
+                              "values": {"topics": {"value": "a"}}, "metadata": {"m": 1}}],
+                "channels": [{"id": "email", "enabled": true, "metadata": {"c": 1}}],
+                "vendors": {"enabled": ["v"]},
+                "tcfcs": "CP"
+            }),
+        );
+        future.created_at_ms = crate::consent::parse_rfc3339("9999-12-31T23:59:59Z").unwrap();
+        let mut state = UserState::new(USER);
+        state.apply(&future);
+        let withdrawal = event("withdrawal", 30, purpose(json!(false)));
+        let mut pinned = state.clone();
+        assert!(!pinned.apply(&withdrawal).changed, "the future stamp wins");
+
+        let repair_at = withdrawal.created_at_ms - 1_000;
+        let before = state.clone();
+        // Every stamp of that event: 2 purpose choices, a value, 2 metadata,
+        // a channel choice, user metadata, vendors, country, tcfcs.
+        assert_eq!(state.clamp_stamps_after(repair_at + 300_000, repair_at), 10);
+        assert_eq!(state.version, before.version, "values untouched");
+        assert_eq!(enabled(&state, "newsletter"), Some(Some(true)));
+        assert_eq!(state.updated_at_ms, repair_at);
+        assert_eq!(state.clamp_stamps_after(repair_at + 300_000, repair_at), 0);
+
+        assert!(state.apply(&withdrawal).changed, "a later change wins now");
+        assert_eq!(enabled(&state, "newsletter"), Some(Some(false)));
+        // Stamps within the limit are left alone.
+        assert_eq!(state.clamp_stamps_after(i64::MAX, 0), 0);
     }
 }

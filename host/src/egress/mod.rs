@@ -7,8 +7,13 @@
 //! and (3) every address the host resolves to is public, unless the operator
 //! allows loopback or private ranges. (1) and (2) are checked before any DNS
 //! lookup, so a denied host is never even resolved.
+//!
+//! Connections the host opens by itself (an activation's warnings webhook, a
+//! PostgreSQL model source) have no allowlist but pass (1) and (3) the same
+//! way: [`host`].
 
 pub mod address;
+pub mod host;
 mod resolver;
 
 use std::collections::BTreeSet;
@@ -19,6 +24,7 @@ use serde_json::Value as Json;
 use url::Url;
 
 pub use address::{AddressClass, classify};
+pub use host::{Unreachable, check_host_url, check_local_socket, resolve_allowed};
 pub use resolver::PolicyResolver;
 
 /// The operator's egress options (`[egress]` in the host config). The
@@ -40,6 +46,7 @@ pub struct EgressOptions {
 /// Why a request was refused. The text names the host and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
+    /// The URL as shown: without its password (`user:password@`, `?password=`).
     #[error("`{0}` is not a valid absolute URL")]
     InvalidUrl(String),
     #[error("scheme `{scheme}` is not allowed for {host} (only https)")]
@@ -61,6 +68,12 @@ pub enum Denied {
         class: AddressClass,
         hint: &'static str,
     },
+    /// A URL the host requests by itself may not carry a user name or password.
+    #[error("the URL for {host} carries a user name or password, which the host never sends")]
+    Credentials { host: String },
+    /// A Unix socket is local: it needs `egress.allow_loopback`.
+    #[error("socket {path} is local, which is not allowed (egress.allow_loopback is off)")]
+    LocalSocket { path: String },
 }
 
 /// The hosts one integration may reach, as (lower-case host, port).
@@ -77,7 +90,9 @@ impl Allowlist {
         for host in default_hosts {
             list.add_url_or_host(host);
         }
-        collect_uri_fields(schema, config, &mut |value| list.add_url_or_host(value));
+        for (_, value) in uri_fields(schema, config) {
+            list.add_url_or_host(value);
+        }
         list
     }
 
@@ -109,53 +124,54 @@ impl Allowlist {
     }
 }
 
-/// Walks `schema` and `config` together and calls `found` with every string
-/// value whose schema node is `"format": "uri"`.
-fn collect_uri_fields(schema: &Json, config: &Json, found: &mut dyn FnMut(&str)) {
-    if schema.get("format").and_then(Json::as_str) == Some("uri")
-        && let Some(value) = config.as_str()
-    {
-        found(value);
-    }
-    if let (Some(props), Some(obj)) = (
-        schema.get("properties").and_then(Json::as_object),
-        config.as_object(),
-    ) {
-        for (name, sub_schema) in props {
-            if let Some(sub_config) = obj.get(name) {
-                collect_uri_fields(sub_schema, sub_config, found);
+/// Walks `schema` and `config` together: every string value whose schema
+/// node is `"format": "uri"`, with its path (`authentication.url`,
+/// `endpoints[1].url`) as config problems name fields.
+pub fn uri_fields<'c>(schema: &Json, config: &'c Json) -> Vec<(String, &'c str)> {
+    fn walk<'c>(schema: &Json, config: &'c Json, path: &str, found: &mut Vec<(String, &'c str)>) {
+        if schema.get("format").and_then(Json::as_str) == Some("uri")
+            && let Some(value) = config.as_str()
+        {
+            found.push((path.to_string(), value));
+        }
+        if let (Some(props), Some(obj)) = (
+            schema.get("properties").and_then(Json::as_object),
+            config.as_object(),
+        ) {
+            for (name, sub_schema) in props {
+                if let Some(sub_config) = obj.get(name) {
+                    let sub_path = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    walk(sub_schema, sub_config, &sub_path, found);
+                }
+            }
+        }
+        if let (Some(items), Some(array)) = (schema.get("items"), config.as_array()) {
+            for (index, item) in array.iter().enumerate() {
+                walk(items, item, &format!("{path}[{index}]"), found);
             }
         }
     }
-    if let (Some(items), Some(array)) = (schema.get("items"), config.as_array()) {
-        for item in array {
-            collect_uri_fields(items, item, found);
-        }
-    }
+    let mut found = Vec::new();
+    walk(schema, config, "", &mut found);
+    found
 }
 
 /// Checks a request's URL before any DNS lookup: scheme, allowlist, and the
 /// address itself when the host is an IP literal.
 pub fn check_url(raw: &str, allowlist: &Allowlist, options: &EgressOptions) -> Result<Url, Denied> {
-    let url = Url::parse(raw).map_err(|_| Denied::InvalidUrl(raw.to_string()))?;
+    let url = Url::parse(raw).map_err(|_| Denied::InvalidUrl(crate::secrets::redact_url(raw)))?;
     let host = url
         .host_str()
-        .ok_or_else(|| Denied::InvalidUrl(raw.to_string()))?
+        .ok_or_else(|| Denied::InvalidUrl(crate::secrets::redact_url(raw)))?
         .to_string();
-    match url.scheme() {
-        "https" => {}
-        "http" if options.allow_http => {}
-        "http" => return Err(Denied::PlainHttp { host }),
-        other => {
-            return Err(Denied::Scheme {
-                scheme: other.to_string(),
-                host,
-            });
-        }
-    }
+    check_scheme(&url, &host, options)?;
     let port = url
         .port_or_known_default()
-        .ok_or_else(|| Denied::InvalidUrl(raw.to_string()))?;
+        .ok_or_else(|| Denied::InvalidUrl(crate::secrets::redact_url(raw)))?;
     if !allowlist.allows(&host, port) {
         return Err(Denied::NotAllowed {
             host,
@@ -163,11 +179,33 @@ pub fn check_url(raw: &str, allowlist: &Allowlist, options: &EgressOptions) -> R
             allowed: allowlist.entries().join(", "),
         });
     }
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        check_address(bare, ip, options)?;
-    }
+    check_literal_address(&host, options)?;
     Ok(url)
+}
+
+/// https, or http where the operator allows it; nothing else.
+fn check_scheme(url: &Url, host: &str, options: &EgressOptions) -> Result<(), Denied> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if options.allow_http => Ok(()),
+        "http" => Err(Denied::PlainHttp {
+            host: host.to_string(),
+        }),
+        other => Err(Denied::Scheme {
+            scheme: other.to_string(),
+            host: host.to_string(),
+        }),
+    }
+}
+
+/// When `host` is an IP literal (`[::1]` included), the address check,
+/// before any DNS lookup; a name passes here and is checked once resolved.
+fn check_literal_address(host: &str, options: &EgressOptions) -> Result<(), Denied> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => check_address(bare, ip, options),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Checks one resolved (or literal) address against the operator's options.

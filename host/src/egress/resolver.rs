@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::{Denied, EgressOptions, check_address};
+use super::EgressOptions;
 
 /// Resolves names with the system resolver and filters the answers.
 #[derive(Debug, Clone)]
@@ -27,19 +27,9 @@ impl Resolve for PolicyResolver {
             let host = name.as_str().to_string();
             let answers: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut allowed = Vec::with_capacity(answers.len());
-            let mut denied: Option<Denied> = None;
-            for answer in answers {
-                match check_address(&host, answer.ip(), &options) {
-                    Ok(()) => allowed.push(answer),
-                    Err(why) => {
-                        denied.get_or_insert(why);
-                    }
-                }
-            }
-            match (allowed.is_empty(), denied) {
-                (true, Some(why)) => Err(Box::new(why) as Box<dyn std::error::Error + Send + Sync>),
-                _ => Ok(Box::new(allowed.into_iter()) as Addrs),
+            match super::host::allowed_answers(&host, answers, &options) {
+                Ok(allowed) => Ok(Box::new(allowed.into_iter()) as Addrs),
+                Err(why) => Err(Box::new(why) as Box<dyn std::error::Error + Send + Sync>),
             }
         })
     }

@@ -122,7 +122,8 @@ impl CallState {
                 connector_version = %self.tags.connector_version,
                 integration = %self.integration.id(),
                 stream,
-                "guest output: {text}"
+                "guest output: {}",
+                crate::log_safe::escaped(&text)
             );
         }
     }
@@ -156,7 +157,7 @@ impl http::Host for CallState {
                     connector_version = %self.tags.connector_version,
                     integration = %self.integration.id(),
                     method = ?method,
-                    reason = %self.integration.redactor().redact(why),
+                    reason = %crate::log_safe::escaped(&self.integration.redactor().redact(why)),
                     "outbound request denied by egress policy"
                 );
             }
@@ -205,9 +206,12 @@ impl log::Host for CallState {
                     connector = %self.tags.connector,
                     connector_version = %self.tags.connector_version,
                     integration = %self.integration.id(),
-                    record = %record,
-                    fields = %rendered,
-                    "{message}"
+                    // Guest text carries record keys (user ids): escaped, so
+                    // it cannot forge a log line.
+                    record = %crate::log_safe::escaped(&record),
+                    fields = %crate::log_safe::escaped(&rendered),
+                    "{}",
+                    crate::log_safe::escaped(&message)
                 )
             };
         }
@@ -238,7 +242,7 @@ impl cache::Host for CallState {
             tracing::warn!(
                 connector = %self.tags.connector,
                 integration = %self.integration.id(),
-                key = %key,
+                key = %crate::log_safe::escaped(&self.integration.redactor().redact(&key)),
                 "cache entry refused (too large or too many entries)"
             );
         }

@@ -1,5 +1,6 @@
 //! What a call needs to know about the integration it serves: its config,
-//! the hosts it may reach, and the secrets to keep out of the log.
+//! the hosts it may reach, and the secrets to keep out of the log (its
+//! connector's schema says which fields are secrets).
 
 use serde_json::Value as Json;
 
@@ -25,7 +26,7 @@ impl IntegrationContext {
             id: id.into(),
             config_text: config.to_string(),
             allowlist: Allowlist::for_integration(config, &info.config_schema, &info.default_hosts),
-            redactor: Redactor::from_config(config),
+            redactor: Redactor::from_config(config, &info.config_schema),
         }
     }
 

@@ -378,6 +378,9 @@ impl Runtime {
             .describe()
             .await
             .map_err(|e| LoadError::Describe(e.to_string()))?;
+        // A type id keys the registry and the store and is a URL segment.
+        crate::ids::check_id(&description.type_id)
+            .map_err(|e| LoadError::Describe(format!("type id {e}")))?;
         let config_schema = serde_json::from_str(&description.config_schema)
             .map_err(|e| LoadError::Describe(format!("config schema is not JSON: {e}")))?;
         let claims_inbound = description
@@ -551,21 +554,33 @@ impl Connector {
         result
     }
 
-    /// Every problem the connector finds in `config`.
+    /// Every problem the connector finds in `config`, redacted: a message
+    /// may quote the value it found wrong, and that value may be a secret.
     pub async fn validate(&self, config: &Json) -> Result<Vec<ValidationProblem>, CallError> {
         let integration = self.integration("(validate)", config);
         let text = integration.config_text().to_string();
         let (result, _) = self
-            .run(integration, Vec::new(), move |instance, _, store| {
-                Box::pin(async move {
-                    instance
-                        .prefsync_connector_connector()
-                        .call_validate(store, &text)
-                        .await
-                })
-            })
+            .run(
+                integration.clone(),
+                Vec::new(),
+                move |instance, _, store| {
+                    Box::pin(async move {
+                        instance
+                            .prefsync_connector_connector()
+                            .call_validate(store, &text)
+                            .await
+                    })
+                },
+            )
             .await;
-        result
+        let redactor = integration.redactor();
+        Ok(result?
+            .into_iter()
+            .map(|problem| ValidationProblem {
+                path: redactor.redact(&problem.path).into_owned(),
+                message: redactor.redact(&problem.message).into_owned(),
+            })
+            .collect())
     }
 
     /// Delivers a batch. Never fails as a whole: a trap, limit breach or
@@ -629,7 +644,7 @@ impl Connector {
                     connector_version = %self.info.version,
                     integration = %integration.id(),
                     records = expected,
-                    error = %failure.message,
+                    error = %crate::log_safe::escaped(&failure.message),
                     "connector call failed"
                 );
                 Delivery {
@@ -801,7 +816,7 @@ impl Connector {
         };
         let mut store = Store::new(
             &self.shared.engine,
-            CallState::new(self.shared.clone(), integration, tags),
+            CallState::new(self.shared.clone(), integration.clone(), tags),
         );
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
@@ -849,10 +864,13 @@ impl Connector {
                 limit_bytes: limits.memory_bytes,
                 requested_bytes: state.limiter.refused_total as u64,
             }),
-            Ok(Err(trap)) => Err(CallError::Trap(describe_trap(
-                &trap,
-                &state.stderr.contents(),
-            ))),
+            // A panic message is the guest's own text: it may quote the config.
+            Ok(Err(trap)) => Err(CallError::Trap(
+                integration
+                    .redactor()
+                    .redact(&describe_trap(&trap, &state.stderr.contents()))
+                    .into_owned(),
+            )),
         };
         (result, report)
     }

@@ -22,6 +22,7 @@ use super::App;
 use super::api::integrations::now_ms;
 use super::canary::CanaryRun;
 use crate::pipeline::record_for;
+use crate::pipeline::retry::at_after;
 use crate::runtime::{DeliveredKind, Destination, IntegrationContext, Outcome};
 use crate::store::{AuditRow, Claim, Completion, IntegrationRecord};
 
@@ -166,7 +167,7 @@ impl Batch {
                     .await
                 }
                 Err(error) => {
-                    tracing::error!(error = %format!("{error:#}"), user = %claim.organization_user_id, "loading user state failed; the lease will expire and the delivery be retried");
+                    tracing::error!(error = %format!("{error:#}"), user = %crate::log_safe::escaped(&claim.organization_user_id), "loading user state failed; the lease will expire and the delivery be retried");
                 }
             }
         }
@@ -175,7 +176,7 @@ impl Batch {
         }
         let delivery = self.connector.deliver(&self.context, records).await;
         let statuses = delivery.report.stats.http_statuses.clone();
-        let duration_ms = delivery.report.duration.as_millis() as u64;
+        let duration_ms = u64::try_from(delivery.report.duration.as_millis()).unwrap_or(u64::MAX);
         self.app.metrics.call(
             &self.connector.info().type_id,
             delivery.report.duration,
@@ -207,11 +208,11 @@ impl Batch {
                 // dead-lettered for it.
                 Outcome::Failed(failure) if on_candidate && !failure.retryable => {
                     let delay = policy
-                        .next_delay(claim.attempts + 1, None, jitter_unit())
+                        .next_delay(claim.attempts.saturating_add(1), None, jitter_unit())
                         .unwrap_or(std::time::Duration::from_secs(1));
                     (
                         Completion::Retry {
-                            next_attempt_at_ms: now_ms() + delay.as_millis() as i64,
+                            next_attempt_at_ms: at_after(now_ms(), delay),
                             error: failure.message.clone(),
                         },
                         "failed:canary",
@@ -224,10 +225,15 @@ impl Batch {
                 Outcome::Skipped(reason) => (Completion::Acked, "skipped", reason),
                 Outcome::Failed(failure) if failure.retryable => {
                     let unit = jitter_unit();
-                    match policy.next_delay(claim.attempts + 1, failure.retry_after_ms, unit) {
-                        Some(delay) => (
+                    match policy.next_attempt_at(
+                        now_ms(),
+                        claim.attempts.saturating_add(1),
+                        failure.retry_after_ms,
+                        unit,
+                    ) {
+                        Some(next_attempt_at_ms) => (
                             Completion::Retry {
-                                next_attempt_at_ms: now_ms() + delay.as_millis() as i64,
+                                next_attempt_at_ms,
                                 error: failure.message.clone(),
                             },
                             "failed:retryable",
@@ -289,7 +295,7 @@ impl Batch {
             detail: detail.to_string(),
             http_statuses: http_statuses.to_vec(),
             duration_ms,
-            attempt: claim.attempts + 1,
+            attempt: claim.attempts.saturating_add(1),
             origin: claim.origin.clone(),
         };
         // What was sent is the state loaded after the claim, which may be
@@ -306,10 +312,10 @@ impl Batch {
             .await
         {
             Ok(true) => {
-                tracing::debug!(integration = %self.integration.id, user = %claim.organization_user_id, outcome, "delivery recorded")
+                tracing::debug!(integration = %self.integration.id, user = %crate::log_safe::escaped(&claim.organization_user_id), outcome, "delivery recorded")
             }
             Ok(false) => {
-                tracing::warn!(integration = %self.integration.id, user = %claim.organization_user_id, "lease lost before the outcome was recorded; another attempt will follow")
+                tracing::warn!(integration = %self.integration.id, user = %crate::log_safe::escaped(&claim.organization_user_id), "lease lost before the outcome was recorded; another attempt will follow")
             }
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "recording a delivery outcome failed")

@@ -87,12 +87,26 @@ impl Server {
     /// dispatching.
     pub async fn start(config: HostConfig, connectors: Connectors) -> Result<Server> {
         let data_dir = config.storage.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
+        // 0700 when created here: it holds the database and the admin token.
+        crate::secrets::create_private_dir(&data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
         let store: Arc<dyn Store> = match &config.storage.url {
             Some(url) => Arc::new(PostgresStore::connect(url).await?),
             None => Arc::new(SqliteStore::open(&config.storage.sqlite_path())?),
         };
+        // States written before future-dated events were refused may hold
+        // stamps that would beat every later change: moved back to now.
+        let repair_at = crate::now_ms();
+        let repaired = store
+            .clamp_future_stamps(config.ingest.latest_accepted_ms(repair_at), repair_at)
+            .await
+            .context("clamping consent stamps dated in the future")?;
+        if repaired > 0 {
+            tracing::info!(
+                users = repaired,
+                "consent stamps dated in the future moved back to the start time, so later changes win"
+            );
+        }
         let (connectors, plugins) = match connectors {
             Connectors::Managed(runtime) => {
                 let registry = Arc::new(Registry::default());
@@ -121,8 +135,8 @@ impl Server {
             store.clone(),
             Arc::new(move |type_id: &str| lookup.get(type_id)),
             owner.clone(),
-            std::time::Duration::from_millis(config.activations.lease_ms),
-        ));
+            &config,
+        )?);
         let app = Arc::new(App {
             store,
             activations,
@@ -217,7 +231,7 @@ impl Server {
 /// integration files loaded; for commands that work without serving
 /// (`prefsync activation run`).
 pub async fn open_offline(config: &HostConfig) -> Result<(Arc<dyn Store>, Arc<Registry>)> {
-    std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+    crate::secrets::create_private_dir(&config.storage.data_dir).with_context(|| {
         format!(
             "creating the data directory {}",
             config.storage.data_dir.display()
@@ -268,7 +282,13 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(ingest)
         // Authenticated by each integration's shared secret, not a bearer token.
         .merge(api::webhooks::routes())
+        .fallback(api::error::no_route)
         .layer(DefaultBodyLimit::max(app.config.server.max_body_bytes))
+        // Outermost, so axum's own plain-text errors (405, 413) become JSON too.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            api::error::json_errors,
+        ))
         .with_state(app)
 }
 

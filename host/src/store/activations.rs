@@ -110,6 +110,9 @@ pub trait ActivationStore: Send + Sync {
     /// Creates or replaces an activation (keeping its creation time); the
     /// snapshot and history stay.
     async fn put_activation(&self, record: &ActivationRecord) -> Result<()>;
+    /// Stores a new activation only if its id is free, in one statement:
+    /// true when it was inserted, false (nothing written) when the id exists.
+    async fn insert_activation(&self, record: &ActivationRecord) -> Result<bool>;
     async fn activation(&self, id: &str) -> Result<Option<ActivationRecord>>;
     async fn activations(&self) -> Result<Vec<ActivationRecord>>;
     /// Removes an activation with its snapshot and history; false if unknown.

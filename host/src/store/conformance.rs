@@ -1032,6 +1032,60 @@ macro_rules! store_conformance_tests {
     }
 
 
+    /// A state for `user` with a newsletter choice stamped `at_ms`.
+    fn stamped_state(user: &str, at_ms: i64) -> UserState {
+        let body = json!({
+            "id": format!("{user}-{at_ms}"),
+            "created_at": "2026-11-23T10:00:00Z",
+            "user": {"organization_user_id": user, "country": "FR"},
+            "consents": {"purposes": [{"id": "newsletter", "enabled": true}]},
+        });
+        let mut events = $crate::consent::parse_body(None, body.to_string().as_bytes())
+            .expect("valid event");
+        events[0].created_at_ms = at_ms;
+        let mut state = UserState::new(user);
+        state.apply(&events[0]);
+        state
+    }
+
+    #[tokio::test]
+    async fn stamps_from_the_future_are_clamped_and_nothing_else_changes() {
+        let (_keep, store) = open().await;
+        const NOW: i64 = 1_800_000_000_000;
+        const YEAR_9999: i64 = 253_402_300_799_000;
+        for (user, at_ms) in [("pinned", YEAR_9999), ("present", NOW - 1)] {
+            let state = stamped_state(user, at_ms);
+            let plan = move |_: Option<&UserRecord>| {
+                Ok(IngestPlan {
+                    state: Some(state.clone()),
+                    enqueue: Vec::new(),
+                })
+            };
+            store
+                .ingest(&event(&format!("e-{user}"), user, 100), &plan)
+                .await
+                .expect("ingest");
+        }
+        let present = store.user("present").await.expect("user").expect("stored");
+
+        let limit = NOW + 300_000;
+        assert_eq!(store.clamp_future_stamps(limit, NOW).await.expect("clamp"), 1);
+        let pinned = store.user("pinned").await.expect("user").expect("stored");
+        let newsletter = pinned.state.purposes["newsletter"].enabled.as_ref().expect("set");
+        assert_eq!((newsletter.value, newsletter.at_ms), (Some(true), NOW));
+        assert_eq!(pinned.state.country.as_ref().expect("set").at_ms, NOW);
+        assert_eq!(pinned.state.updated_at_ms, NOW);
+        assert_eq!(pinned.state.version, 1, "values and version untouched");
+        assert_eq!(pinned.updated_at_ms, 100);
+        assert_eq!(
+            store.user("present").await.expect("user").expect("stored"),
+            present
+        );
+        // Idempotent: nothing is left beyond the limit.
+        assert_eq!(store.clamp_future_stamps(limit, NOW).await.expect("clamp"), 0);
+        assert_eq!(store.queue_depth().await.expect("depth"), 0, "nothing to deliver");
+    }
+
     fn activation_record(id: &str, next_run_at_ms: Option<i64>) -> $crate::store::ActivationRecord {
         $crate::store::ActivationRecord {
             id: id.to_string(),
@@ -1115,6 +1169,55 @@ macro_rules! store_conformance_tests {
         assert!(store.delete_activation("users").await.expect("delete"));
         assert_eq!(store.snapshot_size("users").await.expect("size"), 0);
         assert!(store.runs("users", 5).await.expect("runs").is_empty());
+    }
+
+    #[tokio::test]
+    async fn inserting_an_existing_id_writes_nothing_and_concurrent_inserts_have_one_winner() {
+        let (_keep, store) = open().await;
+        let inserts = (0..12).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut record = integration("crm", 10 + i);
+                record.config = json!({ "id": "crm", "writer": i });
+                (i, store.insert_integration(&record).await.expect("insert"))
+            })
+        });
+        let mut winners = Vec::new();
+        for insert in inserts {
+            let (i, inserted) = insert.await.expect("task");
+            if inserted {
+                winners.push(i);
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let stored = store.integration("crm").await.expect("get").expect("exists");
+        assert_eq!(stored.config, json!({ "id": "crm", "writer": winners[0] }));
+        assert_eq!(stored.created_at_ms, 10 + winners[0]);
+
+        let inserts = (0..12).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut record = activation_record("users", None);
+                record.config = json!({ "id": "users", "writer": i });
+                (i, store.insert_activation(&record).await.expect("insert"))
+            })
+        });
+        let mut winners = Vec::new();
+        for insert in inserts {
+            let (i, inserted) = insert.await.expect("task");
+            if inserted {
+                winners.push(i);
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let stored = store.activation("users").await.expect("get").expect("exists");
+        assert_eq!(stored.config, json!({ "id": "users", "writer": winners[0] }));
+
+        // A put replaces; an insert over it still changes nothing.
+        store.put_activation(&activation_record("users", Some(7))).await.expect("put");
+        assert!(!store.insert_activation(&activation_record("users", None)).await.expect("insert"));
+        assert_eq!(store.activation("users").await.expect("get").expect("kept").next_run_at_ms, Some(7));
+        assert!(store.insert_activation(&activation_record("other", None)).await.expect("insert"));
     }
 
     };

@@ -218,6 +218,9 @@ pub struct AuditRow {
 #[async_trait]
 pub trait Store: PluginStore + ActivationStore + Send + Sync + 'static {
     async fn put_integration(&self, integration: &IntegrationRecord) -> Result<()>;
+    /// Stores a new integration only if its id is free, in one statement:
+    /// true when it was inserted, false (nothing written) when the id exists.
+    async fn insert_integration(&self, integration: &IntegrationRecord) -> Result<bool>;
     async fn integration(&self, id: &str) -> Result<Option<IntegrationRecord>>;
     async fn integrations(&self) -> Result<Vec<IntegrationRecord>>;
     /// Deletes the integration and its outbox rows; true when it existed.
@@ -237,6 +240,11 @@ pub trait Store: PluginStore + ActivationStore + Send + Sync + 'static {
         plan: &(dyn for<'u> Fn(Option<&'u UserRecord>) -> Result<IngestPlan> + Send + Sync),
     ) -> Result<IngestOutcome>;
     async fn user(&self, organization_user_id: &str) -> Result<Option<UserRecord>>;
+    /// Clamps every user state's field stamps later than `limit_ms` to
+    /// `now_ms` ([`UserState::clamp_stamps_after`]), one user at a time
+    /// under the same serialisation as ingest; returns how many users
+    /// changed. Values and versions stay: nothing is delivered.
+    async fn clamp_future_stamps(&self, limit_ms: i64, now_ms: i64) -> Result<u64>;
     /// Newest first.
     async fn events_for_user(
         &self,

@@ -194,14 +194,12 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// `url` with its password, if any, replaced: what errors and logs may show.
+/// `url` with its passwords replaced — the userinfo's and any secret-named
+/// query parameter (`?password=`, `sslpassword`, any case): what errors and
+/// logs may show. A string that is not a URL (a `key=value` DSN) is not shown.
 pub fn redacted_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some(crate::secrets::REDACTED));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
+        Ok(_) => crate::secrets::redact_url(url),
         Err(_) => "(a connection string that does not parse as a URL)".into(),
     }
 }
@@ -501,19 +499,25 @@ async fn replay(tx: &Transaction<'_>, id: i64, now_ms: i64) -> Result<bool> {
     Ok(true)
 }
 
-#[async_trait]
-impl Store for PostgresStore {
-    async fn put_integration(&self, integration: &IntegrationRecord) -> Result<()> {
-        let client = self.client().await?;
-        client
+/// What writing an existing integration id does in `put_integration`.
+const REPLACE_INTEGRATION: &str = "DO UPDATE SET type_id = excluded.type_id,
+     enabled = excluded.enabled, config = excluded.config, updated_at_ms = excluded.updated_at_ms";
+
+impl PostgresStore {
+    /// Writes `integration`; `on_conflict` says what an existing id does
+    /// (replace, or `DO NOTHING` for a create). Whether a row was written.
+    async fn write_integration(
+        &self,
+        integration: &IntegrationRecord,
+        on_conflict: &'static str,
+    ) -> Result<bool> {
+        let written = self
+            .client()
+            .await?
             .execute(
                 &format!(
                     "INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (id) DO UPDATE SET
-                         type_id = excluded.type_id,
-                         enabled = excluded.enabled,
-                         config = excluded.config,
-                         updated_at_ms = excluded.updated_at_ms"
+                     ON CONFLICT (id) {on_conflict}"
                 ),
                 &[
                     &integration.id,
@@ -525,7 +529,20 @@ impl Store for PostgresStore {
                 ],
             )
             .await?;
-        Ok(())
+        Ok(written == 1)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn put_integration(&self, integration: &IntegrationRecord) -> Result<()> {
+        self.write_integration(integration, REPLACE_INTEGRATION)
+            .await
+            .map(|_| ())
+    }
+
+    async fn insert_integration(&self, integration: &IntegrationRecord) -> Result<bool> {
+        self.write_integration(integration, "DO NOTHING").await
     }
 
     async fn integration(&self, id: &str) -> Result<Option<IntegrationRecord>> {
@@ -642,6 +659,47 @@ impl Store for PostgresStore {
         let user = load_user(&tx, organization_user_id).await?;
         tx.commit().await?;
         Ok(user)
+    }
+
+    async fn clamp_future_stamps(&self, limit_ms: i64, now_ms: i64) -> Result<u64> {
+        let mut client = self.client().await?;
+        // A state's `updated_at_ms` is the greatest of its stamps, so only
+        // states beyond the limit need reading.
+        let users: Vec<String> = client
+            .query(
+                "SELECT organization_user_id FROM users
+                 WHERE (state::json ->> 'updated_at_ms')::bigint > $1",
+                &[&limit_ms],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut repaired = 0;
+        for user in users {
+            let tx = client.transaction().await?;
+            // The ingest lock: an event for this user waits for the repair.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&user],
+            )
+            .await?;
+            let Some(mut record) = load_user(&tx, &user).await? else {
+                continue;
+            };
+            if record.state.updated_at_ms <= limit_ms {
+                continue;
+            }
+            record.state.clamp_stamps_after(limit_ms, now_ms);
+            tx.execute(
+                "UPDATE users SET state = $2 WHERE organization_user_id = $1",
+                &[&user, &to_json(&record.state)?],
+            )
+            .await?;
+            tx.commit().await?;
+            repaired += 1;
+        }
+        Ok(repaired)
     }
 
     async fn events_for_user(
@@ -1135,5 +1193,18 @@ mod tests {
             "{shown}"
         );
         assert!(!redacted_url("not a url s3cret").contains("s3cret"));
+        for url in [
+            "postgres://prefsync@db.internal/prefsync?password=s3cret-pw",
+            "postgresql://db.internal/prefsync?user=u&PASSWORD=s3cret-pw&sslmode=disable",
+            "postgres://u:s3cret-pw@db.internal/p?sslpassword=s3cret-pw",
+            "host=db.internal password=s3cret-pw",
+        ] {
+            let shown = redacted_url(url);
+            assert!(!shown.contains("s3cret-pw"), "{shown}");
+        }
+        assert!(
+            redacted_url("postgresql://db.internal/prefsync?user=u&PASSWORD=x&sslmode=disable")
+                .ends_with("?user=u&PASSWORD=[REDACTED]&sslmode=disable")
+        );
     }
 }

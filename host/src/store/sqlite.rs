@@ -222,16 +222,24 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating it and its parent directories if missing) the database
-    /// at `path` and brings its schema up to date.
+    /// at `path` and brings its schema up to date. The database holds
+    /// integrations' credentials: it, its `-wal` and `-shm` are the owner's
+    /// alone (0600, whatever the umask; wider files are tightened), and a
+    /// directory created here is 0700.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
+            crate::secrets::create_private_dir(parent)
                 .with_context(|| format!("creating the directory {}", parent.display()))?;
         }
+        // SQLite gives the -wal and -shm it creates the database file's mode.
+        crate::secrets::create_private_file(path)
+            .with_context(|| format!("creating the database {}", path.display()))?;
+        restrict_database_files(path)?;
         let mut conn = Connection::open(path)
             .with_context(|| format!("opening the database {}", path.display()))?;
         configure(&conn).with_context(|| format!("configuring the database {}", path.display()))?;
         migrate(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
+        restrict_database_files(path)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -261,6 +269,22 @@ impl SqliteStore {
         .with_context(|| format!("sqlite store: {op}: task failed"))?
         .with_context(|| format!("sqlite store: {op}"))
     }
+}
+
+/// Restricts the database file, its `-wal` and its `-shm` to their owner
+/// when others may read them, saying so once per file changed.
+fn restrict_database_files(path: &Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        let previous = crate::secrets::restrict_to_owner(&file)
+            .with_context(|| format!("restricting {} to its owner", file.display()))?;
+        if let Some(mode) = previous {
+            tracing::warn!(file = %file.display(), previous_mode = %format!("{mode:o}"), "database file was readable by others; restricted it to its owner (0600)");
+        }
+    }
+    Ok(())
 }
 
 /// Locks the connection. A panic while it was held poisons the mutex, but the
@@ -667,32 +691,53 @@ fn ingest_transaction(
     Ok(IngestOutcome::Recorded { version, enqueued })
 }
 
+/// What writing an existing integration id does in `put_integration`.
+const REPLACE_INTEGRATION: &str = "DO UPDATE SET type_id = excluded.type_id,
+     enabled = excluded.enabled, config = excluded.config, updated_at_ms = excluded.updated_at_ms";
+
+impl SqliteStore {
+    /// Writes `integration`; `on_conflict` says what an existing id does
+    /// (replace, or `DO NOTHING` for a create). Whether a row was written.
+    async fn write_integration(
+        &self,
+        label: &'static str,
+        integration: &IntegrationRecord,
+        on_conflict: &'static str,
+    ) -> Result<bool> {
+        let integration = integration.clone();
+        self.transaction(label, true, move |tx| {
+            let written = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (id) {on_conflict}"
+                ))?
+                .execute(params![
+                    integration.id,
+                    integration.type_id,
+                    integration.enabled,
+                    to_json(&integration.config)?,
+                    integration.created_at_ms,
+                    integration.updated_at_ms,
+                ])?;
+            Ok(written == 1)
+        })
+        .await
+    }
+}
+
 // --- The trait -----------------------------------------------------------------
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_integration(&self, integration: &IntegrationRecord) -> Result<()> {
-        let integration = integration.clone();
-        self.transaction("put_integration", true, move |tx| {
-            tx.prepare_cached(&format!(
-                "INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (id) DO UPDATE SET
-                     type_id = excluded.type_id,
-                     enabled = excluded.enabled,
-                     config = excluded.config,
-                     updated_at_ms = excluded.updated_at_ms"
-            ))?
-            .execute(params![
-                integration.id,
-                integration.type_id,
-                integration.enabled,
-                to_json(&integration.config)?,
-                integration.created_at_ms,
-                integration.updated_at_ms,
-            ])?;
-            Ok(())
-        })
-        .await
+        self.write_integration("put_integration", integration, REPLACE_INTEGRATION)
+            .await
+            .map(|_| ())
+    }
+
+    async fn insert_integration(&self, integration: &IntegrationRecord) -> Result<bool> {
+        self.write_integration("insert_integration", integration, "DO NOTHING")
+            .await
     }
 
     async fn integration(&self, id: &str) -> Result<Option<IntegrationRecord>> {
@@ -756,6 +801,29 @@ impl Store for SqliteStore {
         let organization_user_id = organization_user_id.to_owned();
         self.transaction("user", false, move |tx| {
             load_user(tx, &organization_user_id)
+        })
+        .await
+    }
+
+    async fn clamp_future_stamps(&self, limit_ms: i64, now_ms: i64) -> Result<u64> {
+        self.transaction("clamp_future_stamps", true, move |tx| {
+            // A state's `updated_at_ms` is the greatest of its stamps, so
+            // only states beyond the limit need reading.
+            let states: Vec<UserState> = tx
+                .prepare(
+                    "SELECT state FROM users
+                     WHERE json_extract(state, '$.updated_at_ms') > ?1",
+                )?
+                .query_map([limit_ms], |row| json_column(row, 0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut repaired = 0;
+            for mut state in states {
+                state.clamp_stamps_after(limit_ms, now_ms);
+                tx.prepare_cached("UPDATE users SET state = ?2 WHERE organization_user_id = ?1")?
+                    .execute(params![state.organization_user_id, to_json(&state)?])?;
+                repaired += 1;
+            }
+            Ok(repaired)
         })
         .await
     }
@@ -1088,6 +1156,41 @@ mod tests {
     }
 
     crate::store::conformance::store_conformance_tests!(open_sqlite);
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_files_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let path = dir.path().join("new/prefsync.db");
+        let files = |path: &Path| {
+            ["", "-wal", "-shm"].map(|suffix| {
+                let mut name = path.as_os_str().to_owned();
+                name.push(suffix);
+                std::path::PathBuf::from(name)
+            })
+        };
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            store
+                .put_integration(&integration("crm", 1))
+                .await
+                .expect("put");
+            assert_eq!(mode(&dir.path().join("new")), 0o700);
+            for file in files(&path) {
+                assert_eq!(mode(&file), 0o600, "{}", file.display());
+            }
+        }
+        // Files left readable by others (an older version, a copy) are tightened.
+        for file in files(&path).iter().filter(|f| f.exists()) {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let _store = SqliteStore::open(&path).expect("reopen");
+        for file in files(&path) {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
 
     #[tokio::test]
     async fn migrations_are_idempotent_and_data_survives_reopen() {

@@ -60,7 +60,8 @@ impl DotdigitalConfig {
 }
 
 pub fn check(p: &mut Problems<'_>) {
-    p.require_url("authentication.url", true);
+    // An absolute http(s) URL: the endpoint is where the credentials go.
+    p.require_url("authentication.url", false);
     p.require_string("authentication.username");
     p.require_string("authentication.password");
     p.only_keys("authentication", &["url", "username", "password"]);
@@ -90,7 +91,7 @@ pub fn schema() -> serde_json::Value {
                 "properties": {
                     "url": {"type": "string", "format": "uri",
                             "description": "Regional API endpoint, e.g. https://r1-api.dotdigital.com"},
-                    "username": {"type": "string", "description": "API user"},
+                    "username": {"type": "string", "writeOnly": true, "description": "API user"},
                     "password": {"type": "string", "writeOnly": true, "description": "API user's password"}
                 }
             },
@@ -112,4 +113,36 @@ pub fn schema() -> serde_json::Value {
                             "description": "Create contacts that do not exist yet"}
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use prefsync_sdk::connector::validate;
+    use serde_json::json;
+
+    use crate::Dotdigital;
+
+    fn paths(url: &str) -> Vec<String> {
+        let config = json!({
+            "authentication": {"url": url, "username": "apiuser-1@apiconnector.com", "password": "pw"},
+            "mappings": [{"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"}]
+        });
+        validate::<Dotdigital>(&config.to_string())
+            .into_iter()
+            .map(|p| p.path)
+            .collect()
+    }
+
+    #[test]
+    fn the_endpoint_must_be_an_absolute_http_url() {
+        assert!(paths("https://r1-api.dotdigital.com").is_empty());
+        for bad in [
+            "javascript:alert(1)",
+            "r1-api.dotdigital.com",
+            "ftp://r1-api.dotdigital.com",
+            "https://user:pw@r1-api.dotdigital.com",
+        ] {
+            assert_eq!(paths(bad), ["authentication.url"], "{bad}");
+        }
+    }
 }

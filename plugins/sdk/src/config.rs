@@ -97,8 +97,20 @@ impl<'a> Problems<'a> {
             }
         };
         let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        if host.is_empty() || host.contains(char::is_whitespace) || host.contains('@') {
-            self.push(path, format!("`{raw}` has no valid host"));
+        // Credentials in a URL would be shown wherever the URL is: refuse
+        // them, and never quote them back.
+        if host.contains('@') {
+            self.push(
+                path,
+                "must not carry a user name or password (`user:password@`); put credentials in their own fields",
+            );
+            return None;
+        }
+        if !is_host_and_port(host) {
+            self.push(
+                path,
+                format!("`{}` has no valid host", without_userinfo(raw)),
+            );
             return None;
         }
         Some(raw)
@@ -189,6 +201,50 @@ pub fn parse_json(raw: &str) -> Result<Json, ValidationProblem> {
     })
 }
 
+/// `name[:port]` or `[v6][:port]`: what a URL's authority may be (so
+/// `javascript:alert(1)`, taken as a bare host, is not one).
+fn is_host_and_port(authority: &str) -> bool {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((address, rest)) if !address.is_empty() => (address, rest),
+            _ => return false,
+        },
+        None => match authority.find(':') {
+            Some(colon) => authority.split_at(colon),
+            None => (authority, ""),
+        },
+    };
+    let host_ok = if authority.starts_with('[') {
+        host.chars()
+            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+    } else {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_')
+    };
+    let port_ok = match port.strip_prefix(':') {
+        None => port.is_empty(),
+        Some(digits) => {
+            !digits.is_empty() && digits.len() <= 5 && digits.chars().all(|c| c.is_ascii_digit())
+        }
+    };
+    host_ok && port_ok
+}
+
+/// `raw` without anything up to the last `@` before its path, query or
+/// fragment, and without anything up to the last `@` before its query when
+/// that is where one hides (a password holding `/`).
+fn without_userinfo(raw: &str) -> String {
+    let start = raw.find("://").map_or(0, |i| i + 3);
+    let rest = &raw[start..];
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}{}", &raw[..start], &rest[at + 1..]),
+        None => raw.to_string(),
+    }
+}
+
 fn kind(value: &Json) -> &'static str {
     match value {
         Json::Null => "null",
@@ -233,6 +289,40 @@ mod tests {
                 "mappings[2]: must be an object {\"id\", \"value\"}",
             ]
         );
+    }
+
+    #[test]
+    fn urls_need_a_host_and_never_echo_credentials() {
+        let messages = |url: &str, bare_host_ok: bool| -> Vec<String> {
+            let config = serde_json::json!({"url": url});
+            let mut p = Problems::new(&config);
+            p.require_url("url", bare_host_ok);
+            p.into_vec().into_iter().map(|v| v.message).collect()
+        };
+        for good in [
+            "https://api.example.com",
+            "http://127.0.0.1:8080/x?y=1",
+            "https://[::1]:443/",
+        ] {
+            assert!(messages(good, false).is_empty(), "{good}");
+        }
+        assert!(messages("r1-api.dotdigital.com", true).is_empty());
+        for bad in ["javascript:alert(1)", "host:port", "a b", ""] {
+            assert_eq!(messages(bad, true).len(), 1, "{bad}");
+        }
+        for leaky in [
+            "https://user:hunter2-pw@api.example.com/",
+            "https://user:hunter2-pw@/x",
+        ] {
+            let found = messages(leaky, false);
+            assert_eq!(found.len(), 1, "{leaky}");
+            assert!(!found[0].contains("hunter2-pw"), "{found:?}");
+        }
+        assert_eq!(
+            messages("https://a b/x", false),
+            ["`https://a b/x` has no valid host"]
+        );
+        assert!(without_userinfo("https://u:p/w@[bad/x").ends_with("[bad/x"));
     }
 
     #[test]

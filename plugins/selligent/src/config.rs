@@ -259,7 +259,7 @@ pub fn schema() -> serde_json::Value {
             "authentication": {
                 "type": "object",
                 "properties": {
-                    "username": {"type": "string", "description": "Gate: Individual API user"},
+                    "username": {"type": "string", "writeOnly": true, "description": "Gate: Individual API user"},
                     "password": {"type": "string", "writeOnly": true, "description": "Gate: the API user's encryption key"},
                     "api_key": {"type": "string", "writeOnly": true, "description": "Engage: API key"},
                     "api_secret": {"type": "string", "writeOnly": true, "description": "Engage: API secret"}
@@ -455,7 +455,7 @@ mod tests {
     #[test]
     fn the_schema_describes_both_apis_and_hides_secrets() {
         let schema = schema();
-        for secret in ["password", "api_key", "api_secret"] {
+        for secret in ["username", "password", "api_key", "api_secret"] {
             assert_eq!(
                 schema["properties"]["authentication"]["properties"][secret]["writeOnly"], true,
                 "{secret}"

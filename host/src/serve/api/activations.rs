@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -13,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 
 use super::error::ApiError;
+use super::json_body::JsonBody;
 use crate::activation::{ActivationConfig, ActivationError, ConfigError, present};
 use crate::serve::App;
 
@@ -89,10 +89,11 @@ fn parse(body: &[u8], path_id: Option<&str>) -> Result<ActivationConfig, ApiErro
 
 async fn create(
     State(app): State<Arc<App>>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
     let config = parse(&body, None)?;
-    if app.store.activation(&config.id).await?.is_some() {
+    // One conditional insert: of concurrent creates of one id, one wins.
+    let Some(record) = app.activations.create(&config).await? else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!(
@@ -100,16 +101,16 @@ async fn create(
                 config.id, config.id
             ),
         ));
-    }
-    let record = app.activations.put(&config).await?;
+    };
     Ok((StatusCode::CREATED, Json(present(&record))))
 }
 
 async fn replace(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<Json_>, ApiError> {
+    crate::ids::check_id(&id)?;
     let config = parse(&body, Some(&id))?;
     let record = app.activations.put(&config).await?;
     Ok(Json(present(&record)))

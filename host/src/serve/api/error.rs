@@ -1,10 +1,17 @@
 //! Error answers of the HTTP API: a status and a JSON body whose `error`
 //! says what is wrong, naming the field, line or column where it can.
 
+use std::sync::Arc;
+
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json_, json};
+
+use crate::serve::App;
 
 /// An API error; `details` carries structured extras (problem lists, positions).
 #[derive(Debug)]
@@ -44,11 +51,18 @@ impl ApiError {
 
     /// An infrastructure failure: logged in full, answered without detail.
     pub fn internal(error: anyhow::Error) -> Self {
-        tracing::error!(error = %format!("{error:#}"), "request failed");
+        tracing::error!(error = %crate::log_safe::escaped(&format!("{error:#}")), "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error (see the server log)",
         )
+    }
+}
+
+impl From<crate::ids::IdError> for ApiError {
+    /// An id outside the rule, named as the field `id`.
+    fn from(error: crate::ids::IdError) -> Self {
+        ApiError::bad_request(format!("id: {error}"))
     }
 }
 
@@ -73,4 +87,67 @@ impl IntoResponse for ApiError {
         }
         (self.status, Json(body)).into_response()
     }
+}
+
+/// The answer for a path no route matches.
+pub async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {method} {}; see the API table in the README",
+        uri.path()
+    ))
+}
+
+/// The largest plain-text error body [`json_errors`] carries over as the
+/// message; a longer one is replaced by the status's reason.
+const PLAIN_ERROR_MAX: usize = 1024;
+
+/// Gives every error answer the JSON body of [`ApiError`]. The handlers'
+/// own errors are JSON already; axum's are plain text: 405 from a route
+/// without the method, 413 from the body limit, 400 from a path parameter
+/// that does not decode. Headers are kept.
+pub async fn json_errors(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let upload = method == Method::POST && request.uri().path() == "/v1/plugins";
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let message = match status {
+        // axum adds `Allow` above this layer, so it is named, not copied.
+        StatusCode::METHOD_NOT_ALLOWED => format!(
+            "method {method} is not allowed on this path; the `Allow` header lists those that are"
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            let (key, limit) = if upload {
+                (
+                    "plugins.max_upload_bytes",
+                    app.config.plugins.max_upload_bytes,
+                )
+            } else {
+                ("server.max_body_bytes", app.config.server.max_body_bytes)
+            };
+            format!("the body is larger than {limit} bytes (the limit set by `{key}`)")
+        }
+        _ => match axum::body::to_bytes(body, PLAIN_ERROR_MAX).await {
+            Ok(text) if !text.trim_ascii().is_empty() => {
+                String::from_utf8_lossy(text.trim_ascii()).into_owned()
+            }
+            _ => status
+                .canonical_reason()
+                .unwrap_or("request failed")
+                .to_string(),
+        },
+    };
+    parts.headers.remove(CONTENT_TYPE);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let (answer_parts, answer_body) = ApiError::new(status, message).into_response().into_parts();
+    parts.headers.extend(answer_parts.headers);
+    Response::from_parts(parts, answer_body)
 }

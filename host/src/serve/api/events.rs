@@ -14,7 +14,7 @@ use serde_json::{Value as Json_, json};
 
 use super::error::ApiError;
 use super::integrations::now_ms;
-use crate::consent::{ConsentEvent, EventError, UserState, flatten, parse_batch};
+use crate::consent::{ConsentEvent, EventError, UserState, flatten, parse_batch_until};
 use crate::pipeline::{change_matters, mapped_properties};
 use crate::serve::App;
 use crate::store::{IngestOutcome, IngestPlan, IntegrationRecord, StoredEvent, UserRecord};
@@ -25,7 +25,10 @@ pub async fn ingest(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
-    let batch = parse_batch(content_type, &body).map_err(|e| {
+    let latest_ms = app.config.ingest.latest_accepted_ms(now_ms());
+    // Parsing is all-or-nothing: one item dated in the future refuses the
+    // whole body before anything is stored.
+    let batch = parse_batch_until(content_type, &body, latest_ms).map_err(|e| {
         app.metrics.event_rejected();
         match e {
             EventError::UnsupportedContentType { .. } => {
@@ -33,7 +36,11 @@ pub async fn ingest(
             }
             EventError::Syntax { line, column, .. } => ApiError::bad_request(e.to_string())
                 .with_details(json!({"line": line, "column": column})),
-            other => ApiError::bad_request(other.to_string()),
+            EventError::Invalid {
+                ref at, ref field, ..
+            } => {
+                ApiError::bad_request(e.to_string()).with_details(json!({"at": at, "field": field}))
+            }
         }
     })?;
     let targets = Targets::load(&app).await?;

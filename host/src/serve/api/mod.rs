@@ -5,5 +5,6 @@ pub mod deliveries;
 pub mod error;
 pub mod events;
 pub mod integrations;
+pub mod json_body;
 pub mod plugins;
 pub mod webhooks;

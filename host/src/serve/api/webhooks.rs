@@ -26,6 +26,7 @@ use super::error::ApiError;
 use super::events::{Targets, stored_event};
 use super::integrations::now_ms;
 use crate::consent::event_for_update;
+use crate::log_safe::escaped;
 use crate::pipeline::millis_to_rfc3339;
 use crate::runtime::{
     ConnectorInfo, ConsentUpdate, InboundRequest, ReceiveError, ValidationProblem, Value,
@@ -161,12 +162,14 @@ async fn receive(
     let receipt = match connector.receive(&context, request).await {
         Ok(receipt) => receipt,
         Err(ReceiveError::Refused(why)) => {
-            tracing::info!(integration = %id, reason = %why, "webhook refused by the connector");
+            tracing::info!(integration = %id, reason = %escaped(&why), "webhook refused by the connector");
             return Err(ApiError::bad_request(why));
         }
         Err(ReceiveError::Unsupported(_)) => return Err(not_receiving()),
         Err(ReceiveError::Call(error)) => {
-            tracing::warn!(integration = %id, %error, "the connector failed on a webhook");
+            // The runtime has redacted the call's error (a panic message is
+            // the guest's text), as on the delivery path.
+            tracing::warn!(integration = %id, error = %escaped(&error.to_string()), "the connector failed on a webhook");
             let status = if error.retryable() {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
@@ -179,27 +182,43 @@ async fn receive(
         }
     };
     for reason in &receipt.ignored {
-        tracing::info!(integration = %id, %reason, "part of a webhook ignored");
+        tracing::info!(integration = %id, reason = %escaped(reason), "part of a webhook ignored");
     }
 
     // Every update is checked before any is applied: a bad one refuses the
     // whole request, nothing half-written.
     let body_hash = hex::encode(Sha256::digest(&body));
-    let received_at = millis_to_rfc3339(now_ms());
+    let received_ms = now_ms();
+    let received_at = millis_to_rfc3339(received_ms);
+    let latest_ms = app.config.ingest.latest_accepted_ms(received_ms);
     let mut events = Vec::with_capacity(receipt.updates.len());
     for (index, update) in receipt.updates.iter().enumerate() {
         let event_id = match &update.notification_id {
             Some(notification) => format!("webhook:{id}:{notification}:{index}"),
             None => format!("webhook:{id}:{body_hash}:{index}"),
         };
-        let created_at = update.occurred_at.as_deref().unwrap_or(&received_at);
+        // A vendor's clock ahead of ours (beyond the allowed skew) would pin
+        // the change against every later one: such a stamp becomes the time
+        // the webhook was received.
+        let created_at = match update.occurred_at.as_deref() {
+            Some(at) if crate::consent::parse_rfc3339(at).is_ok_and(|ms| ms > latest_ms) => {
+                tracing::warn!(integration = %id, update = index, "webhook update dated in the future; stamped with the time received");
+                &received_at
+            }
+            Some(at) => at,
+            None => &received_at,
+        };
         let event = event_for_update(
             &event_id,
             created_at,
             &update.organization_user_id,
             &properties(update),
         )
-        .map_err(|e| ApiError::bad_request(format!("update {index} from the connector: {e}")))?;
+        .map_err(|e| {
+            // The update is the connector's text: it may quote the config.
+            let why = context.redactor().redact(&e.to_string()).into_owned();
+            ApiError::bad_request(format!("update {index} from the connector: {why}"))
+        })?;
         events.push(event);
     }
 
@@ -210,8 +229,11 @@ async fn receive(
         let user = &event.user.organization_user_id;
         // Users come from Didomi; a destination cannot invent one.
         if app.store.user(user).await?.is_none() {
-            let reason = format!("user `{user}` is not known");
-            tracing::info!(integration = %id, %reason, "part of a webhook ignored");
+            let reason = context
+                .redactor()
+                .redact(&format!("user `{user}` is not known"))
+                .into_owned();
+            tracing::info!(integration = %id, reason = %escaped(&reason), "part of a webhook ignored");
             ignored.push(reason);
             continue;
         }

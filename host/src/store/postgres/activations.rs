@@ -88,23 +88,32 @@ async fn begin_run_in(tx: &Transaction<'_>, id: &str, start: &RunStart) -> Resul
         .try_get(0)?;
     tx.execute(
         "UPDATE activations SET lease_run_id = $2, lease_until_ms = $3 WHERE id = $1",
-        &[&id, &run_id, &(start.now_ms + start.lease_ms)],
+        &[&id, &run_id, &start.now_ms.saturating_add(start.lease_ms)],
     )
     .await?;
     Ok(Some(run_id))
 }
 
-#[async_trait]
-impl ActivationStore for PostgresStore {
-    async fn put_activation(&self, record: &ActivationRecord) -> Result<()> {
-        self.client()
+/// What writing an existing activation id does in `put_activation`.
+const REPLACE_ACTIVATION: &str = "DO UPDATE SET integration_id = excluded.integration_id,
+     config = excluded.config, updated_at_ms = excluded.updated_at_ms,
+     next_run_at_ms = excluded.next_run_at_ms";
+
+impl PostgresStore {
+    /// Writes `record`; `on_conflict` says what an existing id does
+    /// (replace, or `DO NOTHING` for a create). Whether a row was written.
+    async fn write_activation(
+        &self,
+        record: &ActivationRecord,
+        on_conflict: &'static str,
+    ) -> Result<bool> {
+        let written = self
+            .client()
             .await?
             .execute(
                 &format!(
                     "INSERT INTO activations ({ACTIVATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (id) DO UPDATE SET integration_id = excluded.integration_id,
-                         config = excluded.config, updated_at_ms = excluded.updated_at_ms,
-                         next_run_at_ms = excluded.next_run_at_ms"
+                     ON CONFLICT (id) {on_conflict}"
                 ),
                 &[
                     &record.id,
@@ -116,7 +125,20 @@ impl ActivationStore for PostgresStore {
                 ],
             )
             .await?;
-        Ok(())
+        Ok(written == 1)
+    }
+}
+
+#[async_trait]
+impl ActivationStore for PostgresStore {
+    async fn put_activation(&self, record: &ActivationRecord) -> Result<()> {
+        self.write_activation(record, REPLACE_ACTIVATION)
+            .await
+            .map(|_| ())
+    }
+
+    async fn insert_activation(&self, record: &ActivationRecord) -> Result<bool> {
+        self.write_activation(record, "DO NOTHING").await
     }
 
     async fn activation(&self, id: &str) -> Result<Option<ActivationRecord>> {

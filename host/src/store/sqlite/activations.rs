@@ -93,32 +93,60 @@ fn begin_run_in(tx: &Transaction<'_>, id: &str, start: &RunStart) -> Result<Opti
     tx.prepare_cached(
         "UPDATE activations SET lease_run_id = ?2, lease_until_ms = ?3 WHERE id = ?1",
     )?
-    .execute(params![id, run_id, start.now_ms + start.lease_ms])?;
+    .execute(params![
+        id,
+        run_id,
+        start.now_ms.saturating_add(start.lease_ms)
+    ])?;
     Ok(Some(run_id))
+}
+
+/// What writing an existing activation id does in `put_activation`.
+const REPLACE_ACTIVATION: &str = "DO UPDATE SET integration_id = excluded.integration_id,
+     config = excluded.config, updated_at_ms = excluded.updated_at_ms,
+     next_run_at_ms = excluded.next_run_at_ms";
+
+impl SqliteStore {
+    /// Writes `record`; `on_conflict` says what an existing id does
+    /// (replace, or `DO NOTHING` for a create). Whether a row was written.
+    async fn write_activation(
+        &self,
+        label: &'static str,
+        record: &ActivationRecord,
+        on_conflict: &'static str,
+    ) -> Result<bool> {
+        let record = record.clone();
+        self.transaction(label, true, move |tx| {
+            let written = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO activations ({ACTIVATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (id) {on_conflict}"
+                ))?
+                .execute(params![
+                    record.id,
+                    record.integration_id,
+                    to_json(&record.config)?,
+                    record.created_at_ms,
+                    record.updated_at_ms,
+                    record.next_run_at_ms
+                ])?;
+            Ok(written == 1)
+        })
+        .await
+    }
 }
 
 #[async_trait]
 impl ActivationStore for SqliteStore {
     async fn put_activation(&self, record: &ActivationRecord) -> Result<()> {
-        let record = record.clone();
-        self.transaction("put_activation", true, move |tx| {
-            tx.prepare_cached(&format!(
-                "INSERT INTO activations ({ACTIVATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (id) DO UPDATE SET integration_id = excluded.integration_id,
-                     config = excluded.config, updated_at_ms = excluded.updated_at_ms,
-                     next_run_at_ms = excluded.next_run_at_ms"
-            ))?
-            .execute(params![
-                record.id,
-                record.integration_id,
-                to_json(&record.config)?,
-                record.created_at_ms,
-                record.updated_at_ms,
-                record.next_run_at_ms
-            ])?;
-            Ok(())
-        })
-        .await
+        self.write_activation("put_activation", record, REPLACE_ACTIVATION)
+            .await
+            .map(|_| ())
+    }
+
+    async fn insert_activation(&self, record: &ActivationRecord) -> Result<bool> {
+        self.write_activation("insert_activation", record, "DO NOTHING")
+            .await
     }
 
     async fn activation(&self, id: &str) -> Result<Option<ActivationRecord>> {

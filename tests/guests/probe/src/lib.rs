@@ -6,14 +6,20 @@
 //! - `loop`: spins forever; `memory-bomb`: allocates until refused;
 //! - `http`: requests `target` (not necessarily `url`) and reports what happened;
 //! - `sandbox`: tries files, directories and environment variables;
-//! - `panic`: panics; `leak`: logs, prints and returns its own secrets;
+//! - `panic`: panics; `leak`: logs, prints and returns its own secrets
+//!   (`authentication` and `properties`); `panic-leak`: panics quoting them;
+//! - `leak-validate`: its validation refuses the config, quoting them;
 //! - `cache`: counts its calls in the host cache.
 //!
 //! It also reads webhooks (the optional `inbound` interface), doing what the
 //! body says: `{"updates": [{"user", "set": {property: value}, "at"?, "id"?}],
 //! "ignored": [..]}` becomes a receipt; `{"refuse": text}` refuses the
 //! request; `{"refuse_with_secrets": true}` refuses it quoting the config's
-//! authentication; `{"panic": text}` panics; `{"spin": true}` loops forever.
+//! authentication; `{"panic": text}` panics; `{"panic_with_secrets": true}`
+//! panics quoting the config's secrets; `{"spin": true}` loops forever.
+//!
+//! Its schema marks `properties.signing_material` `"writeOnly"`: a secret
+//! only the schema names.
 
 use prefsync_sdk::mapping::mapped_json;
 use prefsync_sdk::{
@@ -29,6 +35,8 @@ pub struct ProbeConfig {
     target: Option<String>,
     #[serde(default)]
     authentication: serde_json::Value,
+    #[serde(default)]
+    properties: serde_json::Value,
     #[serde(default)]
     mappings: Vec<prefsync_sdk::Mapping>,
 }
@@ -50,7 +58,11 @@ impl Connector for Probe {
                 "properties": {
                     "mode": {"type": "string"},
                     "url": {"type": "string", "format": "uri"},
-                    "target": {"type": "string"}
+                    "target": {"type": "string"},
+                    "properties": {
+                        "type": "object",
+                        "properties": {"signing_material": {"type": "string", "writeOnly": true}}
+                    }
                 }
             }),
             default_hosts: vec![],
@@ -69,6 +81,14 @@ impl Connector for Probe {
             problems.require_url("url", false);
         }
         problems.mappings("mappings", false);
+        if problems.get("mode").and_then(|m| m.as_str()) == Some("leak-validate") {
+            let quoted = format!(
+                "{} {}",
+                problems.get("authentication").cloned().unwrap_or_default(),
+                problems.get("properties").cloned().unwrap_or_default()
+            );
+            problems.push("mode", format!("refused; the config holds {quoted}"));
+        }
     }
 
     fn deliver(ctx: &Context<'_>, config: &ProbeConfig, record: &ConsentRecord) -> Outcome {
@@ -114,8 +134,12 @@ impl Connector for Probe {
                 ))
             }
             "panic" => panic!("probe panicked on purpose for {}", record.key),
+            "panic-leak" => panic!(
+                "probe panicked holding {} {}",
+                config.authentication, config.properties
+            ),
             "leak" => {
-                let secrets = config.authentication.to_string();
+                let secrets = format!("{} {}", config.authentication, config.properties);
                 ctx.info(
                     &format!("my config is {secrets}"),
                     &[("auth", secrets.as_str())],
@@ -152,6 +176,12 @@ impl Inbound for Probe {
         }
         if let Some(text) = body.get("panic").and_then(|t| t.as_str()) {
             panic!("{text}");
+        }
+        if body.get("panic_with_secrets").is_some() {
+            panic!(
+                "webhook panic holding {} {}",
+                config.authentication, config.properties
+            );
         }
         if body.get("spin").is_some() {
             #[allow(clippy::empty_loop)]

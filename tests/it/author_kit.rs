@@ -344,6 +344,12 @@ async fn limits_breaches_are_reported_with_their_figures() {
     ] {
         assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
     }
+    // Limits outside the host config's ranges are refused, naming the flag,
+    // before anything runs (a MiB count that would overflow bytes included).
+    for (flag, value) in [("--memory-mib", "17592186044416"), ("--cpu-ms", "0")] {
+        let (ok, _, stderr) = run("loop", &[flag, value]).await;
+        assert!(!ok && stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
     // A connector's log lines are shown with the record.
     let (ok, stdout, stderr) = run("leak", &[]).await;
     assert!(ok, "{stderr}");

@@ -67,11 +67,11 @@ pub struct TestArgs {
     /// without it, the production defaults.
     #[arg(long, value_name = "FILE")]
     host_config: Option<PathBuf>,
-    /// Override the memory limit, in MiB.
-    #[arg(long, value_name = "MIB")]
+    /// Override the memory limit, in MiB (1 to 4096, the host config's range).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
     memory_mib: Option<u64>,
-    /// Override the CPU limit per call, in milliseconds.
-    #[arg(long, value_name = "MS")]
+    /// Override the CPU limit per call, in milliseconds (1 to 3600000).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     cpu_ms: Option<u64>,
     /// Let the connector reach loopback addresses (local mocks).
     #[arg(long)]

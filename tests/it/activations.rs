@@ -517,13 +517,10 @@ async fn bad_activations_are_refused_with_what_to_fix() {
     bad["warnings"] = json!({"rejected_share": 2});
     let (status, body) = post(bad.to_string()).await;
     assert_eq!(status, 422, "{body}");
-    let paths: Vec<&str> = body["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
-    assert_eq!(paths, ["schedule.cron", "warnings.rejected_share"]);
+    assert_eq!(
+        crate::serve::problem_paths(&body),
+        ["schedule.cron", "warnings.rejected_share"]
+    );
 
     let (status, body) =
         post(activation("x", "missing", json!({"type": "csv", "path": "a.csv"})).to_string()).await;

@@ -9,6 +9,17 @@ use serde_json::{Value, json};
 pub(crate) const TOKEN: &str = "test-admin-token-0123456789";
 pub(crate) const PASSWORD: &str = "Sup3r-Secret-Pw";
 
+/// The `path` of every problem in a 4xx answer, in order (panics when the
+/// answer lists none, showing it).
+pub(crate) fn problem_paths(body: &Value) -> Vec<&str> {
+    body["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problems in {body}"))
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect()
+}
+
 /// A `prefsync serve` with its own temporary directory, plugins and config.
 pub(crate) struct Server {
     process: ServeProcess,
@@ -375,14 +386,8 @@ async fn bad_integrations_get_400s_that_say_what_to_fix() {
         )
         .await;
     assert_eq!(status, 400);
-    let paths: Vec<&str> = body["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        paths,
+        problem_paths(&body),
         ["authentication.url", "authentication.password", "mappings"],
         "{body}"
     );

@@ -255,12 +255,7 @@ async fn the_retry_storm_is_refused_naming_each_field() {
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    let paths: Vec<&str> = body["problems"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{body}"))
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
+    let paths = crate::serve::problem_paths(&body);
     assert_eq!(
         paths,
         [
@@ -368,12 +363,7 @@ async fn an_interval_that_overflows_is_refused_naming_schedule_every() {
             )
             .await;
         assert_eq!(status, 422, "{every}: {body}");
-        let paths: Vec<&str> = body["problems"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{body}"))
-            .iter()
-            .map(|p| p["path"].as_str().unwrap())
-            .collect();
+        let paths = crate::serve::problem_paths(&body);
         assert_eq!(paths, ["schedule.every"], "{every}: {body}");
     }
     let (_, list) = server

@@ -420,11 +420,8 @@ async fn config_urls_must_be_http_or_https_without_credentials() {
             )
             .await;
         assert_eq!(status, 400, "{url}: {answer}");
-        let paths: Vec<&str> = answer["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|p| p["path"].as_str())
+        let paths: Vec<&str> = crate::serve::problem_paths(&answer)
+            .into_iter()
             .filter(|p| *p == "authentication.url")
             .collect();
         assert_eq!(paths, ["authentication.url"], "{url}: named once: {answer}");

@@ -76,13 +76,7 @@ async fn listed(server: &Server) -> Value {
 /// Asserts a 422 naming `field`, and returns its message.
 fn refused(status: u16, body: &Value, field: &str) -> String {
     assert_eq!(status, 422, "{body}");
-    let paths: Vec<&str> = body["problems"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no problems in {body}"))
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
-    assert_eq!(paths, [field], "{body}");
+    assert_eq!(crate::serve::problem_paths(body), [field], "{body}");
     body["error"].as_str().unwrap().to_string()
 }
 

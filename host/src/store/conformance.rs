@@ -1171,44 +1171,49 @@ macro_rules! store_conformance_tests {
         assert!(store.runs("users", 5).await.expect("runs").is_empty());
     }
 
-    #[tokio::test]
-    async fn inserting_an_existing_id_writes_nothing_and_concurrent_inserts_have_one_winner() {
-        let (_keep, store) = open().await;
-        let inserts = (0..12).map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut record = integration("crm", 10 + i);
-                record.config = json!({ "id": "crm", "writer": i });
-                (i, store.insert_integration(&record).await.expect("insert"))
-            })
-        });
+    /// Runs 12 inserts at once (`insert(i)` says whether writer `i`
+    /// inserted); the writers that did.
+    async fn racing_inserts<F, Fut>(insert: F) -> Vec<i64>
+    where
+        F: Fn(i64) -> Fut,
+        Fut: std::future::Future<Output = bool> + Send + 'static,
+    {
+        let tasks: Vec<_> = (0..12).map(|i| (i, tokio::spawn(insert(i)))).collect();
         let mut winners = Vec::new();
-        for insert in inserts {
-            let (i, inserted) = insert.await.expect("task");
-            if inserted {
+        for (i, task) in tasks {
+            if task.await.expect("task") {
                 winners.push(i);
             }
         }
+        winners
+    }
+
+    #[tokio::test]
+    async fn inserting_an_existing_id_writes_nothing_and_concurrent_inserts_have_one_winner() {
+        let (_keep, store) = open().await;
+        let winners = racing_inserts(|i| {
+            let store = store.clone();
+            async move {
+                let mut record = integration("crm", 10 + i);
+                record.config = json!({ "id": "crm", "writer": i });
+                store.insert_integration(&record).await.expect("insert")
+            }
+        })
+        .await;
         assert_eq!(winners.len(), 1, "{winners:?}");
         let stored = store.integration("crm").await.expect("get").expect("exists");
         assert_eq!(stored.config, json!({ "id": "crm", "writer": winners[0] }));
         assert_eq!(stored.created_at_ms, 10 + winners[0]);
 
-        let inserts = (0..12).map(|i| {
+        let winners = racing_inserts(|i| {
             let store = store.clone();
-            tokio::spawn(async move {
+            async move {
                 let mut record = activation_record("users", None);
                 record.config = json!({ "id": "users", "writer": i });
-                (i, store.insert_activation(&record).await.expect("insert"))
-            })
-        });
-        let mut winners = Vec::new();
-        for insert in inserts {
-            let (i, inserted) = insert.await.expect("task");
-            if inserted {
-                winners.push(i);
+                store.insert_activation(&record).await.expect("insert")
             }
-        }
+        })
+        .await;
         assert_eq!(winners.len(), 1, "{winners:?}");
         let stored = store.activation("users").await.expect("get").expect("exists");
         assert_eq!(stored.config, json!({ "id": "users", "writer": winners[0] }));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo, on the embedded default (SQLite under ./data): builds prefsync,
 # the Dotdigital connector and a mock Dotdigital; starts `prefsync serve` and
-# the mock on loopback; creates a Dotdigital integration in the seed's
+# the mock on loopback; creates a Dotdigital integration in Didomi's integration
 # format; sends sample Didomi events (a plain event, a webhook envelope, and
 # NDJSON with one late, older event); runs an activation of a CSV user model
 # twice (the second sends only what changed); and shows what reached the mock.
@@ -13,7 +13,9 @@ echo "==> building prefsync, the Dotdigital connector (wasm32-wasip2) and the mo
 # Components need no debug info; it would multiply their size.
 CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
     cargo build --quiet --release --target wasm32-wasip2 -p prefsync-dotdigital
-cargo build --quiet --release -p prefsync --bin prefsync -p prefsync-tests --bin prefsync-mocks
+# The mock from its own crate: prefsync-tests' build script would build every
+# test guest and run npm, none of which the demo uses.
+cargo build --quiet --release -p prefsync --bin prefsync -p prefsync-mocks
 
 work=$(mktemp -d)
 pids=()
@@ -72,7 +74,7 @@ call() { # method path [file] [content-type]
 
 sed "s#http://127.0.0.1:18081#$mock_url#; s#\"type_id\"#\"id\": \"demo-dotdigital\", \"type_id\"#" \
     examples/dotdigital/integration.json >"$work/integration.json"
-echo; echo "==> PUT the Dotdigital integration (seed format; the password never comes back)"
+echo; echo "==> PUT the Dotdigital integration (Didomi's integration format; the password never comes back)"
 if curl -sf -o /dev/null -H "Authorization: Bearer $token" "$api/v1/integrations/demo-dotdigital"; then
     call PUT /v1/integrations/demo-dotdigital "$work/integration.json"
 else

@@ -38,7 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use prefsync_tests::guests;
-use prefsync_tests::support::prefsync_bin;
+use prefsync_tests::support::{mocks_bin, prefsync_bin};
 use serde_json::json;
 
 /// Rows per `data/load` (the integration's `batch_size`), and so per `sync` call.
@@ -47,7 +47,7 @@ const BATCH_SIZE: u64 = 1_000;
 const CHANGE_EVERY: u64 = 100;
 const POLL: Duration = Duration::from_millis(20);
 
-// The `prefsync-mocks engage` list (see `tests/src/bin/prefsync-mocks.rs`).
+// The `prefsync-mocks engage` list (see `tests/mocks/src/main.rs`).
 const API_KEY: &str = "demo-key";
 const API_SECRET: &str = "demo-secret";
 const ORGANIZATION: &str = "DEMO";
@@ -144,7 +144,7 @@ struct Mock {
 
 impl Mock {
     fn start() -> Mock {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prefsync-mocks"))
+        let mut child = Command::new(mocks_bin())
             .args(["engage", "--seconds", "86400", "--no-record"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

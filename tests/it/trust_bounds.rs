@@ -4,7 +4,7 @@
 //! retry policies, activation intervals and host config numbers out of
 //! range are refused by name.
 
-use prefsync::pipeline::millis_to_rfc3339;
+use prefsync::consent::millis_to_rfc3339;
 use serde_json::{Value, json};
 
 use crate::serve::{Server, dotdigital, event, eventually, mock_dotdigital};

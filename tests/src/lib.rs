@@ -1,7 +1,9 @@
 //! Support for prefsync's integration tests and benchmarks: the guest
 //! components built by `build.rs`, mock destination servers, and helpers.
 
-pub mod mocks;
+/// The mock destinations live in their own crate (`tests/mocks`), so the demo
+/// can build them without this crate's build script (every guest, and npm).
+pub use prefsync_mocks as mocks;
 pub mod native;
 pub mod pipeline;
 pub mod support;

@@ -107,31 +107,49 @@ pub fn prefsync_bin() -> PathBuf {
         if let Some(bin) = std::env::var_os("PREFSYNC_BIN") {
             return PathBuf::from(bin);
         }
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let out = std::process::Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args([
-                "build",
-                "-p",
-                "prefsync",
-                "--bin",
-                "prefsync",
-                "--message-format=json",
-            ])
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("running cargo build for the prefsync binary");
-        assert!(out.status.success(), "building the prefsync binary failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|msg| {
-                msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "prefsync"
-            })
-            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported the prefsync executable")
+        build_bin("prefsync", "prefsync", false)
     })
     .clone()
+}
+
+/// The `prefsync-mocks` binary (crate `prefsync-mocks`), built on first use.
+///
+/// Another package's binary has no `CARGO_BIN_EXE_*`, so it is built here:
+/// optimised when the caller is (a benchmark), so the mock is not what a
+/// benchmark measures.
+pub fn mocks_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| build_bin("prefsync-mocks", "prefsync-mocks", !cfg!(debug_assertions)))
+        .clone()
+}
+
+/// Builds `bin` of `package` with the cargo running these tests, and returns
+/// the executable cargo reports.
+fn build_bin(package: &str, bin: &str, release: bool) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.current_dir(&root).args([
+        "build",
+        "-p",
+        package,
+        "--bin",
+        bin,
+        "--message-format=json",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running cargo build for the {bin} binary: {e}"));
+    assert!(out.status.success(), "building the {bin} binary failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == bin)
+        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no {bin} executable"))
 }
 
 /// A running `prefsync serve` process; killed (SIGKILL) when dropped.

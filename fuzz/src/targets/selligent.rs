@@ -1,6 +1,6 @@
 //! Selligent's answers, read by the connector linked natively: the Gate
-//! SOAP reader (the hand-written XML `element` lookups of
-//! `TriggerCampaignResult`, `ErrorStr`, `faultstring`) and, with
+//! SOAP reader (the `quick-xml` lookups of `TriggerCampaignResult`,
+//! `ErrorStr`, `faultstring`) and, with
 //! `#api: engage`, the Engage REST answer. The fuzzed bytes are the HTTP
 //! body a scripted host answers with (`#status: N`, default 200).
 //!
@@ -42,6 +42,11 @@ pub const TARGET: Target = Target {
         "&amp;",
         "&amp;lt;",
         "&#x0;",
+        "&#39;",
+        "&#x41;",
+        "&nbsp;",
+        "<!DOCTYPE x [<!ENTITY e \"boom\">]>",
+        "&e;",
         "<",
         ">",
         "/>",

@@ -113,16 +113,22 @@ impl SyncMode {
     }
 }
 
-/// `every` or `cron`, not both.
+/// `every` or `cron`, not both; `timezone` only beside `cron`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// An interval: a number and a unit, `30s`, `15m`, `6h`, `1d` (at least 1s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<String>,
-    /// Five cron fields, minute hour day-of-month month day-of-week, in UTC.
+    /// Five cron fields, minute hour day-of-month month day-of-week (months
+    /// and weekdays also by name: `JAN`, `MON-FRI`), or an alias: `@hourly`,
+    /// `@daily`, `@weekly`, `@monthly`, `@yearly`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
+    /// The IANA time zone whose wall clock `cron` reads, e.g. `Europe/Paris`;
+    /// UTC when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 /// When a run warns, and where the warning goes.
@@ -348,15 +354,30 @@ impl ActivationConfig {
 
     /// The parsed schedule, or the path and reason it is wrong.
     pub fn schedule(&self) -> Result<Schedule, (&'static str, String)> {
-        match (&self.schedule.every, &self.schedule.cron) {
-            (None, None) => Ok(Schedule::Manual),
+        let ScheduleConfig {
+            every,
+            cron,
+            timezone,
+        } = &self.schedule;
+        match (every, cron) {
             (Some(_), Some(_)) => Err(("schedule", "give `every` or `cron`, not both".to_string())),
+            // A zone places cron's wall-clock times; an interval has none.
+            (_, None) if timezone.is_some() => Err((
+                "schedule.timezone",
+                "applies to `cron` only; give `cron` beside it or leave it out".to_string(),
+            )),
+            (None, None) => Ok(Schedule::Manual),
             (Some(every), None) => parse_interval(every)
                 .map(Schedule::Every)
                 .map_err(|why| ("schedule.every", why)),
-            (None, Some(cron)) => Cron::parse(cron)
+            (None, Some(cron)) => {
+                let cron = Cron::parse(cron).map_err(|why| ("schedule.cron", why))?;
+                match timezone {
+                    Some(zone) => cron.in_zone(zone).map_err(|why| ("schedule.timezone", why)),
+                    None => Ok(cron),
+                }
                 .map(Schedule::Cron)
-                .map_err(|why| ("schedule.cron", why)),
+            }
         }
     }
 
@@ -489,5 +510,41 @@ mod tests {
         // A run longer than the interval: the next starts at once.
         assert_eq!(every.next_after(90_000, Some(1_000)), Some(90_000));
         assert_eq!(Schedule::Manual.next_after(1, None), None);
+    }
+
+    #[test]
+    fn a_cron_schedule_reads_its_time_zone_and_a_bad_one_is_named() {
+        let with = |schedule: &str| GOOD.replace(r#"{"every": "15m"}"#, schedule);
+        let config = parse(&with(
+            r#"{"cron": "30 9 * * MON-FRI", "timezone": "Europe/Paris"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            config.schedule().unwrap(),
+            Schedule::Cron(
+                Cron::parse("30 9 * * MON-FRI")
+                    .unwrap()
+                    .in_zone("Europe/Paris")
+                    .unwrap()
+            )
+        );
+        for (schedule, path) in [
+            (
+                r#"{"cron": "@daily", "timezone": "Europe/Hunter2"}"#,
+                "schedule.timezone",
+            ),
+            (r#"{"every": "1h", "timezone": "UTC"}"#, "schedule.timezone"),
+            (
+                r#"{"cron": "0 0 30 2 *", "timezone": "UTC"}"#,
+                "schedule.cron",
+            ),
+        ] {
+            let ConfigError::Invalid(problems) = parse(&with(schedule)).unwrap_err() else {
+                panic!("{schedule}: expected problems");
+            };
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, path, "{schedule}");
+            assert!(!problems[0].message.contains("Hunter2"), "{problems:?}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use clap::Subcommand;
 
 use crate::activation::{Activations, Progress, RunSummary, read_file};
 use crate::config::HostConfig;
-use crate::pipeline::records::millis_to_rfc3339;
+use crate::consent::millis_to_rfc3339;
 use crate::store::{RunRecord, RunStatus};
 
 #[derive(Debug, Subcommand)]

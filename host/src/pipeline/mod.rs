@@ -6,5 +6,5 @@
 pub mod records;
 pub mod retry;
 
-pub use records::{change_matters, mapped_properties, millis_to_rfc3339, record_for};
+pub use records::{change_matters, mapped_properties, record_for};
 pub use retry::RetryPolicy;

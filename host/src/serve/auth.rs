@@ -12,9 +12,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::api::error::ApiError;
-use super::api::integrations::random_hex;
 use super::{App, admin_token_file};
 use crate::config::HostConfig;
+use crate::random_hex;
 
 /// The admin token: configured, or read from / generated into the data dir.
 pub fn admin_token(config: &HostConfig, data_dir: &Path) -> Result<String> {
@@ -88,14 +88,10 @@ fn bearer_matches(request: &Request, expected: &str) -> bool {
 }
 
 /// Compares a presented secret in time independent of where the first
-/// difference is.
+/// difference is (`subtle`; only the length may show).
 pub(super) fn same_secret(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    use subtle::ConstantTimeEq as _;
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]
@@ -129,5 +125,15 @@ mod tests {
             admin_token(&configured, dir.path()).unwrap(),
             "configured-token-0123456789"
         );
+    }
+
+    #[test]
+    fn secrets_match_only_when_every_byte_and_the_length_do() {
+        assert!(same_secret("token-123", "token-123"));
+        assert!(!same_secret("token-124", "token-123"));
+        assert!(!same_secret("token-12", "token-123"));
+        assert!(!same_secret("token-1234", "token-123"));
+        assert!(!same_secret("", "token-123"));
+        assert!(same_secret("", ""));
     }
 }

@@ -19,8 +19,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::App;
-use super::api::integrations::now_ms;
 use super::canary::CanaryRun;
+use crate::now_ms;
 use crate::pipeline::record_for;
 use crate::pipeline::retry::at_after;
 use crate::runtime::{DeliveredKind, Destination, IntegrationContext, Outcome};

@@ -88,7 +88,7 @@ impl Server {
     pub async fn start(config: HostConfig, connectors: Connectors) -> Result<Server> {
         let data_dir = config.storage.data_dir.clone();
         // 0700 when created here: it holds the database and the admin token.
-        crate::secrets::create_private_dir(&data_dir)
+        crate::store::private_files::create_private_dir(&data_dir)
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
         let store: Arc<dyn Store> = match &config.storage.url {
             Some(url) => Arc::new(PostgresStore::connect(url).await?),
@@ -123,13 +123,10 @@ impl Server {
             .await
             .with_context(|| format!("listening on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
-        let owner = config.dispatch.host_id.clone().unwrap_or_else(|| {
-            format!(
-                "prefsync-{}-{}",
-                std::process::id(),
-                api::integrations::random_hex(3)
-            )
-        });
+        let owner =
+            config.dispatch.host_id.clone().unwrap_or_else(|| {
+                format!("prefsync-{}-{}", std::process::id(), crate::random_hex(3))
+            });
         let lookup = connectors.clone();
         let activations = Arc::new(crate::activation::Activations::new(
             store.clone(),
@@ -231,12 +228,14 @@ impl Server {
 /// integration files loaded; for commands that work without serving
 /// (`prefsync activation run`).
 pub async fn open_offline(config: &HostConfig) -> Result<(Arc<dyn Store>, Arc<Registry>)> {
-    crate::secrets::create_private_dir(&config.storage.data_dir).with_context(|| {
-        format!(
-            "creating the data directory {}",
-            config.storage.data_dir.display()
-        )
-    })?;
+    crate::store::private_files::create_private_dir(&config.storage.data_dir).with_context(
+        || {
+            format!(
+                "creating the data directory {}",
+                config.storage.data_dir.display()
+            )
+        },
+    )?;
     let store: Arc<dyn Store> = match &config.storage.url {
         Some(url) => Arc::new(PostgresStore::connect(url).await?),
         None => Arc::new(SqliteStore::open(&config.storage.sqlite_path())?),

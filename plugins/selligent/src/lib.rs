@@ -10,13 +10,15 @@
 //!   optional `activation` export) write model rows in batches through
 //!   `data/load`.
 //!
-//! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (the requests, value formats, and how
-//! answers are classified), this file (the [`Connector`] and [`Activation`]
-//! implementations).
+//! Files: `config.rs` (the integration config, its checks and schema),
+//! `api.rs` with one module per API, `api/gate.rs` and `api/engage.rs` (the
+//! requests, value formats, and how answers are classified), and this file
+//! (the [`Connector`] and [`Activation`] implementations).
 
 mod api;
 mod config;
+
+use api::{engage, gate};
 
 pub use config::{EngageConfig, GateConfig, SelligentConfig};
 
@@ -53,8 +55,8 @@ impl Connector for Selligent {
 
     fn deliver(ctx: &Context<'_>, config: &SelligentConfig, record: &ConsentRecord) -> Outcome {
         match config {
-            SelligentConfig::Gate(gate) => api::deliver_gate(ctx, gate, record),
-            SelligentConfig::Engage(engage) => api::deliver_engage(ctx, engage, record),
+            SelligentConfig::Gate(gate) => gate::deliver(ctx, gate, record),
+            SelligentConfig::Engage(engage) => engage::deliver(ctx, engage, record),
         }
     }
 }
@@ -74,7 +76,7 @@ impl Activation for Selligent {
         batch: &SyncBatch,
     ) -> Result<Vec<RowOutcome>, RowFailure> {
         match config {
-            SelligentConfig::Engage(engage) => api::sync(ctx, engage, batch),
+            SelligentConfig::Engage(engage) => engage::sync(ctx, engage, batch),
             SelligentConfig::Gate(_) => Err(RowFailure::permanent(
                 "activations need Selligent's Engage REST API (properties.api: engage); the Gate API only triggers campaigns",
             )),

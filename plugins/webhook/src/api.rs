@@ -6,11 +6,12 @@
 //! Signature: `sha256=<hex of HMAC-SHA256(secret, body bytes)>` in the
 //! signature header.
 
+use hmac::{Hmac, Mac};
 use prefsync_sdk::http::{StatusClass, classify_status, retry_after_ms};
 use prefsync_sdk::mapping::mapped_json;
 use prefsync_sdk::{ConsentRecord, Context, DeliveredKind, Failure, Method, Outcome, Request};
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::config::WebhookConfig;
 
@@ -67,23 +68,11 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 /// HMAC-SHA256 (RFC 2104) of `message` under `key`.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block_key = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block_key[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block_key[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block_key.map(|k| k ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    // HMAC takes a key of any length (a longer one is hashed first), so this
+    // constructor cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 
 use super::error::ApiError;
-use super::integrations::now_ms;
+use crate::now_ms;
 use crate::serve::App;
 use crate::store::{DeliveryFilter, DeliveryStatus};
 

@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value as Json_, json};
 
 use super::error::ApiError;
-use super::integrations::now_ms;
 use crate::consent::{ConsentEvent, EventError, UserState, flatten, parse_batch_until};
+use crate::now_ms;
 use crate::pipeline::{change_matters, mapped_properties};
 use crate::serve::App;
 use crate::store::{IngestOutcome, IngestPlan, IntegrationRecord, StoredEvent, UserRecord};

@@ -204,7 +204,7 @@ fn host_fields(
     };
     let id = match (obj.get("id"), path_id) {
         (None | Some(Json_::Null), Some(path)) => path.to_string(),
-        (None | Some(Json_::Null), None) => format!("{type_id}-{}", random_hex(4)),
+        (None | Some(Json_::Null), None) => format!("{type_id}-{}", crate::random_hex(4)),
         (Some(Json_::String(id)), Some(path)) if id != path => {
             return Err(ApiError::bad_request(format!(
                 "id: `{id}` does not match the id in the URL (`{path}`)"
@@ -224,7 +224,7 @@ fn host_fields(
     }
     obj.insert("id".into(), json!(id));
     obj.insert("enabled".into(), json!(enabled));
-    let now = now_ms();
+    let now = crate::now_ms();
     Ok((
         IntegrationRecord {
             id,
@@ -340,15 +340,6 @@ fn list_or_none(items: &[String]) -> String {
     } else {
         items.join(", ")
     }
-}
-
-pub use crate::now_ms;
-
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    // The OS generator does not fail on supported platforms; zeros would still be a valid id.
-    let _ = getrandom::fill(&mut buf);
-    hex::encode(buf)
 }
 
 #[cfg(test)]

@@ -24,10 +24,10 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::events::{Targets, stored_event};
-use super::integrations::now_ms;
 use crate::consent::event_for_update;
+use crate::consent::millis_to_rfc3339;
 use crate::log_safe::escaped;
-use crate::pipeline::millis_to_rfc3339;
+use crate::now_ms;
 use crate::runtime::{
     ConnectorInfo, ConsentUpdate, InboundRequest, ReceiveError, ValidationProblem, Value,
 };

@@ -1,0 +1,367 @@
+//! Egress policy: the one place that decides whether a connector's request
+//! may leave the machine.
+//!
+//! A request passes when (1) its scheme is https (or http where the operator
+//! allows it), (2) its host and port are in the integration's allowlist — the
+//! hosts of the config's URL fields plus the connector's declared defaults —
+//! and (3) every address the host resolves to is public, unless the operator
+//! allows loopback or private ranges. (1) and (2) are checked before any DNS
+//! lookup, so a denied host is never even resolved.
+//!
+//! Connections the host opens by itself (an activation's warnings webhook, a
+//! PostgreSQL model source) have no allowlist but pass (1) and (3) the same
+//! way: [`host`].
+
+pub mod address;
+pub mod host;
+mod resolver;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use url::Url;
+
+pub use address::{AddressClass, classify};
+pub use host::{Unreachable, check_host_url, check_local_socket, resolve_allowed};
+pub use resolver::PolicyResolver;
+
+/// The operator's egress options (`[egress]` in the host config). The
+/// defaults are what production wants: https to public addresses only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressOptions {
+    /// Let connectors reach loopback addresses (127.0.0.0/8, ::1), e.g. local mock servers.
+    #[serde(default)]
+    pub allow_loopback: bool,
+    /// Let connectors reach private, CGNAT, unique-local and link-local addresses.
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Let connectors use plain `http://` URLs.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// Why a request was refused. The text names the host and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The URL as shown: without its password (`user:password@`, `?password=`).
+    #[error("`{0}` is not a valid absolute URL")]
+    InvalidUrl(String),
+    #[error("scheme `{scheme}` is not allowed for {host} (only https)")]
+    Scheme { scheme: String, host: String },
+    #[error(
+        "plain http to {host} is not allowed (use https, or set egress.allow_http for local testing)"
+    )]
+    PlainHttp { host: String },
+    #[error("host {host}:{port} is not in this integration's allowlist ({allowed})")]
+    NotAllowed {
+        host: String,
+        port: u16,
+        allowed: String,
+    },
+    #[error("host {host} resolves to {address}, {class}, which is not allowed{hint}", class = class.describe())]
+    Address {
+        host: String,
+        address: IpAddr,
+        class: AddressClass,
+        hint: &'static str,
+    },
+    /// A URL the host requests by itself may not carry a user name or password.
+    #[error("the URL for {host} carries a user name or password, which the host never sends")]
+    Credentials { host: String },
+    /// A Unix socket is local: it needs `egress.allow_loopback`.
+    #[error("socket {path} is local, which is not allowed (egress.allow_loopback is off)")]
+    LocalSocket { path: String },
+}
+
+/// The hosts one integration may reach, as (lower-case host, port).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowlist {
+    entries: BTreeSet<(String, u16)>,
+}
+
+impl Allowlist {
+    /// The connector's default hosts (https) plus the host of every config
+    /// field whose schema says `"format": "uri"`. A bare host means https.
+    pub fn for_integration(config: &Json, schema: &Json, default_hosts: &[String]) -> Self {
+        let mut list = Allowlist::default();
+        for host in default_hosts {
+            list.add_url_or_host(host);
+        }
+        for (_, value) in uri_fields(schema, config) {
+            list.add_url_or_host(value);
+        }
+        list
+    }
+
+    /// Adds `https://host`, `http://host:port/path` or a bare `host[:port]`.
+    pub fn add_url_or_host(&mut self, raw: &str) {
+        let raw = raw.trim();
+        let with_scheme = if raw.contains("://") {
+            raw.to_string()
+        } else {
+            format!("https://{raw}")
+        };
+        if let Ok(url) = Url::parse(&with_scheme)
+            && let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default())
+        {
+            self.entries.insert((host.to_ascii_lowercase(), port));
+        }
+    }
+
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        self.entries.contains(&(host.to_ascii_lowercase(), port))
+    }
+
+    /// `host:port` entries, for messages and `plugin inspect`.
+    pub fn entries(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .map(|(h, p)| format!("{h}:{p}"))
+            .collect()
+    }
+}
+
+/// Walks `schema` and `config` together: every string value whose schema
+/// node is `"format": "uri"`, with its path (`authentication.url`,
+/// `endpoints[1].url`) as config problems name fields.
+pub fn uri_fields<'c>(schema: &Json, config: &'c Json) -> Vec<(String, &'c str)> {
+    fn walk<'c>(schema: &Json, config: &'c Json, path: &str, found: &mut Vec<(String, &'c str)>) {
+        if schema.get("format").and_then(Json::as_str) == Some("uri")
+            && let Some(value) = config.as_str()
+        {
+            found.push((path.to_string(), value));
+        }
+        if let (Some(props), Some(obj)) = (
+            schema.get("properties").and_then(Json::as_object),
+            config.as_object(),
+        ) {
+            for (name, sub_schema) in props {
+                if let Some(sub_config) = obj.get(name) {
+                    let sub_path = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    walk(sub_schema, sub_config, &sub_path, found);
+                }
+            }
+        }
+        if let (Some(items), Some(array)) = (schema.get("items"), config.as_array()) {
+            for (index, item) in array.iter().enumerate() {
+                walk(items, item, &format!("{path}[{index}]"), found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(schema, config, "", &mut found);
+    found
+}
+
+/// Checks a request's URL before any DNS lookup: scheme, allowlist, and the
+/// address itself when the host is an IP literal.
+pub fn check_url(raw: &str, allowlist: &Allowlist, options: &EgressOptions) -> Result<Url, Denied> {
+    let url =
+        Url::parse(raw).map_err(|_| Denied::InvalidUrl(prefsync_base::secrets::redact_url(raw)))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| Denied::InvalidUrl(prefsync_base::secrets::redact_url(raw)))?
+        .to_string();
+    check_scheme(&url, &host, options)?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| Denied::InvalidUrl(prefsync_base::secrets::redact_url(raw)))?;
+    if !allowlist.allows(&host, port) {
+        return Err(Denied::NotAllowed {
+            host,
+            port,
+            allowed: allowlist.entries().join(", "),
+        });
+    }
+    check_literal_address(&host, options)?;
+    Ok(url)
+}
+
+/// https, or http where the operator allows it; nothing else.
+fn check_scheme(url: &Url, host: &str, options: &EgressOptions) -> Result<(), Denied> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if options.allow_http => Ok(()),
+        "http" => Err(Denied::PlainHttp {
+            host: host.to_string(),
+        }),
+        other => Err(Denied::Scheme {
+            scheme: other.to_string(),
+            host: host.to_string(),
+        }),
+    }
+}
+
+/// When `host` is an IP literal (`[::1]` included), the address check,
+/// before any DNS lookup; a name passes here and is checked once resolved.
+fn check_literal_address(host: &str, options: &EgressOptions) -> Result<(), Denied> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => check_address(bare, ip, options),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Checks one resolved (or literal) address against the operator's options.
+pub fn check_address(host: &str, address: IpAddr, options: &EgressOptions) -> Result<(), Denied> {
+    let class = classify(address);
+    let (allowed, hint) = match class {
+        AddressClass::Public => (true, ""),
+        AddressClass::Loopback => (options.allow_loopback, " (egress.allow_loopback is off)"),
+        AddressClass::Private | AddressClass::LinkLocal => {
+            (options.allow_private, " (egress.allow_private is off)")
+        }
+        AddressClass::Reserved => (false, ""),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Denied::Address {
+            host: host.to_string(),
+            address,
+            class,
+            hint,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn dotdigital_like() -> (Json, Json) {
+        let schema = json!({"properties": {
+            "authentication": {"properties": {"url": {"type": "string", "format": "uri"},
+                                              "password": {"type": "string"}}},
+            "properties": {"properties": {"url": {"format": "uri"}}}
+        }});
+        let config = json!({
+            "authentication": {"url": "https://r1-api.dotdigital.com/", "password": "https://not.a.host"},
+            "properties": {"url": "my-selligent-installation.com"}
+        });
+        (schema, config)
+    }
+
+    #[test]
+    fn allowlist_takes_uri_fields_and_defaults_only() {
+        let (schema, config) = dotdigital_like();
+        let list = Allowlist::for_integration(&config, &schema, &["api.example.com".into()]);
+        assert_eq!(
+            list.entries(),
+            [
+                "api.example.com:443",
+                "my-selligent-installation.com:443",
+                "r1-api.dotdigital.com:443"
+            ]
+        );
+    }
+
+    #[test]
+    fn decisions() {
+        let (schema, config) = dotdigital_like();
+        let list = Allowlist::for_integration(&config, &schema, &[]);
+        let strict = EgressOptions::default();
+        assert!(
+            check_url(
+                "https://r1-api.dotdigital.com/contacts/v3/email/x",
+                &list,
+                &strict
+            )
+            .is_ok()
+        );
+        assert!(check_url("https://R1-API.dotdigital.com/", &list, &strict).is_ok());
+        assert!(matches!(
+            check_url("https://r2-api.dotdigital.com/", &list, &strict),
+            Err(Denied::NotAllowed { .. })
+        ));
+        assert!(matches!(
+            check_url("https://r1-api.dotdigital.com:8443/", &list, &strict),
+            Err(Denied::NotAllowed { .. })
+        ));
+        assert!(matches!(
+            check_url("http://r1-api.dotdigital.com/", &list, &strict),
+            Err(Denied::PlainHttp { .. })
+        ));
+        assert!(matches!(
+            check_url("ftp://r1-api.dotdigital.com/", &list, &strict),
+            Err(Denied::Scheme { .. })
+        ));
+        assert!(matches!(
+            check_url("not a url", &list, &strict),
+            Err(Denied::InvalidUrl(_))
+        ));
+    }
+
+    #[test]
+    fn literal_addresses_are_checked_even_when_allowlisted() {
+        let mut list = Allowlist::default();
+        for host in [
+            "https://127.0.0.1:9000",
+            "https://169.254.169.254",
+            "https://[::1]:9000",
+            "https://10.0.0.8",
+        ] {
+            list.add_url_or_host(host);
+        }
+        let strict = EgressOptions::default();
+        for url in [
+            "https://127.0.0.1:9000/",
+            "https://169.254.169.254/latest",
+            "https://[::1]:9000/",
+            "https://10.0.0.8/",
+        ] {
+            let err = check_url(url, &list, &strict).unwrap_err();
+            assert!(matches!(err, Denied::Address { .. }), "{url}: {err}");
+        }
+        let loopback_ok = EgressOptions {
+            allow_loopback: true,
+            ..Default::default()
+        };
+        assert!(check_url("https://127.0.0.1:9000/", &list, &loopback_ok).is_ok());
+        assert!(check_url("https://[::1]:9000/", &list, &loopback_ok).is_ok());
+        assert!(check_url("https://169.254.169.254/", &list, &loopback_ok).is_err());
+        let message = check_url("https://169.254.169.254/", &list, &strict)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "host 169.254.169.254 resolves to 169.254.169.254, a link-local address, which is not allowed (egress.allow_private is off)"
+        );
+    }
+
+    #[test]
+    fn reserved_addresses_are_never_allowed() {
+        let everything = EgressOptions {
+            allow_loopback: true,
+            allow_private: true,
+            allow_http: true,
+        };
+        assert!(check_address("x", "0.0.0.0".parse().unwrap(), &everything).is_err());
+        assert!(check_address("x", "224.0.0.1".parse().unwrap(), &everything).is_err());
+        assert!(check_address("x", "10.0.0.1".parse().unwrap(), &everything).is_ok());
+    }
+
+    #[test]
+    fn a_refused_url_is_named_without_its_password() {
+        use crate::egress::{Allowlist, Denied, EgressOptions, check_url};
+        let list = Allowlist::default();
+        for raw in [
+            "http://user:hunter2-pw@/x",
+            "http://user:hunter2-pw@[::1/x",
+            "unix:/tmp/sock?password=hunter2-pw",
+        ] {
+            let denied = check_url(raw, &list, &EgressOptions::default()).unwrap_err();
+            assert!(matches!(denied, Denied::InvalidUrl(_)), "{denied}");
+            assert!(!denied.to_string().contains("hunter2-pw"), "{denied}");
+        }
+    }
+}

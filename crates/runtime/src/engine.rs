@@ -1,0 +1,348 @@
+//! The engine: one wasmtime engine with the pooling allocator and epoch
+//! interruption, the linker of the host's imports, the artifact cache, and
+//! loading a component into a [`Connector`] after checking what it exports.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::Value as Json;
+use tokio::sync::Semaphore;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::bidirectional::exports::prefsync::connector::inbound::GuestIndices as InboundIndices;
+use crate::bindings::model_sync::exports::prefsync::connector::activation::GuestIndices as ActivationIndices;
+use crate::bindings::{self, Destination as DestinationWorld, DestinationIndices, DestinationPre};
+use crate::call::CallState;
+use crate::egress::EgressOptions;
+use crate::outbound_http::{OutboundHttp, Transport};
+use crate::{
+    ACTIVATION_INTERFACE, ArtifactCache, CONNECTOR_INTERFACE, Connector, ConnectorInfo,
+    INBOUND_INTERFACE, Limits, LoadError, SUPPORTED_WIT, content_hash, kv,
+};
+
+/// How the runtime is set up.
+#[derive(Clone, Default)]
+pub struct RuntimeOptions {
+    pub limits: Limits,
+    pub egress: EgressOptions,
+    /// Directory of precompiled artifacts; `None` compiles on every load.
+    pub artifact_dir: Option<PathBuf>,
+    /// Where requests the egress policy allows go; `None` is the network.
+    /// `prefsync plugin test --cassette` replays or records here.
+    pub transport: Option<Arc<dyn Transport>>,
+}
+
+impl std::fmt::Debug for RuntimeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeOptions")
+            .field("limits", &self.limits)
+            .field("egress", &self.egress)
+            .field("artifact_dir", &self.artifact_dir)
+            .field("transport", &self.transport.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}
+
+/// State shared by the runtime, its connectors and their calls.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<CallState>,
+    pub(crate) artifacts: ArtifactCache,
+    pub(crate) limits: Limits,
+    pub(crate) http: OutboundHttp,
+    pub(crate) kv: kv::KvCache,
+    pub(crate) instances: Arc<Semaphore>,
+    _ticker: EpochTicker,
+}
+
+/// Loads components and hands out [`Connector`]s.
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl Runtime {
+    pub fn new(options: RuntimeOptions) -> Result<Self> {
+        let limits = options.limits;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.max_instances)
+            .total_core_instances(limits.max_instances * 4)
+            .total_memories(limits.max_instances * 2)
+            .total_tables(limits.max_instances * 4)
+            .total_stacks(limits.max_instances)
+            .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+
+        let mut linker: Linker<CallState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        DestinationWorld::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)?;
+
+        let artifacts = ArtifactCache::new(&engine, options.artifact_dir);
+        let max_timeout = Duration::from_millis(limits.request_timeout_ms);
+        let http = match options.transport {
+            Some(transport) => OutboundHttp::with_transport(options.egress, max_timeout, transport),
+            None => OutboundHttp::new(options.egress, limits.response_bytes, max_timeout)?,
+        };
+        let ticker =
+            EpochTicker::start(&engine, Duration::from_millis(limits.epoch_tick_ms.max(1)));
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                instances: Arc::new(Semaphore::new(limits.max_instances as usize)),
+                engine,
+                linker,
+                artifacts,
+                limits,
+                http,
+                kv: kv::KvCache::default(),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// Loads a component from a file.
+    pub async fn load_file(&self, path: &Path) -> Result<Arc<Connector>, LoadError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+        self.load(bytes).await
+    }
+
+    /// Loads a component: checks it is a component of the right world and
+    /// version, compiles it (or takes it from the artifact cache) off the
+    /// async threads, pre-instantiates it and asks it to `describe` itself.
+    pub async fn load(&self, bytes: Vec<u8>) -> Result<Arc<Connector>, LoadError> {
+        check_header(&bytes)?;
+        let shared = self.shared.clone();
+        let hash = content_hash(&bytes);
+        let (component, source) = {
+            let hash = hash.clone();
+            tokio::task::spawn_blocking(move || {
+                shared.artifacts.load(&shared.engine, &bytes, &hash)
+            })
+            .await
+            .map_err(|e| LoadError::Compile(e.to_string()))?
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?
+        };
+        let wit_version = connector_version_of(&self.shared.engine, &component)?;
+        let pre = self
+            .shared
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = DestinationPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let world = DestinationIndices::new(pre.instance_pre())
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        // The optional capability: present → it must be complete.
+        let inbound = if exports_interface(&self.shared.engine, &component, INBOUND_INTERFACE) {
+            Some(
+                InboundIndices::new(pre.instance_pre())
+                    .map_err(|e| LoadError::Link(format!("{e:#}")))?,
+            )
+        } else {
+            None
+        };
+        let activation = if exports_interface(&self.shared.engine, &component, ACTIVATION_INTERFACE)
+        {
+            Some(
+                ActivationIndices::new(pre.instance_pre())
+                    .map_err(|e| LoadError::Link(format!("{e:#}")))?,
+            )
+        } else {
+            None
+        };
+        let mut connector = Connector {
+            shared: self.shared.clone(),
+            pre,
+            world,
+            inbound,
+            activation,
+            info: ConnectorInfo {
+                type_id: String::new(),
+                version: String::new(),
+                display_name: String::new(),
+                config_schema: Json::Null,
+                default_hosts: Vec::new(),
+                max_concurrency: 1,
+                max_batch_size: 1,
+                batching: false,
+                inbound_webhooks: false,
+                activations: false,
+                wit_version,
+                content_hash: hash,
+            },
+            source,
+            calls: Arc::new(Semaphore::new(
+                self.shared.limits.connector_concurrency as usize,
+            )),
+            per_integration: Mutex::new(HashMap::new()),
+        };
+        let description = connector
+            .describe()
+            .await
+            .map_err(|e| LoadError::Describe(e.to_string()))?;
+        // A type id keys the registry and the store and is a URL segment.
+        prefsync_base::ids::check_id(&description.type_id)
+            .map_err(|e| LoadError::Describe(format!("type id {e}")))?;
+        let config_schema = serde_json::from_str(&description.config_schema)
+            .map_err(|e| LoadError::Describe(format!("config schema is not JSON: {e}")))?;
+        let claims_inbound = description
+            .capabilities
+            .contains(bindings::Capabilities::INBOUND_WEBHOOKS);
+        if claims_inbound != connector.inbound.is_some() {
+            tracing::warn!(
+                connector = %description.type_id,
+                claims_inbound,
+                exports_inbound = connector.inbound.is_some(),
+                "the `inbound-webhooks` capability disagrees with the component's exports; the exports decide"
+            );
+        }
+        connector.info = ConnectorInfo {
+            type_id: description.type_id,
+            version: description.version,
+            display_name: description.display_name,
+            config_schema,
+            default_hosts: description.default_hosts,
+            max_concurrency: description.max_concurrency.max(1),
+            max_batch_size: description.max_batch_size.max(1),
+            batching: description
+                .capabilities
+                .contains(bindings::Capabilities::BATCHING),
+            // What the component exports decides; the flag is its claim.
+            inbound_webhooks: connector.inbound.is_some(),
+            activations: connector.activation.is_some(),
+            ..connector.info
+        };
+        tracing::info!(
+            connector = %connector.info.type_id,
+            connector_version = %connector.info.version,
+            wit = %connector.info.wit_version,
+            hash = %connector.info.content_hash,
+            source = ?source,
+            "connector loaded"
+        );
+        Ok(Arc::new(connector))
+    }
+}
+
+/// Core module and component binaries differ in the header's version field.
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    match bytes[4..8] {
+        [0x01, 0x00, 0x00, 0x00] => Err(LoadError::CoreModule),
+        [_, _, 0x01, 0x00] => Ok(()),
+        _ => Err(LoadError::Invalid(
+            "unknown WebAssembly binary version".into(),
+        )),
+    }
+}
+
+/// The version of `prefsync:connector/connector` the component exports.
+/// Whether `component` exports the optional `interface` (any 0.1.x).
+fn exports_interface(engine: &Engine, component: &Component, interface: &str) -> bool {
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(name, item)| {
+            matches!(item.ty, ComponentItem::ComponentInstance(_))
+                && name.split('@').next() == Some(interface)
+        })
+}
+
+fn connector_version_of(engine: &Engine, component: &Component) -> Result<String, LoadError> {
+    let ty = component.component_type();
+    let exports: Vec<(String, bool)> = ty
+        .exports(engine)
+        .map(|(name, item)| {
+            (
+                name.to_string(),
+                matches!(item.ty, ComponentItem::ComponentInstance(_)),
+            )
+        })
+        .collect();
+    let Some((name, _)) = exports
+        .iter()
+        .find(|(n, instance)| *instance && n.split('@').next() == Some(CONNECTOR_INTERFACE))
+    else {
+        let exports: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(LoadError::WrongWorld {
+            exports: if exports.is_empty() {
+                "none".into()
+            } else {
+                exports.join(", ")
+            },
+        });
+    };
+    let version = name
+        .split_once('@')
+        .map(|(_, v)| v)
+        .unwrap_or("")
+        .to_string();
+    let supported = SUPPORTED_WIT.iter().any(|line| {
+        version
+            .strip_prefix(line)
+            .is_some_and(|rest| rest.starts_with('.') && !rest.contains('-'))
+    });
+    if supported {
+        Ok(version)
+    } else {
+        Err(LoadError::UnsupportedVersion {
+            found: if version.is_empty() {
+                "(unversioned)".into()
+            } else {
+                version
+            },
+        })
+    }
+}
+
+/// Advances the engine's epoch from a plain thread (not a tokio task, which
+/// a busy runtime could starve); stops when the runtime is dropped.
+struct EpochTicker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine, tick: Duration) -> Self {
+        let weak = engine.weak();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("prefsync-epoch".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,298 @@
+//! Durable state behind one interface: integrations, the event log, each
+//! user's merged consent state, the outbox, dead letters and the audit.
+//!
+//! SQLite (`sqlite.rs`) is the embedded default; PostgreSQL (`postgres.rs`)
+//! is the store several hosts share. Nothing here assumes one
+//! process owns the queue: work is *claimed* with a lease (owner + expiry),
+//! a completion only counts while its lease is still held, and an expired
+//! lease lets any host take the work over.
+//!
+//! The outbox keeps ONE row per (integration, user). A change to the user
+//! raises the row's `wanted_version`; a successful delivery acknowledges the
+//! version it carried. Several changes while a delivery is pending or in
+//! flight therefore coalesce, and two deliveries for the same (integration,
+//! user) can never be in flight at once. A delivery always sends the user's
+//! *latest* state, so per-user order holds by construction.
+
+pub mod activations;
+#[cfg(test)]
+mod conformance;
+pub mod plugins;
+pub mod postgres;
+pub mod private_files;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use prefsync_consent::UserState;
+
+pub use activations::{
+    ActivationRecord, ActivationStore, RunRecord, RunStart, RunStatus, SnapshotEntry,
+};
+pub use plugins::{PluginStatus, PluginStatusChange, PluginStore, PluginSwitch, PluginVersion};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Store errors are infrastructure failures (I/O, corruption); callers map
+/// them to HTTP 500 / retries, they do not branch on them.
+pub type Result<T> = anyhow::Result<T>;
+
+/// An integration as stored: the seed-shaped config and our own columns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntegrationRecord {
+    pub id: String,
+    pub type_id: String,
+    pub enabled: bool,
+    /// The whole integration JSON as the user gave it (secrets included;
+    /// redact before showing it).
+    pub config: Json,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One accepted event, kept for history and idempotency.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    /// Didomi's event id; the primary key (a second copy is a duplicate).
+    pub event_id: String,
+    pub organization_user_id: String,
+    /// The integration an inbound webhook came from; `None` for Didomi events.
+    pub origin: Option<String>,
+    pub status: String,
+    pub created_at_ms: i64,
+    pub received_at_ms: i64,
+    pub payload: Json,
+}
+
+/// A user's merged state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub state: UserState,
+    pub updated_at_ms: i64,
+}
+
+/// What the ingest callback decided, inside the ingest transaction.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IngestPlan {
+    /// The user's new state, when it changed (its `version` must have grown).
+    pub state: Option<UserState>,
+    /// Integrations that must receive the new state.
+    pub enqueue: Vec<String>,
+}
+
+/// What happened to an ingested event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestOutcome {
+    /// The event id was already stored: nothing changed.
+    Duplicate,
+    /// Stored; `plan` was applied.
+    Recorded { version: u64, enqueued: Vec<String> },
+}
+
+/// One (integration, user) row of the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxEntry {
+    pub integration_id: String,
+    pub organization_user_id: String,
+    /// Latest user state version that must reach the destination.
+    pub wanted_version: u64,
+    /// Version the destination last acknowledged (delivered, skipped or dead-lettered).
+    pub acked_version: u64,
+    /// Failed attempts since the last acknowledgement.
+    pub attempts: u32,
+    pub next_attempt_at_ms: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub updated_at_ms: i64,
+}
+
+/// `pending` (due or waiting for a retry), `in_flight` (leased) or `done`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    InFlight,
+    Done,
+}
+
+impl DeliveryStatus {
+    /// The name stores compute in SQL and the API shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::InFlight => "in_flight",
+            DeliveryStatus::Done => "done",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::InFlight,
+            DeliveryStatus::Done,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == name)
+    }
+}
+
+/// Filters of `GET /v1/deliveries`.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub integration_id: Option<String>,
+    pub organization_user_id: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    pub limit: u32,
+}
+
+/// A leased piece of work: deliver `version` of this user to this integration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub integration_id: String,
+    pub organization_user_id: String,
+    /// `wanted_version` when claimed.
+    pub version: u64,
+    /// Failed attempts before this one.
+    pub attempts: u32,
+    pub lease_owner: String,
+    pub lease_until_ms: i64,
+    /// The integration the newest change came from (an inbound webhook), if any.
+    pub origin: Option<String>,
+}
+
+/// How a claimed delivery ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// Delivered or deliberately skipped: acknowledge `claim.version`.
+    Acked,
+    /// Try again at `next_attempt_at_ms`.
+    Retry {
+        next_attempt_at_ms: i64,
+        error: String,
+    },
+    /// Give up on this version: record a dead letter and acknowledge it.
+    DeadLetter { error: String },
+}
+
+/// A delivery that was given up on; replay puts it back in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub integration_id: String,
+    pub organization_user_id: String,
+    pub version: u64,
+    pub attempts: u32,
+    pub last_error: String,
+    pub created_at_ms: i64,
+    pub replayed_at_ms: Option<i64>,
+}
+
+/// One delivery attempt: the proof that a consent reached a destination.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRow {
+    /// Assigned by the store; ignored on append.
+    pub id: i64,
+    pub at_ms: i64,
+    pub integration_id: String,
+    pub organization_user_id: String,
+    pub state_version: u64,
+    pub connector_type: String,
+    pub connector_version: String,
+    pub connector_hash: String,
+    /// `delivered:created|updated|unchanged`, `skipped`, `failed:retryable`,
+    /// `failed:permanent`, `dead_letter`.
+    pub outcome: String,
+    /// Reason or error message (already redacted).
+    pub detail: String,
+    pub http_statuses: Vec<u16>,
+    pub duration_ms: u64,
+    /// 1 for the first attempt of this version.
+    pub attempt: u32,
+    /// Integration the change came from (inbound webhook), if any.
+    pub origin: Option<String>,
+}
+
+/// The storage interface. Every method is one transaction.
+#[async_trait]
+pub trait Store: PluginStore + ActivationStore + Send + Sync + 'static {
+    async fn put_integration(&self, integration: &IntegrationRecord) -> Result<()>;
+    /// Stores a new integration only if its id is free, in one statement:
+    /// true when it was inserted, false (nothing written) when the id exists.
+    async fn insert_integration(&self, integration: &IntegrationRecord) -> Result<bool>;
+    async fn integration(&self, id: &str) -> Result<Option<IntegrationRecord>>;
+    async fn integrations(&self) -> Result<Vec<IntegrationRecord>>;
+    /// Deletes the integration and its outbox rows; true when it existed.
+    async fn delete_integration(&self, id: &str) -> Result<bool>;
+
+    /// Stores `event` unless its id is known, and in the same transaction
+    /// runs `plan` on the user's current state (None for a new user), saves
+    /// the state it returns and raises `wanted_version` of the outbox rows of
+    /// the integrations it names (due now unless a retry is already scheduled).
+    ///
+    /// `for<'u>` is spelled out: `#[async_trait]` would otherwise turn the
+    /// elided lifetime into a parameter of the method, and an implementation
+    /// could then only pass `plan` a state that outlives the call.
+    async fn ingest(
+        &self,
+        event: &StoredEvent,
+        plan: &(dyn for<'u> Fn(Option<&'u UserRecord>) -> Result<IngestPlan> + Send + Sync),
+    ) -> Result<IngestOutcome>;
+    async fn user(&self, organization_user_id: &str) -> Result<Option<UserRecord>>;
+    /// Clamps every user state's field stamps later than `limit_ms` to
+    /// `now_ms` ([`UserState::clamp_stamps_after`]), one user at a time
+    /// under the same serialisation as ingest; returns how many users
+    /// changed. Values and versions stay: nothing is delivered.
+    async fn clamp_future_stamps(&self, limit_ms: i64, now_ms: i64) -> Result<u64>;
+    /// Newest first.
+    async fn events_for_user(
+        &self,
+        organization_user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// Leases up to `limit` due rows of one integration (wanted > acked,
+    /// next attempt due, no live lease), oldest due first.
+    async fn claim_due(
+        &self,
+        integration_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Claim>>;
+    /// Ends a claim and appends its audit row, atomically; false (and no
+    /// change) when the lease is no longer held by `claim.lease_owner`.
+    async fn complete(
+        &self,
+        claim: &Claim,
+        completion: &Completion,
+        audit: &AuditRow,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// Gives leases back (graceful shutdown): the rows are due again at once.
+    async fn release(&self, claims: &[Claim]) -> Result<()>;
+    /// When the integration next has due work (for the dispatcher's sleep).
+    async fn next_due_at(&self, integration_id: &str) -> Result<Option<i64>>;
+    async fn deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        now_ms: i64,
+    ) -> Result<Vec<(OutboxEntry, DeliveryStatus)>>;
+    /// Rows with work left (wanted > acked).
+    async fn queue_depth(&self) -> Result<u64>;
+
+    async fn dead_letters(&self, integration_id: Option<&str>) -> Result<Vec<DeadLetter>>;
+    /// Puts a dead letter's (integration, user) back in the outbox, due now;
+    /// false when unknown or already replayed.
+    async fn replay_dead_letter(&self, id: i64, now_ms: i64) -> Result<bool>;
+    /// Replays every dead letter of an integration; returns how many.
+    async fn replay_integration(&self, integration_id: &str, now_ms: i64) -> Result<u64>;
+
+    async fn append_audit(&self, row: &AuditRow) -> Result<()>;
+    /// Oldest first.
+    async fn audit_for_user(&self, organization_user_id: &str, limit: u32)
+    -> Result<Vec<AuditRow>>;
+}

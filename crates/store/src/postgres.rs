@@ -1,0 +1,1210 @@
+//! The shared store: PostgreSQL, for several prefsync hosts at once.
+//!
+//! The same tables as SQLite (see `sqlite.rs`), in one schema migration
+//! list of its own. What differs is what sharing needs:
+//!
+//! - **Migrations** run at start inside one transaction holding a
+//!   transaction-scoped advisory lock, so hosts starting together apply them
+//!   once; PostgreSQL's DDL is transactional, so a failed migration leaves
+//!   nothing behind. The version is kept in `prefsync_schema`.
+//! - **Claims** lease due rows with `FOR UPDATE SKIP LOCKED`: two hosts
+//!   claiming at once take different rows and never wait on each other.
+//! - **Ingest** takes a transaction-scoped advisory lock on the user, so two
+//!   hosts merging events of one user do it one after the other.
+//! - Every method is one transaction on a pooled connection.
+//!
+//! The connection string may carry a password: it is never logged or put in
+//! an error ([`redacted_url`]).
+
+mod activations;
+mod plugins;
+
+use anyhow::{Context as _, anyhow, bail};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{NoTls, Row, Transaction};
+
+use super::{
+    AuditRow, Claim, Completion, DeadLetter, DeliveryFilter, DeliveryStatus, IngestOutcome,
+    IngestPlan, IntegrationRecord, OutboxEntry, Result, Store, StoredEvent, UserRecord,
+};
+use prefsync_consent::UserState;
+
+/// Schema migrations, in order. Never edit a released one: add another.
+const MIGRATIONS: &[&str] = &[
+    // 1: the schema of SQLite's migrations 1–3 at once.
+    r#"
+    CREATE TABLE integrations (
+        id            TEXT    NOT NULL PRIMARY KEY,
+        type_id       TEXT    NOT NULL,
+        enabled       BOOLEAN NOT NULL,
+        config        TEXT    NOT NULL,
+        created_at_ms BIGINT  NOT NULL,
+        updated_at_ms BIGINT  NOT NULL
+    );
+
+    CREATE TABLE events (
+        seq                  BIGSERIAL,
+        event_id             TEXT   NOT NULL PRIMARY KEY,
+        organization_user_id TEXT   NOT NULL,
+        origin               TEXT,
+        status               TEXT   NOT NULL,
+        created_at_ms        BIGINT NOT NULL,
+        received_at_ms       BIGINT NOT NULL,
+        payload              TEXT   NOT NULL
+    );
+    CREATE INDEX events_by_user ON events (organization_user_id, received_at_ms);
+
+    CREATE TABLE users (
+        organization_user_id TEXT   NOT NULL PRIMARY KEY,
+        state                TEXT   NOT NULL,
+        version              BIGINT NOT NULL,
+        updated_at_ms        BIGINT NOT NULL
+    );
+
+    CREATE TABLE outbox (
+        integration_id       TEXT   NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+        organization_user_id TEXT   NOT NULL,
+        wanted_version       BIGINT NOT NULL,
+        acked_version        BIGINT NOT NULL,
+        attempts             BIGINT NOT NULL,
+        next_attempt_at_ms   BIGINT NOT NULL,
+        lease_owner          TEXT,
+        lease_until_ms       BIGINT,
+        last_error           TEXT,
+        updated_at_ms        BIGINT NOT NULL,
+        origin               TEXT,
+        PRIMARY KEY (integration_id, organization_user_id)
+    );
+    CREATE INDEX outbox_due ON outbox (integration_id, next_attempt_at_ms);
+
+    CREATE TABLE dead_letters (
+        id                   BIGSERIAL PRIMARY KEY,
+        integration_id       TEXT   NOT NULL,
+        organization_user_id TEXT   NOT NULL,
+        version              BIGINT NOT NULL,
+        attempts             BIGINT NOT NULL,
+        last_error           TEXT   NOT NULL,
+        created_at_ms        BIGINT NOT NULL,
+        replayed_at_ms       BIGINT
+    );
+    CREATE INDEX dead_letters_by_integration ON dead_letters (integration_id, id);
+
+    CREATE TABLE audit (
+        id                   BIGSERIAL PRIMARY KEY,
+        at_ms                BIGINT NOT NULL,
+        integration_id       TEXT   NOT NULL,
+        organization_user_id TEXT   NOT NULL,
+        state_version        BIGINT NOT NULL,
+        connector_type       TEXT   NOT NULL,
+        connector_version    TEXT   NOT NULL,
+        connector_hash       TEXT   NOT NULL,
+        outcome              TEXT   NOT NULL,
+        detail               TEXT   NOT NULL,
+        http_statuses        TEXT   NOT NULL,
+        duration_ms          BIGINT NOT NULL,
+        attempt              BIGINT NOT NULL,
+        origin               TEXT
+    );
+    CREATE INDEX audit_by_user ON audit (organization_user_id, id);
+
+    CREATE TABLE plugin_versions (
+        type_id       TEXT   NOT NULL,
+        content_hash  TEXT   NOT NULL,
+        version       TEXT   NOT NULL,
+        wit_version   TEXT   NOT NULL,
+        description   TEXT   NOT NULL,
+        source        TEXT   NOT NULL,
+        loaded_at_ms  BIGINT NOT NULL,
+        status        TEXT   NOT NULL,
+        status_reason TEXT,
+        status_at_ms  BIGINT NOT NULL,
+        wasm          BYTEA  NOT NULL,
+        seq           BIGSERIAL,
+        PRIMARY KEY (type_id, content_hash)
+    );
+
+    CREATE TABLE plugin_switches (
+        id           BIGSERIAL PRIMARY KEY,
+        at_ms        BIGINT NOT NULL,
+        type_id      TEXT   NOT NULL,
+        action       TEXT   NOT NULL,
+        from_version TEXT,
+        from_hash    TEXT,
+        to_version   TEXT   NOT NULL,
+        to_hash      TEXT   NOT NULL,
+        detail       TEXT   NOT NULL
+    );
+    CREATE INDEX plugin_switches_by_type ON plugin_switches (type_id, id);
+    "#,
+    // 2: activations (SQLite's migration 4; see `activations.rs`).
+    r#"
+    CREATE TABLE activations (
+        id             TEXT   NOT NULL PRIMARY KEY,
+        integration_id TEXT   NOT NULL,
+        config         TEXT   NOT NULL,
+        created_at_ms  BIGINT NOT NULL,
+        updated_at_ms  BIGINT NOT NULL,
+        next_run_at_ms BIGINT,
+        lease_run_id   BIGINT,
+        lease_until_ms BIGINT
+    );
+
+    CREATE TABLE activation_runs (
+        id             BIGSERIAL PRIMARY KEY,
+        activation_id  TEXT    NOT NULL,
+        trigger_name   TEXT    NOT NULL,
+        host           TEXT    NOT NULL,
+        full_resync    BOOLEAN NOT NULL,
+        started_at_ms  BIGINT  NOT NULL,
+        finished_at_ms BIGINT,
+        status         TEXT    NOT NULL,
+        summary        TEXT    NOT NULL
+    );
+    CREATE INDEX activation_runs_by_activation ON activation_runs (activation_id, id);
+
+    CREATE TABLE activation_snapshot (
+        activation_id TEXT   NOT NULL,
+        key           TEXT   NOT NULL,
+        accepted      BYTEA,
+        seen_run      BIGINT NOT NULL,
+        PRIMARY KEY (activation_id, key)
+    );
+    "#,
+];
+
+/// Key of the advisory lock migrations hold ("prefsync" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7072_6566_7379_6e63;
+
+/// `deliveries` answers this many rows when the filter's limit is 0.
+const DEFAULT_DELIVERIES_LIMIT: i64 = 100;
+
+/// Connections a host keeps open.
+const POOL_SIZE: usize = 16;
+
+/// The PostgreSQL [`Store`]. Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+/// `url` with its passwords replaced — the userinfo's and any secret-named
+/// query parameter (`?password=`, `sslpassword`, any case): what errors and
+/// logs may show. A string that is not a URL (a `key=value` DSN) is not shown.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(_) => prefsync_base::secrets::redact_url(url),
+        Err(_) => "(a connection string that does not parse as a URL)".into(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and
+    /// brings the schema up to date.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let shown = redacted_url(url);
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            anyhow!("storage.url {shown} is not a PostgreSQL connection string: {e}")
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| anyhow!("building the connection pool for {shown}: {e}"))?;
+        let store = PostgresStore { pool };
+        store
+            .migrate()
+            .await
+            .with_context(|| format!("migrating the database at {shown}"))?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS prefsync_schema (version BIGINT NOT NULL)")
+            .await?;
+        let current: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM prefsync_schema", &[])
+            .await?
+            .get(0);
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            bail!(
+                "the database is at schema version {current}, newer than this prefsync knows ({known}); run a newer prefsync"
+            );
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            tx.batch_execute(sql)
+                .await
+                .with_context(|| format!("migration {}", index + 1))?;
+            tx.execute(
+                "INSERT INTO prefsync_schema (version) VALUES ($1)",
+                &[&(index as i64 + 1)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| anyhow!("postgres store: no connection: {e}"))
+    }
+}
+
+fn int(value: u64) -> Result<i64> {
+    i64::try_from(value).with_context(|| format!("{value} does not fit a BIGINT"))
+}
+
+fn uint(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &Row, index: usize) -> Result<T> {
+    let text: String = row.try_get(index)?;
+    serde_json::from_str(&text).with_context(|| format!("column {index} is not the JSON expected"))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+const INTEGRATION_COLUMNS: &str = "id, type_id, enabled, config, created_at_ms, updated_at_ms";
+
+fn integration_from_row(row: &Row) -> Result<IntegrationRecord> {
+    Ok(IntegrationRecord {
+        id: row.try_get(0)?,
+        type_id: row.try_get(1)?,
+        enabled: row.try_get(2)?,
+        config: json(row, 3)?,
+        created_at_ms: row.try_get(4)?,
+        updated_at_ms: row.try_get(5)?,
+    })
+}
+
+const EVENT_COLUMNS: &str =
+    "event_id, organization_user_id, origin, status, created_at_ms, received_at_ms, payload";
+
+fn event_from_row(row: &Row) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        event_id: row.try_get(0)?,
+        organization_user_id: row.try_get(1)?,
+        origin: row.try_get(2)?,
+        status: row.try_get(3)?,
+        created_at_ms: row.try_get(4)?,
+        received_at_ms: row.try_get(5)?,
+        payload: json(row, 6)?,
+    })
+}
+
+const OUTBOX_COLUMNS: &str = "integration_id, organization_user_id, wanted_version, \
+     acked_version, attempts, next_attempt_at_ms, lease_owner, lease_until_ms, last_error, \
+     updated_at_ms";
+
+fn outbox_from_row(row: &Row) -> Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        integration_id: row.try_get(0)?,
+        organization_user_id: row.try_get(1)?,
+        wanted_version: uint(row.try_get(2)?),
+        acked_version: uint(row.try_get(3)?),
+        attempts: row.try_get::<_, i64>(4)? as u32,
+        next_attempt_at_ms: row.try_get(5)?,
+        lease_owner: row.try_get(6)?,
+        lease_until_ms: row.try_get(7)?,
+        last_error: row.try_get(8)?,
+        updated_at_ms: row.try_get(9)?,
+    })
+}
+
+const DEAD_LETTER_COLUMNS: &str = "id, integration_id, organization_user_id, version, attempts, \
+     last_error, created_at_ms, replayed_at_ms";
+
+fn dead_letter_from_row(row: &Row) -> Result<DeadLetter> {
+    Ok(DeadLetter {
+        id: row.try_get(0)?,
+        integration_id: row.try_get(1)?,
+        organization_user_id: row.try_get(2)?,
+        version: uint(row.try_get(3)?),
+        attempts: row.try_get::<_, i64>(4)? as u32,
+        last_error: row.try_get(5)?,
+        created_at_ms: row.try_get(6)?,
+        replayed_at_ms: row.try_get(7)?,
+    })
+}
+
+const AUDIT_COLUMNS: &str = "id, at_ms, integration_id, organization_user_id, state_version, \
+     connector_type, connector_version, connector_hash, outcome, detail, http_statuses, \
+     duration_ms, attempt, origin";
+
+fn audit_from_row(row: &Row) -> Result<AuditRow> {
+    Ok(AuditRow {
+        id: row.try_get(0)?,
+        at_ms: row.try_get(1)?,
+        integration_id: row.try_get(2)?,
+        organization_user_id: row.try_get(3)?,
+        state_version: uint(row.try_get(4)?),
+        connector_type: row.try_get(5)?,
+        connector_version: row.try_get(6)?,
+        connector_hash: row.try_get(7)?,
+        outcome: row.try_get(8)?,
+        detail: row.try_get(9)?,
+        http_statuses: json(row, 10)?,
+        duration_ms: uint(row.try_get(11)?),
+        attempt: row.try_get::<_, i64>(12)? as u32,
+        origin: row.try_get(13)?,
+    })
+}
+
+async fn load_user(tx: &Transaction<'_>, user: &str) -> Result<Option<UserRecord>> {
+    let row = tx
+        .query_opt(
+            "SELECT state, updated_at_ms FROM users WHERE organization_user_id = $1",
+            &[&user],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(UserRecord {
+            state: json(&row, 0)?,
+            updated_at_ms: row.try_get(1)?,
+        })
+    })
+    .transpose()
+}
+
+async fn integration_exists(tx: &Transaction<'_>, id: &str) -> Result<bool> {
+    Ok(tx
+        .query_opt("SELECT 1 FROM integrations WHERE id = $1", &[&id])
+        .await?
+        .is_some())
+}
+
+/// As in SQLite's `enqueue`: raise `wanted_version`, a clean slate for a row
+/// that had no work left, pending work keeps its attempts and schedule.
+async fn enqueue(
+    tx: &Transaction<'_>,
+    integration_id: &str,
+    user: &str,
+    version: u64,
+    now_ms: i64,
+    origin: Option<&str>,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
+             acked_version, attempts, next_attempt_at_ms, updated_at_ms, origin)
+         VALUES ($1, $2, $3, 0, 0, $4, $4, $5)
+         ON CONFLICT (integration_id, organization_user_id) DO UPDATE SET
+             wanted_version = excluded.wanted_version,
+             origin = excluded.origin,
+             attempts = CASE WHEN outbox.acked_version >= outbox.wanted_version
+                 THEN 0 ELSE outbox.attempts END,
+             last_error = CASE WHEN outbox.acked_version >= outbox.wanted_version
+                 THEN NULL ELSE outbox.last_error END,
+             next_attempt_at_ms = CASE WHEN outbox.acked_version >= outbox.wanted_version
+                 THEN excluded.next_attempt_at_ms ELSE outbox.next_attempt_at_ms END,
+             updated_at_ms = excluded.updated_at_ms
+         WHERE excluded.wanted_version > outbox.wanted_version",
+        &[&integration_id, &user, &int(version)?, &now_ms, &origin],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_audit(tx: &Transaction<'_>, row: &AuditRow) -> Result<()> {
+    tx.execute(
+        "INSERT INTO audit (at_ms, integration_id, organization_user_id, state_version,
+             connector_type, connector_version, connector_hash, outcome, detail,
+             http_statuses, duration_ms, attempt, origin)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        &[
+            &row.at_ms,
+            &row.integration_id,
+            &row.organization_user_id,
+            &int(row.state_version)?,
+            &row.connector_type,
+            &row.connector_version,
+            &row.connector_hash,
+            &row.outcome,
+            &row.detail,
+            &to_json(&row.http_statuses)?,
+            &int(row.duration_ms)?,
+            &i64::from(row.attempt),
+            &row.origin,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// As in SQLite's `replay`.
+async fn replay(tx: &Transaction<'_>, id: i64, now_ms: i64) -> Result<bool> {
+    let Some(found) = tx
+        .query_opt(
+            "SELECT integration_id, organization_user_id, version FROM dead_letters
+             WHERE id = $1 AND replayed_at_ms IS NULL FOR UPDATE",
+            &[&id],
+        )
+        .await?
+    else {
+        return Ok(false);
+    };
+    let integration_id: String = found.try_get(0)?;
+    let user: String = found.try_get(1)?;
+    let version: i64 = found.try_get(2)?;
+    tx.execute(
+        "UPDATE dead_letters SET replayed_at_ms = $2 WHERE id = $1",
+        &[&id, &now_ms],
+    )
+    .await?;
+    if !integration_exists(tx, &integration_id).await? {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
+             acked_version, attempts, next_attempt_at_ms, updated_at_ms)
+         VALUES ($1, $2, $3, $4, 0, $5, $5)
+         ON CONFLICT (integration_id, organization_user_id) DO UPDATE SET
+             wanted_version = GREATEST(outbox.wanted_version, excluded.wanted_version),
+             acked_version = LEAST(outbox.acked_version, excluded.acked_version),
+             attempts = 0,
+             last_error = NULL,
+             next_attempt_at_ms = excluded.next_attempt_at_ms,
+             updated_at_ms = excluded.updated_at_ms",
+        &[
+            &integration_id,
+            &user,
+            &version,
+            &(version - 1).max(0),
+            &now_ms,
+        ],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// What writing an existing integration id does in `put_integration`.
+const REPLACE_INTEGRATION: &str = "DO UPDATE SET type_id = excluded.type_id,
+     enabled = excluded.enabled, config = excluded.config, updated_at_ms = excluded.updated_at_ms";
+
+impl PostgresStore {
+    /// Writes `integration`; `on_conflict` says what an existing id does
+    /// (replace, or `DO NOTHING` for a create). Whether a row was written.
+    async fn write_integration(
+        &self,
+        integration: &IntegrationRecord,
+        on_conflict: &'static str,
+    ) -> Result<bool> {
+        let written = self
+            .client()
+            .await?
+            .execute(
+                &format!(
+                    "INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (id) {on_conflict}"
+                ),
+                &[
+                    &integration.id,
+                    &integration.type_id,
+                    &integration.enabled,
+                    &to_json(&integration.config)?,
+                    &integration.created_at_ms,
+                    &integration.updated_at_ms,
+                ],
+            )
+            .await?;
+        Ok(written == 1)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn put_integration(&self, integration: &IntegrationRecord) -> Result<()> {
+        self.write_integration(integration, REPLACE_INTEGRATION)
+            .await
+            .map(|_| ())
+    }
+
+    async fn insert_integration(&self, integration: &IntegrationRecord) -> Result<bool> {
+        self.write_integration(integration, "DO NOTHING").await
+    }
+
+    async fn integration(&self, id: &str) -> Result<Option<IntegrationRecord>> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!("SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE id = $1"),
+                &[&id],
+            )
+            .await?
+            .map(|row| integration_from_row(&row))
+            .transpose()
+    }
+
+    async fn integrations(&self) -> Result<Vec<IntegrationRecord>> {
+        let client = self.client().await?;
+        client
+            .query(
+                &format!("SELECT {INTEGRATION_COLUMNS} FROM integrations ORDER BY id"),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(integration_from_row)
+            .collect()
+    }
+
+    async fn delete_integration(&self, id: &str) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("DELETE FROM outbox WHERE integration_id = $1", &[&id])
+            .await?;
+        let deleted = tx
+            .execute("DELETE FROM integrations WHERE id = $1", &[&id])
+            .await?;
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn ingest(
+        &self,
+        event: &StoredEvent,
+        plan: &(dyn for<'u> Fn(Option<&'u UserRecord>) -> Result<IngestPlan> + Send + Sync),
+    ) -> Result<IngestOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // One user's events merge one after the other, whichever host takes them.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&event.organization_user_id],
+        )
+        .await?;
+        let inserted = tx
+            .execute(
+                &format!(
+                    "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (event_id) DO NOTHING"
+                ),
+                &[
+                    &event.event_id,
+                    &event.organization_user_id,
+                    &event.origin,
+                    &event.status,
+                    &event.created_at_ms,
+                    &event.received_at_ms,
+                    &to_json(&event.payload)?,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Ok(IngestOutcome::Duplicate);
+        }
+        let current = load_user(&tx, &event.organization_user_id).await?;
+        let current_version = current.as_ref().map_or(0, |user| user.state.version);
+        let plan = plan(current.as_ref())?;
+        let version = match &plan.state {
+            Some(state) => {
+                if state.organization_user_id != event.organization_user_id {
+                    bail!(
+                        "plan returned the state of {:?} for an event of {:?}",
+                        state.organization_user_id,
+                        event.organization_user_id
+                    );
+                }
+                save_user(&tx, state, event.received_at_ms).await?;
+                state.version
+            }
+            None => current_version,
+        };
+        let mut enqueued: Vec<String> = Vec::new();
+        for integration_id in &plan.enqueue {
+            if enqueued.contains(integration_id) || !integration_exists(&tx, integration_id).await?
+            {
+                continue;
+            }
+            enqueue(
+                &tx,
+                integration_id,
+                &event.organization_user_id,
+                version,
+                event.received_at_ms,
+                event.origin.as_deref(),
+            )
+            .await?;
+            enqueued.push(integration_id.clone());
+        }
+        tx.commit().await?;
+        Ok(IngestOutcome::Recorded { version, enqueued })
+    }
+
+    async fn user(&self, organization_user_id: &str) -> Result<Option<UserRecord>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let user = load_user(&tx, organization_user_id).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn clamp_future_stamps(&self, limit_ms: i64, now_ms: i64) -> Result<u64> {
+        let mut client = self.client().await?;
+        // A state's `updated_at_ms` is the greatest of its stamps, so only
+        // states beyond the limit need reading.
+        let users: Vec<String> = client
+            .query(
+                "SELECT organization_user_id FROM users
+                 WHERE (state::json ->> 'updated_at_ms')::bigint > $1",
+                &[&limit_ms],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut repaired = 0;
+        for user in users {
+            let tx = client.transaction().await?;
+            // The ingest lock: an event for this user waits for the repair.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&user],
+            )
+            .await?;
+            let Some(mut record) = load_user(&tx, &user).await? else {
+                continue;
+            };
+            if record.state.updated_at_ms <= limit_ms {
+                continue;
+            }
+            record.state.clamp_stamps_after(limit_ms, now_ms);
+            tx.execute(
+                "UPDATE users SET state = $2 WHERE organization_user_id = $1",
+                &[&user, &to_json(&record.state)?],
+            )
+            .await?;
+            tx.commit().await?;
+            repaired += 1;
+        }
+        Ok(repaired)
+    }
+
+    async fn events_for_user(
+        &self,
+        organization_user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let client = self.client().await?;
+        client
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE organization_user_id = $1
+                     ORDER BY received_at_ms DESC, seq DESC LIMIT $2"
+                ),
+                &[&organization_user_id, &i64::from(limit)],
+            )
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    async fn claim_due(
+        &self,
+        integration_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Claim>> {
+        let client = self.client().await?;
+        let lease_until_ms = now_ms.saturating_add(lease_ms);
+        // Rows another host is claiming right now are skipped, not waited for.
+        let rows = client
+            .query(
+                "WITH due AS (
+                     SELECT integration_id, organization_user_id FROM outbox
+                     WHERE integration_id = $1
+                       AND wanted_version > acked_version
+                       AND next_attempt_at_ms <= $2
+                       AND (lease_until_ms IS NULL OR lease_until_ms <= $2)
+                     ORDER BY next_attempt_at_ms, organization_user_id
+                     LIMIT $3
+                     FOR UPDATE SKIP LOCKED)
+                 UPDATE outbox SET lease_owner = $4, lease_until_ms = $5, updated_at_ms = $2
+                 FROM due
+                 WHERE outbox.integration_id = due.integration_id
+                   AND outbox.organization_user_id = due.organization_user_id
+                 RETURNING outbox.organization_user_id, outbox.wanted_version,
+                     outbox.attempts, outbox.origin, outbox.next_attempt_at_ms",
+                &[
+                    &integration_id,
+                    &now_ms,
+                    &i64::from(limit),
+                    &owner,
+                    &lease_until_ms,
+                ],
+            )
+            .await?;
+        let mut claims: Vec<(i64, Claim)> = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<_, i64>(4)?,
+                    Claim {
+                        integration_id: integration_id.to_string(),
+                        organization_user_id: row.try_get(0)?,
+                        version: uint(row.try_get(1)?),
+                        attempts: row.try_get::<_, i64>(2)? as u32,
+                        lease_owner: owner.to_string(),
+                        lease_until_ms,
+                        origin: row.try_get(3)?,
+                    },
+                ))
+            })
+            .collect::<Result<_>>()?;
+        // RETURNING keeps no order: oldest due first, as claimed.
+        claims.sort_by(|(a, x), (b, y)| {
+            a.cmp(b)
+                .then_with(|| x.organization_user_id.cmp(&y.organization_user_id))
+        });
+        Ok(claims.into_iter().map(|(_, claim)| claim).collect())
+    }
+
+    async fn complete(
+        &self,
+        claim: &Claim,
+        completion: &Completion,
+        audit: &AuditRow,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        const HELD: &str = "WHERE integration_id = $1 AND organization_user_id = $2
+             AND lease_owner = $3 AND lease_until_ms = $4";
+        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+            &claim.integration_id,
+            &claim.organization_user_id,
+            &claim.lease_owner,
+            &claim.lease_until_ms,
+        ];
+        let version = int(claim.version)?;
+        let changed = match completion {
+            Completion::Acked => {
+                tx.execute(
+                    &format!(
+                        "UPDATE outbox SET acked_version = GREATEST(acked_version, $5),
+                             attempts = 0, last_error = NULL, lease_owner = NULL,
+                             lease_until_ms = NULL, next_attempt_at_ms = $6,
+                             updated_at_ms = $6 {HELD}"
+                    ),
+                    &[key[0], key[1], key[2], key[3], &version, &now_ms],
+                )
+                .await?
+            }
+            Completion::Retry {
+                next_attempt_at_ms,
+                error,
+            } => {
+                tx.execute(
+                    &format!(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = $5,
+                             lease_owner = NULL, lease_until_ms = NULL,
+                             next_attempt_at_ms = $6, updated_at_ms = $7 {HELD}"
+                    ),
+                    &[
+                        key[0],
+                        key[1],
+                        key[2],
+                        key[3],
+                        error,
+                        next_attempt_at_ms,
+                        &now_ms,
+                    ],
+                )
+                .await?
+            }
+            Completion::DeadLetter { error } => {
+                let changed = tx
+                    .execute(
+                        &format!(
+                            "UPDATE outbox SET acked_version = GREATEST(acked_version, $5),
+                                 attempts = 0, last_error = $6, lease_owner = NULL,
+                                 lease_until_ms = NULL, next_attempt_at_ms = $7,
+                                 updated_at_ms = $7 {HELD}"
+                        ),
+                        &[key[0], key[1], key[2], key[3], &version, error, &now_ms],
+                    )
+                    .await?;
+                if changed > 0 {
+                    tx.execute(
+                        "INSERT INTO dead_letters (integration_id, organization_user_id,
+                             version, attempts, last_error, created_at_ms)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[
+                            &claim.integration_id,
+                            &claim.organization_user_id,
+                            &version,
+                            &i64::from(claim.attempts.saturating_add(1)),
+                            error,
+                            &now_ms,
+                        ],
+                    )
+                    .await?;
+                }
+                changed
+            }
+        };
+        if changed == 0 {
+            return Ok(false);
+        }
+        insert_audit(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release(&self, claims: &[Claim]) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        for claim in claims {
+            tx.execute(
+                "UPDATE outbox SET lease_owner = NULL, lease_until_ms = NULL
+                 WHERE integration_id = $1 AND organization_user_id = $2
+                   AND lease_owner = $3 AND lease_until_ms = $4",
+                &[
+                    &claim.integration_id,
+                    &claim.organization_user_id,
+                    &claim.lease_owner,
+                    &claim.lease_until_ms,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_due_at(&self, integration_id: &str) -> Result<Option<i64>> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one(
+                "SELECT MIN(GREATEST(next_attempt_at_ms, COALESCE(lease_until_ms, next_attempt_at_ms)))
+                 FROM outbox WHERE integration_id = $1 AND wanted_version > acked_version",
+                &[&integration_id],
+            )
+            .await?
+            .try_get(0)?)
+    }
+
+    async fn deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        now_ms: i64,
+    ) -> Result<Vec<(OutboxEntry, DeliveryStatus)>> {
+        let client = self.client().await?;
+        let limit = match filter.limit {
+            0 => DEFAULT_DELIVERIES_LIMIT,
+            limit => i64::from(limit),
+        };
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT * FROM (
+                         SELECT {OUTBOX_COLUMNS},
+                             CASE WHEN lease_until_ms > $3 THEN 'in_flight'
+                                  WHEN wanted_version > acked_version THEN 'pending'
+                                  ELSE 'done' END AS status
+                         FROM outbox
+                         WHERE ($1::TEXT IS NULL OR integration_id = $1)
+                           AND ($2::TEXT IS NULL OR organization_user_id = $2)) AS rows
+                     WHERE $4::TEXT IS NULL OR status = $4
+                     ORDER BY updated_at_ms DESC, integration_id, organization_user_id
+                     LIMIT $5"
+                ),
+                &[
+                    &filter.integration_id,
+                    &filter.organization_user_id,
+                    &now_ms,
+                    &filter.status.map(DeliveryStatus::as_str),
+                    &limit,
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get(10)?;
+                let status = DeliveryStatus::parse(&status)
+                    .ok_or_else(|| anyhow!("unknown delivery status {status}"))?;
+                Ok((outbox_from_row(row)?, status))
+            })
+            .collect()
+    }
+
+    async fn queue_depth(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let count: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM outbox WHERE wanted_version > acked_version",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(uint(count))
+    }
+
+    async fn dead_letters(&self, integration_id: Option<&str>) -> Result<Vec<DeadLetter>> {
+        let client = self.client().await?;
+        client
+            .query(
+                &format!(
+                    "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters
+                     WHERE $1::TEXT IS NULL OR integration_id = $1
+                     ORDER BY id DESC"
+                ),
+                &[&integration_id],
+            )
+            .await?
+            .iter()
+            .map(dead_letter_from_row)
+            .collect()
+    }
+
+    async fn replay_dead_letter(&self, id: i64, now_ms: i64) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let requeued = replay(&tx, id, now_ms).await?;
+        tx.commit().await?;
+        Ok(requeued)
+    }
+
+    async fn replay_integration(&self, integration_id: &str, now_ms: i64) -> Result<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let ids: Vec<i64> = tx
+            .query(
+                "SELECT id FROM dead_letters
+                 WHERE integration_id = $1 AND replayed_at_ms IS NULL ORDER BY id",
+                &[&integration_id],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut requeued = 0;
+        for id in ids {
+            if replay(&tx, id, now_ms).await? {
+                requeued += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(requeued)
+    }
+
+    async fn append_audit(&self, row: &AuditRow) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        insert_audit(&tx, row).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_for_user(
+        &self,
+        organization_user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>> {
+        let client = self.client().await?;
+        client
+            .query(
+                &format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit WHERE organization_user_id = $1
+                     ORDER BY id LIMIT $2"
+                ),
+                &[&organization_user_id, &i64::from(limit)],
+            )
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+}
+
+async fn save_user(tx: &Transaction<'_>, state: &UserState, updated_at_ms: i64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO users (organization_user_id, state, version, updated_at_ms)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (organization_user_id) DO UPDATE SET
+             state = excluded.state,
+             version = excluded.version,
+             updated_at_ms = excluded.updated_at_ms",
+        &[
+            &state.organization_user_id,
+            &to_json(state)?,
+            &int(state.version)?,
+            &updated_at_ms,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server the tests use: `PREFSYNC_TEST_POSTGRES`, which
+    /// `./scripts/test.sh` sets after starting a throwaway one.
+    fn server_url() -> String {
+        std::env::var("PREFSYNC_TEST_POSTGRES").unwrap_or_else(|_| {
+            panic!(
+                "PREFSYNC_TEST_POSTGRES is not set: the PostgreSQL store's tests need a server \
+                 (./scripts/test.sh starts one with scripts/postgres.sh)"
+            )
+        })
+    }
+
+    /// A fresh database on the test server; its connection string.
+    pub(crate) async fn fresh_database() -> String {
+        let admin = server_url();
+        let (client, connection) = tokio_postgres::connect(&admin, NoTls)
+            .await
+            .expect("connecting to the test server");
+        tokio::spawn(connection);
+        let mut bytes = [0u8; 6];
+        getrandom::fill(&mut bytes).expect("random");
+        let name = format!("prefsync_test_{}", hex::encode(bytes));
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("creating a test database");
+        let mut url = url::Url::parse(&admin).expect("a URL");
+        url.set_path(&name);
+        url.to_string()
+    }
+
+    async fn open_postgres() -> (Box<dyn std::any::Any + Send>, Arc<dyn Store>) {
+        let store = PostgresStore::connect(&fresh_database().await)
+            .await
+            .expect("connect");
+        (Box::new(()), Arc::new(store))
+    }
+
+    crate::conformance::store_conformance_tests!(open_postgres);
+
+    #[tokio::test]
+    async fn hosts_starting_together_migrate_once() {
+        let url = fresh_database().await;
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { PostgresStore::connect(&url).await })
+            })
+            .collect();
+        for start in starts {
+            start.await.unwrap().expect("every host starts");
+        }
+        let store = PostgresStore::connect(&url).await.expect("connect");
+        let client = store.client().await.unwrap();
+        let versions: Vec<i64> = client
+            .query("SELECT version FROM prefsync_schema ORDER BY version", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(versions, (1..=MIGRATIONS.len() as i64).collect::<Vec<_>>());
+        client
+            .execute("INSERT INTO prefsync_schema (version) VALUES (99)", &[])
+            .await
+            .unwrap();
+        let error = PostgresStore::connect(&url)
+            .await
+            .expect_err("newer schema");
+        assert!(
+            format!("{error:#}").contains("newer than this prefsync knows"),
+            "{error:#}"
+        );
+    }
+
+    #[tokio::test]
+    async fn two_hosts_claiming_at_once_never_take_the_same_row() {
+        let url = fresh_database().await;
+        let hosts = [
+            PostgresStore::connect(&url).await.unwrap(),
+            PostgresStore::connect(&url).await.unwrap(),
+        ];
+        hosts[0]
+            .put_integration(&integration("crm", 1))
+            .await
+            .unwrap();
+        for i in 0..200 {
+            change_user(
+                &hosts[i % 2],
+                &format!("u{i}"),
+                &format!("e{i}"),
+                100,
+                "crm",
+            )
+            .await;
+        }
+        let mut claimers = Vec::new();
+        for (h, host) in hosts.iter().enumerate() {
+            for round in 0..4 {
+                let host = host.clone();
+                claimers.push(tokio::spawn(async move {
+                    host.claim_due("crm", &format!("host-{h}-{round}"), 1_000, 60_000, 40)
+                        .await
+                        .unwrap()
+                }));
+            }
+        }
+        let mut claimed = std::collections::HashSet::new();
+        for claimer in claimers {
+            for claim in claimer.await.unwrap() {
+                assert!(
+                    claimed.insert(claim.organization_user_id.clone()),
+                    "{} claimed twice",
+                    claim.organization_user_id
+                );
+            }
+        }
+        assert_eq!(claimed.len(), 200);
+    }
+
+    #[test]
+    fn a_connection_string_is_shown_without_its_password() {
+        let shown = redacted_url("postgres://prefsync:s3cret-pw@db.internal:5432/prefsync");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(
+            shown.contains("prefsync:%5BREDACTED%5D@db.internal:5432/prefsync"),
+            "{shown}"
+        );
+        assert!(!redacted_url("not a url s3cret").contains("s3cret"));
+        for url in [
+            "postgres://prefsync@db.internal/prefsync?password=s3cret-pw",
+            "postgresql://db.internal/prefsync?user=u&PASSWORD=s3cret-pw&sslmode=disable",
+            "postgres://u:s3cret-pw@db.internal/p?sslpassword=s3cret-pw",
+            "host=db.internal password=s3cret-pw",
+        ] {
+            let shown = redacted_url(url);
+            assert!(!shown.contains("s3cret-pw"), "{shown}");
+        }
+        assert!(
+            redacted_url("postgresql://db.internal/prefsync?user=u&PASSWORD=x&sslmode=disable")
+                .ends_with("?user=u&PASSWORD=[REDACTED]&sslmode=disable")
+        );
+    }
+}

@@ -1,0 +1,1264 @@
+//! The embedded default store: one SQLite file (WAL mode).
+//!
+//! # Tables
+//!
+//! - `integrations(id PK, type_id, enabled, config, created_at_ms, updated_at_ms)`:
+//!   `config` is the integration JSON as text.
+//! - `events(event_id PK, organization_user_id, origin, status, created_at_ms,
+//!   received_at_ms, payload)`: every accepted event (history and idempotency);
+//!   indexed on `(organization_user_id, received_at_ms)`.
+//! - `users(organization_user_id PK, state, version, updated_at_ms)`: the merged
+//!   [`UserState`] as JSON text; `version` repeats `state.version` for queries.
+//! - `outbox(integration_id, organization_user_id, wanted_version, acked_version,
+//!   attempts, next_attempt_at_ms, lease_owner, lease_until_ms, last_error,
+//!   updated_at_ms, origin)`, primary key `(integration_id, organization_user_id)`: one
+//!   row per pair, work is left while `wanted_version > acked_version`; indexed
+//!   on `(integration_id, next_attempt_at_ms)` for claiming. Rows reference
+//!   `integrations` (`ON DELETE CASCADE`).
+//! - `dead_letters(id PK AUTOINCREMENT, integration_id, organization_user_id,
+//!   version, attempts, last_error, created_at_ms, replayed_at_ms)`.
+//! - `audit(id PK AUTOINCREMENT, at_ms, integration_id, organization_user_id,
+//!   state_version, connector_type, connector_version, connector_hash, outcome,
+//!   detail, http_statuses, duration_ms, attempt, origin)`: append-only;
+//!   `http_statuses` is a JSON array as text; indexed on `(organization_user_id, id)`.
+//!
+//! - `plugin_versions` and `plugin_switches`: the connector registry (`sqlite/plugins.rs`).
+//!
+//! Dead letters and audit rows do not reference `integrations`: history
+//! outlives the integration it is about.
+//!
+//! The schema version is `PRAGMA user_version`: migration `n` (1-based) in
+//! [`MIGRATIONS`] is applied, together with setting `user_version = n`, in one
+//! transaction, so a crash mid-migration leaves the previous version intact.
+//!
+//! # Concurrency
+//!
+//! One connection behind a mutex. Every trait method runs as one transaction
+//! on tokio's blocking pool (`BEGIN IMMEDIATE` when it writes, so a second
+//! process sharing the file waits for the write lock up front instead of
+//! failing to upgrade a read transaction halfway).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use async_trait::async_trait;
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{
+    AuditRow, Claim, Completion, DeadLetter, DeliveryFilter, DeliveryStatus, IngestOutcome,
+    IngestPlan, IntegrationRecord, OutboxEntry, Result, Store, StoredEvent, UserRecord,
+};
+use prefsync_consent::UserState;
+
+mod activations;
+mod plugins;
+
+/// Schema migrations, in order. Never edit a released one: add another.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    CREATE TABLE integrations (
+        id            TEXT    NOT NULL PRIMARY KEY,
+        type_id       TEXT    NOT NULL,
+        enabled       INTEGER NOT NULL,
+        config        TEXT    NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE events (
+        event_id             TEXT    NOT NULL PRIMARY KEY,
+        organization_user_id TEXT    NOT NULL,
+        origin               TEXT,
+        status               TEXT    NOT NULL,
+        created_at_ms        INTEGER NOT NULL,
+        received_at_ms       INTEGER NOT NULL,
+        payload              TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX events_by_user ON events (organization_user_id, received_at_ms);
+
+    CREATE TABLE users (
+        organization_user_id TEXT    NOT NULL PRIMARY KEY,
+        state                TEXT    NOT NULL,
+        version              INTEGER NOT NULL,
+        updated_at_ms        INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE outbox (
+        integration_id       TEXT    NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+        organization_user_id TEXT    NOT NULL,
+        wanted_version       INTEGER NOT NULL,
+        acked_version        INTEGER NOT NULL,
+        attempts             INTEGER NOT NULL,
+        next_attempt_at_ms   INTEGER NOT NULL,
+        lease_owner          TEXT,
+        lease_until_ms       INTEGER,
+        last_error           TEXT,
+        updated_at_ms        INTEGER NOT NULL,
+        PRIMARY KEY (integration_id, organization_user_id)
+    ) STRICT;
+    CREATE INDEX outbox_due ON outbox (integration_id, next_attempt_at_ms);
+
+    CREATE TABLE dead_letters (
+        id                   INTEGER PRIMARY KEY AUTOINCREMENT,
+        integration_id       TEXT    NOT NULL,
+        organization_user_id TEXT    NOT NULL,
+        version              INTEGER NOT NULL,
+        attempts             INTEGER NOT NULL,
+        last_error           TEXT    NOT NULL,
+        created_at_ms        INTEGER NOT NULL,
+        replayed_at_ms       INTEGER
+    ) STRICT;
+    CREATE INDEX dead_letters_by_integration ON dead_letters (integration_id, id);
+
+    CREATE TABLE audit (
+        id                   INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms                INTEGER NOT NULL,
+        integration_id       TEXT    NOT NULL,
+        organization_user_id TEXT    NOT NULL,
+        state_version        INTEGER NOT NULL,
+        connector_type       TEXT    NOT NULL,
+        connector_version    TEXT    NOT NULL,
+        connector_hash       TEXT    NOT NULL,
+        outcome              TEXT    NOT NULL,
+        detail               TEXT    NOT NULL,
+        http_statuses        TEXT    NOT NULL,
+        duration_ms          INTEGER NOT NULL,
+        attempt              INTEGER NOT NULL,
+        origin               TEXT
+    ) STRICT;
+    CREATE INDEX audit_by_user ON audit (organization_user_id, id);
+    "#,
+    // 2: the integration the newest change of a pending delivery came from
+    // (an inbound webhook), copied into the audit row of its attempts.
+    r#"
+    ALTER TABLE outbox ADD COLUMN origin TEXT;
+    "#,
+    // 3: the connector registry (see `plugins.rs`).
+    r#"
+    CREATE TABLE plugin_versions (
+        type_id       TEXT    NOT NULL,
+        content_hash  TEXT    NOT NULL,
+        version       TEXT    NOT NULL,
+        wit_version   TEXT    NOT NULL,
+        description   TEXT    NOT NULL,
+        source        TEXT    NOT NULL,
+        loaded_at_ms  INTEGER NOT NULL,
+        status        TEXT    NOT NULL,
+        status_reason TEXT,
+        status_at_ms  INTEGER NOT NULL,
+        wasm          BLOB    NOT NULL,
+        PRIMARY KEY (type_id, content_hash)
+    ) STRICT;
+
+    CREATE TABLE plugin_switches (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms        INTEGER NOT NULL,
+        type_id      TEXT    NOT NULL,
+        action       TEXT    NOT NULL,
+        from_version TEXT,
+        from_hash    TEXT,
+        to_version   TEXT    NOT NULL,
+        to_hash      TEXT    NOT NULL,
+        detail       TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX plugin_switches_by_type ON plugin_switches (type_id, id);
+    "#,
+    // 4: activations (see `activations.rs`).
+    r#"
+    CREATE TABLE activations (
+        id             TEXT    NOT NULL PRIMARY KEY,
+        integration_id TEXT    NOT NULL,
+        config         TEXT    NOT NULL,
+        created_at_ms  INTEGER NOT NULL,
+        updated_at_ms  INTEGER NOT NULL,
+        next_run_at_ms INTEGER,
+        lease_run_id   INTEGER,
+        lease_until_ms INTEGER
+    ) STRICT;
+
+    CREATE TABLE activation_runs (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        activation_id  TEXT    NOT NULL,
+        trigger_name   TEXT    NOT NULL,
+        host           TEXT    NOT NULL,
+        full_resync    INTEGER NOT NULL,
+        started_at_ms  INTEGER NOT NULL,
+        finished_at_ms INTEGER,
+        status         TEXT    NOT NULL,
+        summary        TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX activation_runs_by_activation ON activation_runs (activation_id, id);
+
+    CREATE TABLE activation_snapshot (
+        activation_id TEXT    NOT NULL,
+        key           TEXT    NOT NULL,
+        accepted      BLOB,
+        seen_run      INTEGER NOT NULL,
+        PRIMARY KEY (activation_id, key)
+    ) STRICT, WITHOUT ROWID;
+    "#,
+];
+
+/// `deliveries` answers this many rows when the filter's limit is 0.
+const DEFAULT_DELIVERIES_LIMIT: u32 = 100;
+
+/// The SQLite [`Store`]. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directories if missing) the database
+    /// at `path` and brings its schema up to date. The database holds
+    /// integrations' credentials: it, its `-wal` and `-shm` are the owner's
+    /// alone (0600, whatever the umask; wider files are tightened), and a
+    /// directory created here is 0700.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::private_files::create_private_dir(parent)
+                .with_context(|| format!("creating the directory {}", parent.display()))?;
+        }
+        // SQLite gives the -wal and -shm it creates the database file's mode.
+        crate::private_files::create_private_file(path)
+            .with_context(|| format!("creating the database {}", path.display()))?;
+        restrict_database_files(path)?;
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("opening the database {}", path.display()))?;
+        configure(&conn).with_context(|| format!("configuring the database {}", path.display()))?;
+        migrate(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
+        restrict_database_files(path)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `body` as one transaction on the blocking pool and commits it if
+    /// it returns `Ok`; an `Err` (or a panic) rolls it back.
+    async fn transaction<T, F>(&self, op: &'static str, write: bool, body: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let behavior = if write {
+            TransactionBehavior::Immediate
+        } else {
+            TransactionBehavior::Deferred
+        };
+        tokio::task::spawn_blocking(move || -> Result<T> {
+            let mut conn = lock(&conn)?;
+            let tx = conn.transaction_with_behavior(behavior)?;
+            let value = body(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+        .with_context(|| format!("sqlite store: {op}: task failed"))?
+        .with_context(|| format!("sqlite store: {op}"))
+    }
+}
+
+/// Restricts the database file, its `-wal` and its `-shm` to their owner
+/// when others may read them, saying so once per file changed.
+fn restrict_database_files(path: &Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        let previous = crate::private_files::restrict_to_owner(&file)
+            .with_context(|| format!("restricting {} to its owner", file.display()))?;
+        if let Some(mode) = previous {
+            tracing::warn!(file = %file.display(), previous_mode = %format!("{mode:o}"), "database file was readable by others; restricted it to its owner (0600)");
+        }
+    }
+    Ok(())
+}
+
+/// Locks the connection. A panic while it was held poisons the mutex, but the
+/// connection is still usable: the panicking transaction was rolled back when
+/// it was dropped during unwinding (and is rolled back here if that failed).
+fn lock(conn: &Mutex<Connection>) -> Result<std::sync::MutexGuard<'_, Connection>> {
+    let guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+    if !guard.is_autocommit() {
+        guard
+            .execute_batch("ROLLBACK")
+            .context("rolling back a transaction left open by a panic")?;
+    }
+    Ok(guard)
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!("journal_mode is {mode}, WAL was asked for");
+    }
+    // FULL: an fsync at every commit, so an acknowledged write survives a power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.busy_timeout(Duration::from_millis(5000))?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let target = i64::try_from(index + 1)?;
+        // Immediate: another process opening the same file at the same time
+        // waits here and then sees the version already raised.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if current >= target {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .with_context(|| format!("applying migration {target}"))?;
+        tx.pragma_update(None, "user_version", target)?;
+        tx.commit()?;
+    }
+    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current > i64::try_from(MIGRATIONS.len())? {
+        bail!(
+            "schema version {current} is newer than this build knows ({}); upgrade prefsync",
+            MIGRATIONS.len()
+        );
+    }
+    Ok(())
+}
+
+// --- Row mapping -------------------------------------------------------------
+
+/// Reads a JSON text column.
+fn json_column<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text)
+        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(err)))
+}
+
+/// Reads an unsigned column (rusqlite converts u64 only with a feature this
+/// crate does not enable; SQLite integers are i64 anyway).
+fn u64_column(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(index)?;
+    u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(index, value))
+}
+
+/// An unsigned value as an SQLite integer.
+fn sql_int(value: u64) -> Result<i64> {
+    i64::try_from(value).with_context(|| format!("{value} does not fit an SQLite integer"))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+const INTEGRATION_COLUMNS: &str = "id, type_id, enabled, config, created_at_ms, updated_at_ms";
+
+fn integration_from_row(row: &Row<'_>) -> rusqlite::Result<IntegrationRecord> {
+    Ok(IntegrationRecord {
+        id: row.get(0)?,
+        type_id: row.get(1)?,
+        enabled: row.get(2)?,
+        config: json_column(row, 3)?,
+        created_at_ms: row.get(4)?,
+        updated_at_ms: row.get(5)?,
+    })
+}
+
+const EVENT_COLUMNS: &str =
+    "event_id, organization_user_id, origin, status, created_at_ms, received_at_ms, payload";
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        event_id: row.get(0)?,
+        organization_user_id: row.get(1)?,
+        origin: row.get(2)?,
+        status: row.get(3)?,
+        created_at_ms: row.get(4)?,
+        received_at_ms: row.get(5)?,
+        payload: json_column(row, 6)?,
+    })
+}
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        state: json_column(row, 0)?,
+        updated_at_ms: row.get(1)?,
+    })
+}
+
+const OUTBOX_COLUMNS: &str = "integration_id, organization_user_id, wanted_version, \
+     acked_version, attempts, next_attempt_at_ms, lease_owner, lease_until_ms, last_error, \
+     updated_at_ms";
+
+fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        integration_id: row.get(0)?,
+        organization_user_id: row.get(1)?,
+        wanted_version: u64_column(row, 2)?,
+        acked_version: u64_column(row, 3)?,
+        attempts: row.get(4)?,
+        next_attempt_at_ms: row.get(5)?,
+        lease_owner: row.get(6)?,
+        lease_until_ms: row.get(7)?,
+        last_error: row.get(8)?,
+        updated_at_ms: row.get(9)?,
+    })
+}
+
+fn status_from_row(row: &Row<'_>, index: usize) -> rusqlite::Result<DeliveryStatus> {
+    let name: String = row.get(index)?;
+    DeliveryStatus::parse(&name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            Type::Text,
+            anyhow!("unknown delivery status {name}").into(),
+        )
+    })
+}
+
+const DEAD_LETTER_COLUMNS: &str = "id, integration_id, organization_user_id, version, attempts, \
+     last_error, created_at_ms, replayed_at_ms";
+
+fn dead_letter_from_row(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
+    Ok(DeadLetter {
+        id: row.get(0)?,
+        integration_id: row.get(1)?,
+        organization_user_id: row.get(2)?,
+        version: u64_column(row, 3)?,
+        attempts: row.get(4)?,
+        last_error: row.get(5)?,
+        created_at_ms: row.get(6)?,
+        replayed_at_ms: row.get(7)?,
+    })
+}
+
+const AUDIT_COLUMNS: &str = "id, at_ms, integration_id, organization_user_id, state_version, \
+     connector_type, connector_version, connector_hash, outcome, detail, http_statuses, \
+     duration_ms, attempt, origin";
+
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        id: row.get(0)?,
+        at_ms: row.get(1)?,
+        integration_id: row.get(2)?,
+        organization_user_id: row.get(3)?,
+        state_version: u64_column(row, 4)?,
+        connector_type: row.get(5)?,
+        connector_version: row.get(6)?,
+        connector_hash: row.get(7)?,
+        outcome: row.get(8)?,
+        detail: row.get(9)?,
+        http_statuses: json_column(row, 10)?,
+        duration_ms: u64_column(row, 11)?,
+        attempt: row.get(12)?,
+        origin: row.get(13)?,
+    })
+}
+
+// --- Statements shared by several operations ---------------------------------
+
+fn load_user(tx: &Transaction<'_>, organization_user_id: &str) -> Result<Option<UserRecord>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT state, updated_at_ms FROM users WHERE organization_user_id = ?1")?;
+    Ok(stmt
+        .query_row([organization_user_id], user_from_row)
+        .optional()?)
+}
+
+fn save_user(tx: &Transaction<'_>, state: &UserState, updated_at_ms: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO users (organization_user_id, state, version, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (organization_user_id) DO UPDATE SET
+             state = excluded.state,
+             version = excluded.version,
+             updated_at_ms = excluded.updated_at_ms",
+    )?
+    .execute(params![
+        state.organization_user_id,
+        to_json(state)?,
+        sql_int(state.version)?,
+        updated_at_ms
+    ])?;
+    Ok(())
+}
+
+fn integration_exists(tx: &Transaction<'_>, id: &str) -> Result<bool> {
+    let mut stmt = tx.prepare_cached("SELECT 1 FROM integrations WHERE id = ?1")?;
+    Ok(stmt.exists([id])?)
+}
+
+/// Raises the outbox row's `wanted_version` to `version` (creating the row).
+/// A row that had no work left gets a clean slate, due at `now_ms`; a row with
+/// pending work keeps its attempts and schedule (a retry already scheduled
+/// stays scheduled, and will carry the newest state). A version that is not
+/// newer than the row's changes nothing.
+fn enqueue(
+    tx: &Transaction<'_>,
+    integration_id: &str,
+    organization_user_id: &str,
+    version: u64,
+    now_ms: i64,
+    origin: Option<&str>,
+) -> Result<()> {
+    // In SET, every column reference reads the row as it was before the update.
+    tx.prepare_cached(
+        "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
+             acked_version, attempts, next_attempt_at_ms, updated_at_ms, origin)
+         VALUES (?1, ?2, ?3, 0, 0, ?4, ?4, ?5)
+         ON CONFLICT (integration_id, organization_user_id) DO UPDATE SET
+             wanted_version = excluded.wanted_version,
+             origin = excluded.origin,
+             attempts = CASE WHEN acked_version >= wanted_version THEN 0 ELSE attempts END,
+             last_error = CASE WHEN acked_version >= wanted_version THEN NULL ELSE last_error END,
+             next_attempt_at_ms = CASE WHEN acked_version >= wanted_version
+                 THEN excluded.next_attempt_at_ms ELSE next_attempt_at_ms END,
+             updated_at_ms = excluded.updated_at_ms
+         WHERE excluded.wanted_version > outbox.wanted_version",
+    )?
+    .execute(params![
+        integration_id,
+        organization_user_id,
+        sql_int(version)?,
+        now_ms,
+        origin
+    ])?;
+    Ok(())
+}
+
+fn insert_audit(tx: &Transaction<'_>, row: &AuditRow) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO audit (at_ms, integration_id, organization_user_id, state_version,
+             connector_type, connector_version, connector_hash, outcome, detail,
+             http_statuses, duration_ms, attempt, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        row.at_ms,
+        row.integration_id,
+        row.organization_user_id,
+        sql_int(row.state_version)?,
+        row.connector_type,
+        row.connector_version,
+        row.connector_hash,
+        row.outcome,
+        row.detail,
+        to_json(&row.http_statuses)?,
+        sql_int(row.duration_ms)?,
+        row.attempt,
+        row.origin,
+    ])?;
+    Ok(())
+}
+
+/// Marks dead letter `id` replayed and makes its (integration, user) due
+/// again; true when work was re-queued, false when the dead letter is unknown,
+/// already replayed, or its integration no longer exists.
+fn replay(tx: &Transaction<'_>, id: i64, now_ms: i64) -> Result<bool> {
+    let found = tx
+        .prepare_cached(
+            "SELECT integration_id, organization_user_id, version FROM dead_letters
+             WHERE id = ?1 AND replayed_at_ms IS NULL",
+        )?
+        .query_row([id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                u64_column(row, 2)?,
+            ))
+        })
+        .optional()?;
+    let Some((integration_id, organization_user_id, version)) = found else {
+        return Ok(false);
+    };
+    tx.prepare_cached("UPDATE dead_letters SET replayed_at_ms = ?2 WHERE id = ?1")?
+        .execute(params![id, now_ms])?;
+    if !integration_exists(tx, &integration_id)? {
+        return Ok(false);
+    }
+    // Lowering the acknowledgement below the dead letter's version makes the
+    // row's work pending again; `wanted_version` is never lowered, so the
+    // replayed delivery carries the latest state. The row may be missing if
+    // the integration was deleted and created again: then it is recreated.
+    tx.prepare_cached(
+        "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
+             acked_version, attempts, next_attempt_at_ms, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)
+         ON CONFLICT (integration_id, organization_user_id) DO UPDATE SET
+             wanted_version = MAX(wanted_version, excluded.wanted_version),
+             acked_version = MIN(acked_version, excluded.acked_version),
+             attempts = 0,
+             last_error = NULL,
+             next_attempt_at_ms = excluded.next_attempt_at_ms,
+             updated_at_ms = excluded.updated_at_ms",
+    )?
+    .execute(params![
+        integration_id,
+        organization_user_id,
+        sql_int(version)?,
+        sql_int(version.saturating_sub(1))?,
+        now_ms
+    ])?;
+    Ok(true)
+}
+
+// --- Ingest --------------------------------------------------------------------
+
+/// The ingest transaction. `plan` borrows from the caller, so it cannot move
+/// to the blocking thread; instead this side sends the user's current state
+/// to the caller (`to_plan`), which runs `plan` and sends back its answer
+/// (`planned`) while this transaction stays open. If the caller goes away (its
+/// future dropped, or `plan` panicked) the channel closes and the transaction
+/// rolls back.
+fn ingest_transaction(
+    tx: &Transaction<'_>,
+    event: &StoredEvent,
+    to_plan: tokio::sync::oneshot::Sender<Option<UserRecord>>,
+    planned: mpsc::Receiver<Result<IngestPlan>>,
+) -> Result<IngestOutcome> {
+    let duplicate = tx
+        .prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?
+        .exists([&event.event_id])?;
+    if duplicate {
+        return Ok(IngestOutcome::Duplicate);
+    }
+    tx.prepare_cached(&format!(
+        "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    ))?
+    .execute(params![
+        event.event_id,
+        event.organization_user_id,
+        event.origin,
+        event.status,
+        event.created_at_ms,
+        event.received_at_ms,
+        to_json(&event.payload)?,
+    ])?;
+
+    let current = load_user(tx, &event.organization_user_id)?;
+    let current_version = current.as_ref().map_or(0, |user| user.state.version);
+    to_plan
+        .send(current)
+        .map_err(|_| anyhow!("ingest abandoned by its caller"))?;
+    let plan = planned
+        .recv()
+        .map_err(|_| anyhow!("ingest abandoned by its caller"))??;
+
+    let version = match &plan.state {
+        Some(state) => {
+            if state.organization_user_id != event.organization_user_id {
+                bail!(
+                    "plan returned the state of {:?} for an event of {:?}",
+                    state.organization_user_id,
+                    event.organization_user_id
+                );
+            }
+            save_user(tx, state, event.received_at_ms)?;
+            state.version
+        }
+        None => current_version,
+    };
+
+    let mut enqueued: Vec<String> = Vec::new();
+    for integration_id in &plan.enqueue {
+        // An integration deleted since the caller listed it gets nothing (its
+        // outbox rows are gone with it); it is left out of `enqueued`.
+        if enqueued.contains(integration_id) || !integration_exists(tx, integration_id)? {
+            continue;
+        }
+        enqueue(
+            tx,
+            integration_id,
+            &event.organization_user_id,
+            version,
+            event.received_at_ms,
+            event.origin.as_deref(),
+        )?;
+        enqueued.push(integration_id.clone());
+    }
+    Ok(IngestOutcome::Recorded { version, enqueued })
+}
+
+/// What writing an existing integration id does in `put_integration`.
+const REPLACE_INTEGRATION: &str = "DO UPDATE SET type_id = excluded.type_id,
+     enabled = excluded.enabled, config = excluded.config, updated_at_ms = excluded.updated_at_ms";
+
+impl SqliteStore {
+    /// Writes `integration`; `on_conflict` says what an existing id does
+    /// (replace, or `DO NOTHING` for a create). Whether a row was written.
+    async fn write_integration(
+        &self,
+        label: &'static str,
+        integration: &IntegrationRecord,
+        on_conflict: &'static str,
+    ) -> Result<bool> {
+        let integration = integration.clone();
+        self.transaction(label, true, move |tx| {
+            let written = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO integrations ({INTEGRATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (id) {on_conflict}"
+                ))?
+                .execute(params![
+                    integration.id,
+                    integration.type_id,
+                    integration.enabled,
+                    to_json(&integration.config)?,
+                    integration.created_at_ms,
+                    integration.updated_at_ms,
+                ])?;
+            Ok(written == 1)
+        })
+        .await
+    }
+}
+
+// --- The trait -----------------------------------------------------------------
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_integration(&self, integration: &IntegrationRecord) -> Result<()> {
+        self.write_integration("put_integration", integration, REPLACE_INTEGRATION)
+            .await
+            .map(|_| ())
+    }
+
+    async fn insert_integration(&self, integration: &IntegrationRecord) -> Result<bool> {
+        self.write_integration("insert_integration", integration, "DO NOTHING")
+            .await
+    }
+
+    async fn integration(&self, id: &str) -> Result<Option<IntegrationRecord>> {
+        let id = id.to_owned();
+        self.transaction("integration", false, move |tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE id = ?1"
+            ))?;
+            Ok(stmt.query_row([&id], integration_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn integrations(&self) -> Result<Vec<IntegrationRecord>> {
+        self.transaction("integrations", false, move |tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {INTEGRATION_COLUMNS} FROM integrations ORDER BY id"
+            ))?;
+            let rows = stmt.query_map([], integration_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn delete_integration(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.transaction("delete_integration", true, move |tx| {
+            // The foreign key cascades too; deleting explicitly keeps the
+            // intent visible. Dead letters and audit rows stay: history.
+            tx.execute("DELETE FROM outbox WHERE integration_id = ?1", [&id])?;
+            let deleted = tx.execute("DELETE FROM integrations WHERE id = ?1", [&id])?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn ingest(
+        &self,
+        event: &StoredEvent,
+        plan: &(dyn for<'u> Fn(Option<&'u UserRecord>) -> Result<IngestPlan> + Send + Sync),
+    ) -> Result<IngestOutcome> {
+        let event = event.clone();
+        let (to_plan, from_store) = tokio::sync::oneshot::channel::<Option<UserRecord>>();
+        let (to_store, planned) = mpsc::sync_channel::<Result<IngestPlan>>(1);
+        let transaction = self.transaction("ingest", true, move |tx| {
+            ingest_transaction(tx, &event, to_plan, planned)
+        });
+        let asked = async {
+            // Closed without a value: a duplicate or an error, nothing to plan.
+            if let Ok(current) = from_store.await {
+                // A send error means the transaction already failed; its
+                // error is what `transaction` returns.
+                let _ = to_store.send(plan(current.as_ref()));
+            }
+        };
+        let (outcome, ()) = tokio::join!(transaction, asked);
+        outcome
+    }
+
+    async fn user(&self, organization_user_id: &str) -> Result<Option<UserRecord>> {
+        let organization_user_id = organization_user_id.to_owned();
+        self.transaction("user", false, move |tx| {
+            load_user(tx, &organization_user_id)
+        })
+        .await
+    }
+
+    async fn clamp_future_stamps(&self, limit_ms: i64, now_ms: i64) -> Result<u64> {
+        self.transaction("clamp_future_stamps", true, move |tx| {
+            // A state's `updated_at_ms` is the greatest of its stamps, so
+            // only states beyond the limit need reading.
+            let states: Vec<UserState> = tx
+                .prepare(
+                    "SELECT state FROM users
+                     WHERE json_extract(state, '$.updated_at_ms') > ?1",
+                )?
+                .query_map([limit_ms], |row| json_column(row, 0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut repaired = 0;
+            for mut state in states {
+                state.clamp_stamps_after(limit_ms, now_ms);
+                tx.prepare_cached("UPDATE users SET state = ?2 WHERE organization_user_id = ?1")?
+                    .execute(params![state.organization_user_id, to_json(&state)?])?;
+                repaired += 1;
+            }
+            Ok(repaired)
+        })
+        .await
+    }
+
+    async fn events_for_user(
+        &self,
+        organization_user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let organization_user_id = organization_user_id.to_owned();
+        self.transaction("events_for_user", false, move |tx| {
+            // rowid breaks ties between events received in the same millisecond.
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE organization_user_id = ?1
+                 ORDER BY received_at_ms DESC, rowid DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![organization_user_id, limit], event_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        integration_id: &str,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Claim>> {
+        let integration_id = integration_id.to_owned();
+        let owner = owner.to_owned();
+        self.transaction("claim_due", true, move |tx| {
+            let lease_until_ms = now_ms.saturating_add(lease_ms);
+            let due: Vec<(String, u64, u32, Option<String>)> = tx
+                .prepare_cached(
+                    "SELECT organization_user_id, wanted_version, attempts, origin FROM outbox
+                     WHERE integration_id = ?1
+                       AND wanted_version > acked_version
+                       AND next_attempt_at_ms <= ?2
+                       AND (lease_until_ms IS NULL OR lease_until_ms <= ?2)
+                     ORDER BY next_attempt_at_ms, organization_user_id
+                     LIMIT ?3",
+                )?
+                .query_map(params![integration_id, now_ms, limit], |row| {
+                    Ok((row.get(0)?, u64_column(row, 1)?, row.get(2)?, row.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut lease = tx.prepare_cached(
+                "UPDATE outbox SET lease_owner = ?3, lease_until_ms = ?4, updated_at_ms = ?5
+                 WHERE integration_id = ?1 AND organization_user_id = ?2",
+            )?;
+            let mut claims = Vec::with_capacity(due.len());
+            for (organization_user_id, version, attempts, origin) in due {
+                lease.execute(params![
+                    integration_id,
+                    organization_user_id,
+                    owner,
+                    lease_until_ms,
+                    now_ms
+                ])?;
+                claims.push(Claim {
+                    integration_id: integration_id.clone(),
+                    organization_user_id,
+                    version,
+                    attempts,
+                    lease_owner: owner.clone(),
+                    lease_until_ms,
+                    origin,
+                });
+            }
+            Ok(claims)
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        claim: &Claim,
+        completion: &Completion,
+        audit: &AuditRow,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let claim = claim.clone();
+        let completion = completion.clone();
+        let audit = audit.clone();
+        self.transaction("complete", true, move |tx| {
+            // Every update is conditional on the lease (?1..?4), so a lost
+            // lease changes nothing: the check and the change are one statement.
+            const HELD: &str = "WHERE integration_id = ?1 AND organization_user_id = ?2
+                 AND lease_owner = ?3 AND lease_until_ms = ?4";
+            let (integration_id, user, owner, until) = (
+                &claim.integration_id,
+                &claim.organization_user_id,
+                &claim.lease_owner,
+                claim.lease_until_ms,
+            );
+            let version = sql_int(claim.version)?;
+            let changed = match &completion {
+                Completion::Acked => tx
+                    .prepare_cached(&format!(
+                        "UPDATE outbox SET acked_version = MAX(acked_version, ?5), attempts = 0,
+                             last_error = NULL, lease_owner = NULL, lease_until_ms = NULL,
+                             next_attempt_at_ms = ?6, updated_at_ms = ?6 {HELD}"
+                    ))?
+                    .execute(params![integration_id, user, owner, until, version, now_ms])?,
+                Completion::Retry {
+                    next_attempt_at_ms,
+                    error,
+                } => tx
+                    .prepare_cached(&format!(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?5,
+                             lease_owner = NULL, lease_until_ms = NULL,
+                             next_attempt_at_ms = ?6, updated_at_ms = ?7 {HELD}"
+                    ))?
+                    .execute(params![
+                        integration_id,
+                        user,
+                        owner,
+                        until,
+                        error,
+                        next_attempt_at_ms,
+                        now_ms
+                    ])?,
+                Completion::DeadLetter { error } => {
+                    let changed = tx
+                        .prepare_cached(&format!(
+                            "UPDATE outbox SET acked_version = MAX(acked_version, ?5),
+                                 attempts = 0, last_error = ?6, lease_owner = NULL,
+                                 lease_until_ms = NULL, next_attempt_at_ms = ?7,
+                                 updated_at_ms = ?7 {HELD}"
+                        ))?
+                        .execute(params![
+                            integration_id,
+                            user,
+                            owner,
+                            until,
+                            version,
+                            error,
+                            now_ms
+                        ])?;
+                    if changed > 0 {
+                        tx.prepare_cached(
+                            "INSERT INTO dead_letters (integration_id, organization_user_id,
+                                 version, attempts, last_error, created_at_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )?
+                        .execute(params![
+                            integration_id,
+                            user,
+                            version,
+                            claim.attempts.saturating_add(1),
+                            error,
+                            now_ms
+                        ])?;
+                    }
+                    changed
+                }
+            };
+            if changed == 0 {
+                return Ok(false);
+            }
+            insert_audit(tx, &audit)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release(&self, claims: &[Claim]) -> Result<()> {
+        let claims = claims.to_vec();
+        self.transaction("release", true, move |tx| {
+            // `next_attempt_at_ms` is left alone: the row was due when it was
+            // claimed, so it is due again at once. `updated_at_ms` is left
+            // alone too: release only undoes the claim, and this method has
+            // no clock (the store never reads the wall clock itself).
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET lease_owner = NULL, lease_until_ms = NULL
+                 WHERE integration_id = ?1 AND organization_user_id = ?2
+                   AND lease_owner = ?3 AND lease_until_ms = ?4",
+            )?;
+            for claim in &claims {
+                stmt.execute(params![
+                    claim.integration_id,
+                    claim.organization_user_id,
+                    claim.lease_owner,
+                    claim.lease_until_ms
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next_due_at(&self, integration_id: &str) -> Result<Option<i64>> {
+        let integration_id = integration_id.to_owned();
+        self.transaction("next_due_at", false, move |tx| {
+            // A leased row can be claimed again only once its lease ran out.
+            let mut stmt = tx.prepare_cached(
+                "SELECT MIN(MAX(next_attempt_at_ms, COALESCE(lease_until_ms, next_attempt_at_ms)))
+                 FROM outbox WHERE integration_id = ?1 AND wanted_version > acked_version",
+            )?;
+            Ok(stmt.query_row([&integration_id], |row| row.get(0))?)
+        })
+        .await
+    }
+
+    async fn deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        now_ms: i64,
+    ) -> Result<Vec<(OutboxEntry, DeliveryStatus)>> {
+        let filter = filter.clone();
+        self.transaction("deliveries", false, move |tx| {
+            let limit = match filter.limit {
+                0 => DEFAULT_DELIVERIES_LIMIT,
+                limit => limit,
+            };
+            // The status is computed first and filtered on after, so the
+            // limit applies to matching rows.
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT * FROM (
+                     SELECT {OUTBOX_COLUMNS},
+                         CASE WHEN lease_until_ms > ?3 THEN 'in_flight'
+                              WHEN wanted_version > acked_version THEN 'pending'
+                              ELSE 'done' END AS status
+                     FROM outbox
+                     WHERE (?1 IS NULL OR integration_id = ?1)
+                       AND (?2 IS NULL OR organization_user_id = ?2))
+                 WHERE ?4 IS NULL OR status = ?4
+                 ORDER BY updated_at_ms DESC, integration_id, organization_user_id
+                 LIMIT ?5"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    filter.integration_id,
+                    filter.organization_user_id,
+                    now_ms,
+                    filter.status.map(DeliveryStatus::as_str),
+                    limit
+                ],
+                |row| Ok((outbox_from_row(row)?, status_from_row(row, 10)?)),
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn queue_depth(&self) -> Result<u64> {
+        self.transaction("queue_depth", false, move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT COUNT(*) FROM outbox WHERE wanted_version > acked_version",
+            )?;
+            Ok(stmt.query_row([], |row| u64_column(row, 0))?)
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, integration_id: Option<&str>) -> Result<Vec<DeadLetter>> {
+        let integration_id = integration_id.map(str::to_owned);
+        self.transaction("dead_letters", false, move |tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters
+                 WHERE ?1 IS NULL OR integration_id = ?1
+                 ORDER BY id DESC"
+            ))?;
+            let rows = stmt.query_map([integration_id], dead_letter_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn replay_dead_letter(&self, id: i64, now_ms: i64) -> Result<bool> {
+        self.transaction("replay_dead_letter", true, move |tx| replay(tx, id, now_ms))
+            .await
+    }
+
+    async fn replay_integration(&self, integration_id: &str, now_ms: i64) -> Result<u64> {
+        let integration_id = integration_id.to_owned();
+        self.transaction("replay_integration", true, move |tx| {
+            let ids: Vec<i64> = tx
+                .prepare_cached(
+                    "SELECT id FROM dead_letters
+                     WHERE integration_id = ?1 AND replayed_at_ms IS NULL ORDER BY id",
+                )?
+                .query_map([&integration_id], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut requeued = 0;
+            for id in ids {
+                if replay(tx, id, now_ms)? {
+                    requeued += 1;
+                }
+            }
+            Ok(requeued)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, row: &AuditRow) -> Result<()> {
+        let row = row.clone();
+        self.transaction("append_audit", true, move |tx| insert_audit(tx, &row))
+            .await
+    }
+
+    async fn audit_for_user(
+        &self,
+        organization_user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>> {
+        let organization_user_id = organization_user_id.to_owned();
+        self.transaction("audit_for_user", false, move |tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE organization_user_id = ?1
+                 ORDER BY id LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![organization_user_id, limit], audit_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn open_sqlite() -> (Box<dyn std::any::Any + Send>, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("nested/dir/prefsync.db")).expect("open");
+        (Box::new(dir), Arc::new(store))
+    }
+
+    crate::conformance::store_conformance_tests!(open_sqlite);
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_files_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let path = dir.path().join("new/prefsync.db");
+        let files = |path: &Path| {
+            ["", "-wal", "-shm"].map(|suffix| {
+                let mut name = path.as_os_str().to_owned();
+                name.push(suffix);
+                std::path::PathBuf::from(name)
+            })
+        };
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            store
+                .put_integration(&integration("crm", 1))
+                .await
+                .expect("put");
+            assert_eq!(mode(&dir.path().join("new")), 0o700);
+            for file in files(&path) {
+                assert_eq!(mode(&file), 0o600, "{}", file.display());
+            }
+        }
+        // Files left readable by others (an older version, a copy) are tightened.
+        for file in files(&path).iter().filter(|f| f.exists()) {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let _store = SqliteStore::open(&path).expect("reopen");
+        for file in files(&path) {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+
+    #[tokio::test]
+    async fn migrations_are_idempotent_and_data_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a/b/prefsync.db");
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            store
+                .put_integration(&integration("crm", 1))
+                .await
+                .expect("put");
+            change(&store, "e1", 100, &["crm"]).await;
+        }
+        for _ in 0..2 {
+            let store = SqliteStore::open(&path).expect("reopen");
+            assert_eq!(store.integrations().await.expect("list").len(), 1);
+            let user = store.user("user").await.expect("user").expect("stored");
+            assert_eq!((user.state.version, user.updated_at_ms), (1, 100));
+            assert_eq!(store.queue_depth().await.expect("depth"), 1);
+        }
+        let conn = Connection::open(&path).expect("raw open");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("user_version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .expect("journal_mode");
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("prefsync.db");
+        drop(SqliteStore::open(&path).expect("open"));
+        let conn = Connection::open(&path).expect("raw open");
+        conn.pragma_update(None, "user_version", 99).expect("set");
+        drop(conn);
+        let err = SqliteStore::open(&path).expect_err("newer schema");
+        assert!(format!("{err:#}").contains("newer"), "{err:#}");
+    }
+
+    #[test]
+    fn a_poisoned_lock_is_recovered_and_its_transaction_rolled_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join("raw.db")).expect("open");
+        let conn = Arc::new(Mutex::new(conn));
+        let poisoner = Arc::clone(&conn);
+        let result = std::thread::spawn(move || {
+            let guard = poisoner.lock().expect("lock");
+            guard
+                .execute_batch("BEGIN; CREATE TABLE t (x);")
+                .expect("begin");
+            panic!("while holding the lock");
+        })
+        .join();
+        assert!(result.is_err());
+        assert!(conn.is_poisoned());
+        let guard = lock(&conn).expect("recovered");
+        assert!(guard.is_autocommit());
+        let tables: i64 = guard
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 't'",
+                [],
+                |row| row.get(0),
+            )
+            .expect("count");
+        assert_eq!(tables, 0);
+    }
+}

@@ -15,7 +15,7 @@ CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
     cargo build --quiet --release --target wasm32-wasip2 -p prefsync-dotdigital
 # The mock from its own crate: prefsync-tests' build script would build every
 # test guest and run npm, none of which the demo uses.
-cargo build --quiet --release -p prefsync --bin prefsync -p prefsync-mocks
+cargo build --quiet --release -p prefsync --bin prefsync -p prefsync-mocks --bin prefsync-mocks
 
 work=$(mktemp -d)
 pids=()

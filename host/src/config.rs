@@ -28,8 +28,10 @@ pub struct HostConfig {
     pub server: ServerConfig,
     /// Where durable state lives.
     pub storage: StorageConfig,
-    /// Where connector components are loaded from.
-    pub plugins: PluginsConfig,
+    /// Where connector components are loaded from. `[plugins]`, the
+    /// section's name before 0.2, is still read (with a warning).
+    #[serde(alias = "plugins")]
+    pub connectors: ConnectorsConfig,
     /// Integrations loaded from files at start (config as code).
     pub integrations: IntegrationsConfig,
     /// Limits of every connector call.
@@ -103,10 +105,10 @@ impl StorageConfig {
     }
 }
 
-/// `[plugins]`.
+/// `[connectors]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PluginsConfig {
+pub struct ConnectorsConfig {
     /// Directory of `.wasm` connector components; the default is where
     /// `cargo build --release --target wasm32-wasip2` puts the workspace's.
     pub dir: PathBuf,
@@ -114,13 +116,13 @@ pub struct PluginsConfig {
     pub watch: bool,
     /// How often `dir` is looked at, and canaries judged, in milliseconds.
     pub watch_interval_ms: u64,
-    /// Largest component `POST /v1/plugins` accepts, in bytes.
+    /// Largest component `POST /v1/connectors` accepts, in bytes.
     pub max_upload_bytes: usize,
 }
 
-impl Default for PluginsConfig {
+impl Default for ConnectorsConfig {
     fn default() -> Self {
-        PluginsConfig {
+        ConnectorsConfig {
             dir: PathBuf::from("target/wasm32-wasip2/release"),
             watch: true,
             watch_interval_ms: 1_000,
@@ -230,8 +232,8 @@ const DAY_MS: u64 = 24 * HOUR_MS;
 /// ([`RetryPolicy::check`]).
 pub const NUMERIC_RANGES: [(&str, u64, u64); 17] = [
     ("server.max_body_bytes", 1, GIB),
-    ("plugins.watch_interval_ms", 10, DAY_MS),
-    ("plugins.max_upload_bytes", 1, 4 * GIB),
+    ("connectors.watch_interval_ms", 10, DAY_MS),
+    ("connectors.max_upload_bytes", 1, 4 * GIB),
     ("activations.poll_ms", 10, DAY_MS),
     ("activations.lease_ms", SECOND_MS, 7 * DAY_MS),
     ("dispatch.lease_ms", SECOND_MS, 7 * DAY_MS),
@@ -274,7 +276,11 @@ impl HostConfig {
                     path: shown.clone(),
                     source,
                 })?;
-                (HostConfig::parse(&text, &shown)?, shown)
+                let config = HostConfig::parse(&text, &shown)?;
+                for (old, new) in HostConfig::renamed_sections(&text) {
+                    tracing::warn!(config = %shown, old, new, "config section renamed: `[{old}]` is read for now; call it `[{new}]`");
+                }
+                (config, shown)
             }
         };
         if let Ok(token) = std::env::var(ADMIN_TOKEN_ENV) {
@@ -293,6 +299,19 @@ impl HostConfig {
         Ok(config)
     }
 
+    /// Sections of `text` under a name that was renamed, as `(old, new)`:
+    /// still read through a serde alias, and worth a warning.
+    fn renamed_sections(text: &str) -> Vec<(&'static str, &'static str)> {
+        const RENAMED: [(&str, &str); 1] = [("plugins", "connectors")];
+        let Ok(table) = text.parse::<toml::Table>() else {
+            return Vec::new();
+        };
+        RENAMED
+            .into_iter()
+            .filter(|(old, _)| table.contains_key(*old))
+            .collect()
+    }
+
     /// Parses TOML text; `shown` names the source in errors.
     pub fn parse(text: &str, shown: &str) -> Result<HostConfig, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
@@ -308,8 +327,8 @@ impl HostConfig {
         let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         let values: [u64; NUMERIC_RANGES.len()] = [
             wide(self.server.max_body_bytes),
-            self.plugins.watch_interval_ms,
-            wide(self.plugins.max_upload_bytes),
+            self.connectors.watch_interval_ms,
+            wide(self.connectors.max_upload_bytes),
             self.activations.poll_ms,
             self.activations.lease_ms,
             self.dispatch.lease_ms,
@@ -404,6 +423,27 @@ mod tests {
         assert!(message.starts_with("x.toml:"), "{message}");
         let err = HostConfig::parse("[egres]\nallow_http = true\n", "x.toml").unwrap_err();
         assert!(err.to_string().contains("egres"), "{err}");
+    }
+
+    #[test]
+    fn the_old_plugins_section_is_still_read_and_flagged() {
+        let old = "[plugins]\ndir = \"old\"\nwatch = false\n";
+        let config = HostConfig::parse(old, "x.toml").unwrap();
+        assert_eq!(config.connectors.dir, PathBuf::from("old"));
+        assert!(!config.connectors.watch);
+        assert_eq!(
+            HostConfig::renamed_sections(old),
+            [("plugins", "connectors")]
+        );
+        let new = "[connectors]\ndir = \"new\"\n";
+        assert_eq!(
+            HostConfig::parse(new, "x.toml").unwrap().connectors.dir,
+            PathBuf::from("new")
+        );
+        assert!(HostConfig::renamed_sections(new).is_empty());
+        // Both at once is one section twice: an error, not a silent pick.
+        let err = HostConfig::parse(&format!("{old}{new}"), "x.toml").unwrap_err();
+        assert!(err.to_string().contains("connectors"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,11 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let cli = prefsync::cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(note) = prefsync::cli::renamed_command(&args) {
+        eprintln!("note: {note}");
+    }
+    let cli = prefsync::cli::Cli::parse_from(args);
     match prefsync::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

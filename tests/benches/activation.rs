@@ -276,11 +276,11 @@ fn run_activation(activation: &Path, config: &Path, mock: &Mock) -> Measured {
 
 /// The temp dir's host config, integration and activation; the activation's path and the config's.
 fn write_configs(root: &Path, mock_url: &str, csv: &Path) -> (PathBuf, PathBuf) {
-    let plugins = root.join("plugins");
+    let connector_dir = root.join("connectors");
     let integrations = root.join("integrations");
-    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::create_dir_all(&connector_dir).unwrap();
     std::fs::create_dir_all(&integrations).unwrap();
-    std::fs::copy(guests::SELLIGENT, plugins.join("selligent.wasm")).unwrap();
+    std::fs::copy(guests::SELLIGENT, connector_dir.join("selligent.wasm")).unwrap();
     std::fs::write(
         integrations.join("engage.json"),
         json!({
@@ -318,7 +318,7 @@ fn write_configs(root: &Path, mock_url: &str, csv: &Path) -> (PathBuf, PathBuf) 
     std::fs::write(
         &config,
         format!(
-            "[storage]\ndata_dir = {:?}\n[plugins]\ndir = {plugins:?}\nwatch = false\n\
+            "[storage]\ndata_dir = {:?}\n[connectors]\ndir = {connector_dir:?}\nwatch = false\n\
              [integrations]\ndir = {integrations:?}\n\
              [activations]\nsource_dir = {:?}\n\
              [egress]\nallow_loopback = true\nallow_http = true\n",

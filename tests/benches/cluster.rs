@@ -30,15 +30,15 @@ const CLIENTS: usize = 8;
 
 fn host_config(root: &Path, index: usize, database: &str) -> PathBuf {
     let dir = root.join(format!("host-{index}"));
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(guests::WEBHOOK, plugins.join("webhook.wasm")).unwrap();
+    let connector_dir = dir.join("connectors");
+    std::fs::create_dir_all(&connector_dir).unwrap();
+    std::fs::copy(guests::WEBHOOK, connector_dir.join("webhook.wasm")).unwrap();
     let config = dir.join("prefsync.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\
-             [storage]\ndata_dir = {:?}\nurl = {database:?}\n[plugins]\ndir = {plugins:?}\n\
+             [storage]\ndata_dir = {:?}\nurl = {database:?}\n[connectors]\ndir = {connector_dir:?}\n\
              [egress]\nallow_loopback = true\nallow_http = true\n[dispatch]\npoll_ms = 20\n\
              host_id = \"bench-{index}\"\n",
             dir.join("data"),

@@ -30,7 +30,7 @@ async fn mock() -> MockServer<Actito> {
 
 fn start_server() -> Server {
     Server::try_start("", |dir| {
-        std::fs::copy(guests::ACTITO, dir.join("plugins").join("actito.wasm")).unwrap();
+        std::fs::copy(guests::ACTITO, dir.join("connectors").join("actito.wasm")).unwrap();
         String::new()
     })
     .unwrap()
@@ -508,7 +508,7 @@ async fn webhooks_reach_dotdigital_not_actito_and_the_echo_stops() {
 #[test]
 fn inspect_shows_the_schema_and_default_host() {
     let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
-        .args(["plugin", "inspect", guests::ACTITO])
+        .args(["connector", "inspect", guests::ACTITO])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

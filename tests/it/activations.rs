@@ -20,7 +20,7 @@ fn server() -> Server {
     Server::try_start("", |dir| {
         std::fs::copy(
             guests::SELLIGENT,
-            dir.join("plugins").join("selligent.wasm"),
+            dir.join("connectors").join("selligent.wasm"),
         )
         .unwrap();
         let models = dir.join("models");
@@ -634,16 +634,16 @@ async fn a_scheduled_activation_runs_by_itself_and_the_cli_runs_and_lists() {
 /// connector and a fast scheduler.
 fn pg_host(root: &Path, index: usize, database: &str) -> std::path::PathBuf {
     let dir = root.join(format!("host-{index}"));
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(guests::SELLIGENT, plugins.join("selligent.wasm")).unwrap();
+    let connector_dir = dir.join("connectors");
+    std::fs::create_dir_all(&connector_dir).unwrap();
+    std::fs::copy(guests::SELLIGENT, connector_dir.join("selligent.wasm")).unwrap();
     let config = dir.join("prefsync.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\
              [storage]\ndata_dir = {:?}\nurl = {database:?}\n\
-             [plugins]\ndir = {plugins:?}\n\
+             [connectors]\ndir = {connector_dir:?}\n\
              [egress]\nallow_loopback = true\nallow_http = true\n\
              [limits]\nwall_ms = 2000\n\
              [activations]\npoll_ms = 50\nlease_ms = 5000\n\
@@ -803,7 +803,7 @@ async fn activations_load_from_files_at_start() {
     let server = Server::try_start("", |dir| {
         std::fs::copy(
             guests::SELLIGENT,
-            dir.join("plugins").join("selligent.wasm"),
+            dir.join("connectors").join("selligent.wasm"),
         )
         .unwrap();
         let integrations = dir.join("integrations");

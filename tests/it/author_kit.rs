@@ -1,4 +1,4 @@
-//! The connector author kit as an outsider meets it: `prefsync plugin new`
+//! The connector author kit as an outsider meets it: `prefsync connector new`
 //! into a directory outside the repository, the crate tested and built for
 //! wasm32-wasip2 on its own, inspected, and replayed against its cassette;
 //! cassettes recorded against a mock with the secrets scrubbed and replayed
@@ -11,7 +11,7 @@ use prefsync_tests::guests;
 use prefsync_tests::support::prefsync_bin;
 use serde_json::{Value as Json, json};
 
-use super::cli::{path_arg, plugin_test, scratch};
+use super::cli::{connector_test, path_arg, scratch};
 
 /// Runs a command to completion off the async threads: (success, stdout, stderr).
 async fn output(mut command: Command) -> (bool, String, String) {
@@ -68,7 +68,7 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
     let crate_dir = root.path().join("acme-crm");
 
     let (ok, stdout, stderr) = output(prefsync(&[
-        "plugin",
+        "connector",
         "new",
         "acme-crm",
         "--dir",
@@ -106,7 +106,12 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
         stderr.contains("already exists and is not empty"),
         "{stderr}"
     );
-    let (ok, _, stderr) = output(prefsync(&["plugin", "new", "Acme_CRM"])).await;
+    // (Run by its old name, `plugin`: still works, and says the new one.)
+    assert!(
+        stderr.contains("`prefsync plugin` is now `prefsync connector`"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = output(prefsync(&["connector", "new", "Acme_CRM"])).await;
     assert!(!ok);
     assert!(
         stderr.contains("lowercase letters, digits and single hyphens"),
@@ -131,7 +136,7 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
     let wasm = crate_dir.join("target/wasm32-wasip2/release/acme_crm.wasm");
     assert!(wasm.is_file());
 
-    let (ok, stdout, stderr) = output(prefsync(&["plugin", "inspect", &str_arg(&wasm)])).await;
+    let (ok, stdout, stderr) = output(prefsync(&["connector", "inspect", &str_arg(&wasm)])).await;
     assert!(ok, "{stderr}");
     for expected in [
         "type id:          acme_crm",
@@ -155,7 +160,7 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
     };
     let record = crate_dir.join("examples/record.json");
     let cassettes = crate_dir.join("cassettes");
-    let (ok, stdout, stderr) = plugin_test(test_args(&record, &cassettes)).await;
+    let (ok, stdout, stderr) = connector_test(test_args(&record, &cassettes)).await;
     assert!(ok, "{stdout}\n{stderr}");
     for expected in [
         "ann@example.com: delivered (created)",
@@ -174,7 +179,7 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
         serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
     fields["consents_purposes_newsletter_enabled"] = json!(false);
     std::fs::write(&changed, fields.to_string()).unwrap();
-    let (ok, stdout, stderr) = plugin_test(test_args(&changed, &cassettes)).await;
+    let (ok, stdout, stderr) = connector_test(test_args(&changed, &cassettes)).await;
     assert!(!ok, "{stdout}");
     for expected in [
         "FAIL unrecorded request: PUT https://api.example.com/v1/contacts/ann%40example.com",
@@ -198,7 +203,7 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
             .unwrap();
     cassette["interactions"][0]["response"]["status"] = json!(200);
     std::fs::write(staged.join("record.json"), cassette.to_string()).unwrap();
-    let (ok, stdout, _) = plugin_test(test_args(&record, &staged)).await;
+    let (ok, stdout, _) = connector_test(test_args(&record, &staged)).await;
     assert!(!ok, "{stdout}");
     assert!(
         stdout.contains(
@@ -208,7 +213,7 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
     );
 
     // A record without a cassette: said, with how to make one.
-    let (ok, _, stderr) = plugin_test(test_args(&record, &root.path().join("none"))).await;
+    let (ok, _, stderr) = connector_test(test_args(&record, &root.path().join("none"))).await;
     assert!(!ok);
     assert!(stderr.contains("no cassette at"), "{stderr}");
     assert!(stderr.contains("--live --cassette"), "{stderr}");
@@ -261,7 +266,7 @@ async fn a_cassette_recorded_live_keeps_no_secret_and_replays_offline() {
         args
     };
 
-    let (ok, stdout, stderr) = plugin_test(args(&["--live"])).await;
+    let (ok, stdout, stderr) = connector_test(args(&["--live"])).await;
     assert!(ok, "{stdout}\n{stderr}");
     assert!(
         stdout.contains("ann@example.com: delivered (created)"),
@@ -298,7 +303,7 @@ async fn a_cassette_recorded_live_keeps_no_secret_and_replays_offline() {
     assert_eq!(auth[1], "[REDACTED]");
 
     // Replay: the same outcome, and the mock sees nothing.
-    let (ok, stdout, stderr) = plugin_test(args(&[])).await;
+    let (ok, stdout, stderr) = connector_test(args(&[])).await;
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("outcome as recorded"), "{stdout}");
     assert_eq!(mock.state.requests().len(), live_requests);
@@ -323,7 +328,7 @@ async fn limits_breaches_are_reported_with_their_figures() {
             path_arg(record),
         ];
         args.extend(limit.iter().map(|a| a.to_string()));
-        plugin_test(args)
+        connector_test(args)
     };
     let (ok, stdout, stderr) = run("memory-bomb", &["--memory-mib", "16"]).await;
     assert!(ok, "{stderr}");

@@ -1,4 +1,4 @@
-//! `prefsync plugin inspect` and `prefsync plugin test`, run as the real binary.
+//! `prefsync connector inspect` and `prefsync connector test`, run as the real binary.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -8,7 +8,7 @@ use prefsync_tests::support::prefsync_bin;
 
 fn inspect(file: &str) -> (bool, String, String) {
     let out = Command::new(prefsync_bin())
-        .args(["plugin", "inspect", file])
+        .args(["connector", "inspect", file])
         .output()
         .expect("running prefsync");
     (
@@ -79,11 +79,11 @@ fn inspect_refuses_what_is_not_a_connector_in_one_line() {
     );
 }
 
-/// Runs `prefsync plugin test <args>` off the async threads: (success, stdout, stderr).
-pub(crate) async fn plugin_test(args: Vec<String>) -> (bool, String, String) {
+/// Runs `prefsync connector test <args>` off the async threads: (success, stdout, stderr).
+pub(crate) async fn connector_test(args: Vec<String>) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || {
         let out = Command::new(prefsync_bin())
-            .args(["plugin", "test"])
+            .args(["connector", "test"])
             .args(&args)
             .output()
             .expect("running prefsync");
@@ -102,7 +102,7 @@ pub(crate) fn path_arg(path: PathBuf) -> String {
 }
 
 #[tokio::test]
-async fn plugin_test_delivers_records_and_reports_each_outcome() {
+async fn connector_test_delivers_records_and_reports_each_outcome() {
     use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
     let mock = Dotdigital::start(
         "cli-user",
@@ -138,7 +138,7 @@ async fn plugin_test_delivers_records_and_reports_each_outcome() {
         args
     };
     // Without the operator options the loopback mock is out of reach.
-    let (ok, stdout, stderr) = plugin_test(args(&[])).await;
+    let (ok, stdout, stderr) = connector_test(args(&[])).await;
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("cli@example.com: failed (permanent)"),
@@ -146,7 +146,7 @@ async fn plugin_test_delivers_records_and_reports_each_outcome() {
     );
     assert!(mock.state.requests().is_empty());
 
-    let (ok, stdout, stderr) = plugin_test(args(&["--allow-loopback", "--allow-http"])).await;
+    let (ok, stdout, stderr) = connector_test(args(&["--allow-loopback", "--allow-http"])).await;
     assert!(ok, "{stderr}");
     for expected in [
         "cli@example.com: delivered (created)",
@@ -167,7 +167,7 @@ async fn plugin_test_delivers_records_and_reports_each_outcome() {
         "cli-bad.json",
         br#"{"type_id": "dotdigital", "authentication": {"url": "ftp://x"}, "mappings": []}"#,
     );
-    let (ok, _, stderr) = plugin_test(vec![
+    let (ok, _, stderr) = connector_test(vec![
         guests::DOTDIGITAL.to_string(),
         "--config".into(),
         path_arg(bad),
@@ -181,14 +181,14 @@ async fn plugin_test_delivers_records_and_reports_each_outcome() {
 }
 
 #[tokio::test]
-async fn plugin_test_reads_webhooks_with_a_connector_that_can() {
+async fn connector_test_reads_webhooks_with_a_connector_that_can() {
     let config = scratch("cli-probe.json", br#"{"mode": "noop"}"#);
     let good = scratch(
         "cli-webhook.json",
         br#"{"updates": [{"user": "ann", "set": {"consents_purposes_newsletter_enabled": false}}], "ignored": ["`Promo` is not mapped"]}"#,
     );
     let refused = scratch("cli-webhook-refused.json", br#"{"refuse": "no eventType"}"#);
-    let (ok, stdout, stderr) = plugin_test(vec![
+    let (ok, stdout, stderr) = connector_test(vec![
         guests::PROBE.to_string(),
         "--config".into(),
         path_arg(config.clone()),
@@ -211,7 +211,7 @@ async fn plugin_test_reads_webhooks_with_a_connector_that_can() {
         );
     }
     // Dotdigital does not read webhooks: said plainly.
-    let (ok, _, stderr) = plugin_test(vec![
+    let (ok, _, stderr) = connector_test(vec![
         guests::DOTDIGITAL.to_string(),
         "--config".into(),
         path_arg(scratch(

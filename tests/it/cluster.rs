@@ -26,21 +26,21 @@ const POSTERS: usize = 4;
 /// deliveries one host can have in flight for the integration.
 const IN_FLIGHT_PER_HOST: usize = 4;
 
-/// One host's directory and config: its own data and plugin directories,
+/// One host's directory and config: its own data and connector directories,
 /// the shared database, short leases so a dead host's work moves on soon.
 fn host_config(root: &Path, index: usize, database: &str) -> PathBuf {
     let dir = root.join(format!("host-{index}"));
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(guests::WEBHOOK, plugins.join("webhook.wasm")).unwrap();
-    std::fs::copy(guests::DOTDIGITAL, plugins.join("dotdigital.wasm")).unwrap();
+    let connector_dir = dir.join("connectors");
+    std::fs::create_dir_all(&connector_dir).unwrap();
+    std::fs::copy(guests::WEBHOOK, connector_dir.join("webhook.wasm")).unwrap();
+    std::fs::copy(guests::DOTDIGITAL, connector_dir.join("dotdigital.wasm")).unwrap();
     let config = dir.join("prefsync.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\
              [storage]\ndata_dir = {:?}\nurl = {database:?}\n\
-             [plugins]\ndir = {plugins:?}\nwatch_interval_ms = 100\n\
+             [connectors]\ndir = {connector_dir:?}\nwatch_interval_ms = 100\n\
              [egress]\nallow_loopback = true\nallow_http = true\n\
              [limits]\nwall_ms = 2000\n[dispatch]\nlease_ms = 2500\npoll_ms = 50\n\
              host_id = \"host-{index}\"\n",
@@ -287,7 +287,7 @@ async fn three_hosts_share_the_work_and_a_dead_one_loses_nothing() {
 
     // A switch made on one host reaches the others through the store.
     let upgraded = client
-        .post(format!("{first}/v1/plugins"))
+        .post(format!("{first}/v1/connectors"))
         .bearer_auth(TOKEN)
         .body(std::fs::read(guests::DOTDIGITAL_V2).unwrap())
         .send()
@@ -302,7 +302,7 @@ async fn three_hosts_share_the_work_and_a_dead_one_loses_nothing() {
         let mut followed = false;
         for _ in 0..100 {
             let state: Value = client
-                .get(format!("{url}/v1/plugins/dotdigital"))
+                .get(format!("{url}/v1/connectors/dotdigital"))
                 .bearer_auth(TOKEN)
                 .send()
                 .await

@@ -61,17 +61,17 @@ async fn killed_hosts_lose_no_accepted_event() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(guests::DOTDIGITAL, plugins.join("dotdigital.wasm")).unwrap();
+    let connector_dir = dir.path().join("connectors");
+    std::fs::create_dir_all(&connector_dir).unwrap();
+    std::fs::copy(guests::DOTDIGITAL, connector_dir.join("dotdigital.wasm")).unwrap();
     // Short leases so work of a killed host is taken over within seconds.
     std::fs::write(
         dir.path().join("prefsync.toml"),
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n[storage]\ndata_dir = {:?}\n[plugins]\ndir = {:?}\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n[storage]\ndata_dir = {:?}\n[connectors]\ndir = {:?}\n\
              [egress]\nallow_loopback = true\nallow_http = true\n[limits]\nwall_ms = 2000\n[dispatch]\nlease_ms = 2500\npoll_ms = 50\n",
             dir.path().join("data"),
-            plugins
+            connector_dir
         ),
     )
     .unwrap();

@@ -12,23 +12,26 @@ use serde_json::{Value, json};
 
 use super::serve::{Server, dotdigital, event, mock_dotdigital};
 
-async fn plugin(server: &Server) -> Value {
+async fn connector_state(server: &Server) -> Value {
     server
-        .send(Method::GET, "/v1/plugins/dotdigital", None)
+        .send(Method::GET, "/v1/connectors/dotdigital", None)
         .await
         .1
 }
 
 /// Polls the registry every 100 ms, for at most 30 s, until `done` says so.
-async fn wait_plugin(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+async fn wait_connector(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..300 {
-        let state = plugin(server).await;
+        let state = connector_state(server).await;
         if done(&state) {
             return state;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {what}: {}", plugin(server).await);
+    panic!(
+        "timed out waiting for {what}: {}",
+        connector_state(server).await
+    );
 }
 
 #[tokio::test]
@@ -42,13 +45,13 @@ async fn a_failing_canary_is_rolled_back_and_its_deliveries_retried_on_the_old_v
 
     let (status, report) = server
         .post_bytes(
-            "/v1/plugins?canary_percent=50&canary_window_s=120&canary_max_failure_increase=0.2&canary_min_deliveries=5",
+            "/v1/connectors?canary_percent=50&canary_window_s=120&canary_max_failure_increase=0.2&canary_min_deliveries=5",
             std::fs::read(guests::DOTDIGITAL_FAILING).unwrap(),
         )
         .await;
     assert_eq!(status, 201, "{report}");
     assert_eq!(report["action"], "canary");
-    let state = plugin(&server).await;
+    let state = connector_state(&server).await;
     assert_eq!(state["active"]["version"], "0.1.0");
     assert_eq!(state["canary"]["candidate"]["version"], "0.3.0");
     assert_eq!(state["canary"]["percent"], 50);
@@ -66,7 +69,7 @@ async fn a_failing_canary_is_rolled_back_and_its_deliveries_retried_on_the_old_v
             .await;
     }
 
-    let state = wait_plugin(&server, "the automatic rollback", |s| s["canary"].is_null()).await;
+    let state = wait_connector(&server, "the automatic rollback", |s| s["canary"].is_null()).await;
     assert_eq!(state["active"]["version"], "0.1.0");
     let failing = state["versions"]
         .as_array()
@@ -117,7 +120,7 @@ async fn a_failing_canary_is_rolled_back_and_its_deliveries_retried_on_the_old_v
     // A healthy canary is promoted once its window has passed.
     let (status, report) = server
         .post_bytes(
-            "/v1/plugins?canary_percent=50&canary_window_s=3&canary_min_deliveries=1",
+            "/v1/connectors?canary_percent=50&canary_window_s=3&canary_min_deliveries=1",
             std::fs::read(guests::DOTDIGITAL_V2).unwrap(),
         )
         .await;
@@ -125,7 +128,7 @@ async fn a_failing_canary_is_rolled_back_and_its_deliveries_retried_on_the_old_v
     // A second upgrade waits for the verdict.
     let (status, answer) = server
         .post_bytes(
-            "/v1/plugins",
+            "/v1/connectors",
             std::fs::read(guests::DOTDIGITAL_STRICT).unwrap(),
         )
         .await;
@@ -136,7 +139,7 @@ async fn a_failing_canary_is_rolled_back_and_its_deliveries_retried_on_the_old_v
             .unwrap()
             .contains("a canary of `dotdigital` is running")
     );
-    let state = wait_plugin(&server, "the promotion", |s| {
+    let state = wait_connector(&server, "the promotion", |s| {
         s["active"]["version"] == "0.2.0"
     })
     .await;

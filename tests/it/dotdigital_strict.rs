@@ -18,7 +18,7 @@ fn bytes(path: &str) -> Vec<u8> {
 /// (version, content hash) of the active version of `dotdigital`.
 async fn active(server: &Server) -> (String, String) {
     let (status, body) = server
-        .send(Method::GET, "/v1/plugins/dotdigital", None)
+        .send(Method::GET, "/v1/connectors/dotdigital", None)
         .await;
     assert_eq!(status, 200, "{body}");
     (
@@ -35,13 +35,35 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
     integration["authentication"]["url"] = json!(mock.url());
     server.create_integration(&integration).await;
 
-    let (status, list) = server.send(Method::GET, "/v1/plugins", None).await;
+    let (status, list) = server.send(Method::GET, "/v1/connectors", None).await;
     assert_eq!(status, 200);
-    assert_eq!(list["plugins"][0]["type_id"], "dotdigital");
+    assert_eq!(list["connectors"][0]["type_id"], "dotdigital");
+    // The paths' old name answers 308 to the new one, query kept, without
+    // a token; a client that follows it gets the same answer, method kept.
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = no_follow
+        .post(format!("{}/v1/plugins/dotdigital/rollback?x=1", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 308);
+    assert_eq!(
+        response.headers()["location"],
+        "/v1/connectors/dotdigital/rollback?x=1"
+    );
+    let (status, old_list) = server.send(Method::GET, "/v1/plugins", None).await;
+    assert_eq!((status, &old_list), (200, &list));
+    let (status, missing) = server
+        .send(Method::POST, "/v1/plugins/nope/rollback", None)
+        .await;
+    assert_eq!(status, 404, "{missing}");
     let v1 = active(&server).await;
     assert_eq!(v1.0, "0.1.0");
     let (_, detail) = server
-        .send(Method::GET, "/v1/plugins/dotdigital", None)
+        .send(Method::GET, "/v1/connectors/dotdigital", None)
         .await;
     assert_eq!(detail["versions"][0]["status"], "active");
     assert_eq!(detail["versions"][0]["source"], "directory");
@@ -102,7 +124,7 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
     ];
     for (query, body, expected_status, expected) in refusals {
         let (status, answer) = server
-            .post_bytes(&format!("/v1/plugins{query}"), body)
+            .post_bytes(&format!("/v1/connectors{query}"), body)
             .await;
         assert_eq!(status, expected_status, "{expected}: {answer}");
         let error = answer["error"].as_str().unwrap_or_default();
@@ -110,14 +132,14 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
         assert_eq!(active(&server).await, v1, "after: {expected}");
     }
     let (_, strict) = server
-        .post_bytes("/v1/plugins", bytes(guests::DOTDIGITAL_STRICT))
+        .post_bytes("/v1/connectors", bytes(guests::DOTDIGITAL_STRICT))
         .await;
     assert_eq!(strict["integrations"][0]["id"], "dd");
 
     // An upgrade: newer, validated against `dd`, switched.
     let (status, report) = server
         .post_bytes(
-            "/v1/plugins?type_id=dotdigital",
+            "/v1/connectors?type_id=dotdigital",
             bytes(guests::DOTDIGITAL_V2),
         )
         .await;
@@ -138,7 +160,7 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
     }
     // The old version is no longer newer: refused unless forced.
     let (status, answer) = server
-        .post_bytes("/v1/plugins", bytes(guests::DOTDIGITAL))
+        .post_bytes("/v1/connectors", bytes(guests::DOTDIGITAL))
         .await;
     assert_eq!(status, 409);
     assert!(
@@ -166,7 +188,7 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
 
     // Rollback: back to 0.1.0; again: the two trade places.
     let (status, back) = server
-        .send(Method::POST, "/v1/plugins/dotdigital/rollback", None)
+        .send(Method::POST, "/v1/connectors/dotdigital/rollback", None)
         .await;
     assert_eq!(status, 200, "{back}");
     assert_eq!(
@@ -178,18 +200,18 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
     );
     assert_eq!(active(&server).await, v1);
     server
-        .send(Method::POST, "/v1/plugins/dotdigital/rollback", None)
+        .send(Method::POST, "/v1/connectors/dotdigital/rollback", None)
         .await;
     assert_eq!(active(&server).await, v2);
     // A forced downgrade is a switch like another.
     let (status, report) = server
-        .post_bytes("/v1/plugins?force=true", bytes(guests::DOTDIGITAL))
+        .post_bytes("/v1/connectors?force=true", bytes(guests::DOTDIGITAL))
         .await;
     assert_eq!(status, 201, "{report}");
     assert_eq!(report["action"], "downgrade");
     assert_eq!(active(&server).await, v1);
     let (status, answer) = server
-        .send(Method::POST, "/v1/plugins/nope/rollback", None)
+        .send(Method::POST, "/v1/connectors/nope/rollback", None)
         .await;
     assert_eq!(status, 404);
     assert!(
@@ -200,7 +222,7 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
     );
 
     let (_, detail) = server
-        .send(Method::GET, "/v1/plugins/dotdigital", None)
+        .send(Method::GET, "/v1/connectors/dotdigital", None)
         .await;
     let actions: Vec<&str> = detail["switches"]
         .as_array()
@@ -236,11 +258,11 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
     let server = server.restart();
     assert_eq!(active(&server).await, v1);
     let (_, detail) = server
-        .send(Method::GET, "/v1/plugins/dotdigital", None)
+        .send(Method::GET, "/v1/connectors/dotdigital", None)
         .await;
     assert_eq!(detail["standby"]["version"], "0.2.0");
     let (status, _) = server
-        .send(Method::POST, "/v1/plugins/dotdigital/rollback", None)
+        .send(Method::POST, "/v1/connectors/dotdigital/rollback", None)
         .await;
     assert_eq!(status, 200);
     assert_eq!(active(&server).await, v2);

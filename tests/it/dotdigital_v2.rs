@@ -2,7 +2,7 @@
 //! busy, the Dotdigital connector is switched ten times between 0.1.0 and
 //! the `dotdigital-v2` guest (0.2.0: the same code, a greater version) —
 //! by upload, rollback, forced downgrade, and files dropped into the watched
-//! plugin directory. Every accepted event reaches the mock; every attempt's
+//! connector directory. Every accepted event reaches the mock; every attempt's
 //! version was the one in service when it started (or just before: a batch
 //! picked before a switch finishes on its version); attempts cross over at
 //! every switch; no delivery is repeated; and the longest gap between
@@ -103,7 +103,7 @@ fn drop_into(dir: &std::path::Path, name: &str, bytes: &[u8]) {
 
 async fn active_version(server: &Server) -> String {
     let (_, state) = server
-        .send(Method::GET, "/v1/plugins/dotdigital", None)
+        .send(Method::GET, "/v1/connectors/dotdigital", None)
         .await;
     state["active"]["version"]
         .as_str()
@@ -130,7 +130,7 @@ async fn ten_switches_under_load_lose_nothing_and_stall_nothing() {
     server.create_integration(&integration).await;
     let v1 = std::fs::read(guests::DOTDIGITAL).unwrap();
     let v2 = std::fs::read(guests::DOTDIGITAL_V2).unwrap();
-    let plugins = server.plugins_dir();
+    let connector_dir = server.connector_dir();
 
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));
@@ -166,21 +166,21 @@ async fn ten_switches_under_load_lose_nothing_and_stall_nothing() {
     .map(|(index, (step, expected))| (index, step, expected))
     {
         let answer = if step == "upload v2" {
-            Some(server.post_bytes("/v1/plugins", v2.clone()).await)
+            Some(server.post_bytes("/v1/connectors", v2.clone()).await)
         } else if step == "forced upload v1" {
             Some(
                 server
-                    .post_bytes("/v1/plugins?force=true", v1.clone())
+                    .post_bytes("/v1/connectors?force=true", v1.clone())
                     .await,
             )
         } else if step == "rollback" {
             Some(
                 server
-                    .send(Method::POST, "/v1/plugins/dotdigital/rollback", None)
+                    .send(Method::POST, "/v1/connectors/dotdigital/rollback", None)
                     .await,
             )
         } else {
-            drop_into(&plugins, &format!("dotdigital-v2-{index}.wasm"), &v2);
+            drop_into(&connector_dir, &format!("dotdigital-v2-{index}.wasm"), &v2);
             None
         };
         if let Some((status, report)) = answer {
@@ -223,7 +223,7 @@ async fn ten_switches_under_load_lose_nothing_and_stall_nothing() {
 
     // The switches as the registry recorded them.
     let (_, state) = server
-        .send(Method::GET, "/v1/plugins/dotdigital", None)
+        .send(Method::GET, "/v1/connectors/dotdigital", None)
         .await;
     let switches: Vec<(i64, String)> = state["switches"]
         .as_array()

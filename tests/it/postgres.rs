@@ -80,13 +80,16 @@ async fn the_pipeline_runs_on_postgres_and_survives_a_restart() {
 
     // An upgrade kept in the database.
     let (status, report) = server
-        .post_bytes("/v1/plugins", std::fs::read(guests::DOTDIGITAL_V2).unwrap())
+        .post_bytes(
+            "/v1/connectors",
+            std::fs::read(guests::DOTDIGITAL_V2).unwrap(),
+        )
         .await;
     assert_eq!(status, 201, "{report}");
 
     let server = server.restart();
     let (_, state) = server
-        .send(Method::GET, "/v1/plugins/dotdigital", None)
+        .send(Method::GET, "/v1/connectors/dotdigital", None)
         .await;
     assert_eq!(state["active"]["version"], "0.2.0");
     assert_eq!(state["standby"]["version"], "0.1.0");

@@ -29,7 +29,7 @@ fn start_server() -> Server {
     Server::try_start("", |dir| {
         std::fs::copy(
             guests::SELLIGENT,
-            dir.join("plugins").join("selligent.wasm"),
+            dir.join("connectors").join("selligent.wasm"),
         )
         .unwrap();
         String::new()
@@ -311,7 +311,7 @@ async fn result_codes_and_transport_failures_end_as_retries_or_dead_letters() {
 #[test]
 fn inspect_shows_the_schema() {
     let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
-        .args(["plugin", "inspect", guests::SELLIGENT])
+        .args(["connector", "inspect", guests::SELLIGENT])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

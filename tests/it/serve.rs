@@ -20,7 +20,7 @@ pub(crate) fn problem_paths(body: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// A `prefsync serve` with its own temporary directory, plugins and config.
+/// A `prefsync serve` with its own temporary directory, connectors and config.
 pub(crate) struct Server {
     process: ServeProcess,
     pub(crate) url: String,
@@ -80,11 +80,11 @@ impl Server {
             _ => storage_lines,
         };
         let dir = tempfile::tempdir().unwrap();
-        let plugins = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        std::fs::copy(guests::DOTDIGITAL, plugins.join("dotdigital.wasm")).unwrap();
+        let connector_dir = dir.path().join("connectors");
+        std::fs::create_dir_all(&connector_dir).unwrap();
+        std::fs::copy(guests::DOTDIGITAL, connector_dir.join("dotdigital.wasm")).unwrap();
         // Not a connector: the host must skip it and keep going.
-        std::fs::write(plugins.join("broken.wasm"), b"not wasm").unwrap();
+        std::fs::write(connector_dir.join("broken.wasm"), b"not wasm").unwrap();
         let config = dir.path().join("prefsync.toml");
         let extra = extra(dir.path());
         // An `[egress]` table of the caller's replaces the tests' default.
@@ -97,10 +97,10 @@ impl Server {
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n{server_lines}\n\
-                 [storage]\ndata_dir = {:?}\n{storage_lines}\n[plugins]\ndir = {:?}\nwatch_interval_ms = 100\n\
+                 [storage]\ndata_dir = {:?}\n{storage_lines}\n[connectors]\ndir = {:?}\nwatch_interval_ms = 100\n\
                  {egress}{extra}",
                 dir.path().join("data"),
-                plugins,
+                connector_dir,
             ),
         )
         .unwrap();
@@ -118,13 +118,13 @@ impl Server {
         self.dir.path().join("data")
     }
 
-    /// The watched plugin directory.
-    pub(crate) fn plugins_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("plugins")
+    /// The watched connector directory.
+    pub(crate) fn connector_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("connectors")
     }
 
     /// Stops the server with SIGTERM and starts it again on the same data
-    /// and plugin directories.
+    /// and connector directories.
     pub(crate) fn restart(self) -> Server {
         self.restart_with(str::to_string).1
     }

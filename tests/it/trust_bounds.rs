@@ -418,7 +418,7 @@ async fn a_webhook_update_dated_in_the_future_is_stamped_when_received() {
     let server = Server::try_start("", |dir| {
         std::fs::copy(
             prefsync_tests::guests::PROBE,
-            dir.join("plugins").join("probe.wasm"),
+            dir.join("connectors").join("probe.wasm"),
         )
         .unwrap();
         String::new()

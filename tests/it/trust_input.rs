@@ -432,7 +432,7 @@ async fn config_urls_must_be_http_or_https_without_credentials() {
     // rule refuses what it lets through.
     let (status, report) = server
         .post_bytes(
-            "/v1/plugins",
+            "/v1/connectors",
             std::fs::read(prefsync_tests::guests::WEBHOOK_JS).unwrap(),
         )
         .await;

@@ -181,9 +181,9 @@ impl Server {
 async fn no_planted_secret_leaves_by_any_path() {
     let destination = echoing_destination().await;
     let server = Server::try_start_logging("", "", TRACE_BUT_THE_COMPILER, |dir| {
-        let plugins = dir.join("plugins");
-        std::fs::copy(guests::PROBE, plugins.join("probe.wasm")).unwrap();
-        std::fs::copy(guests::WEBHOOK, plugins.join("webhook.wasm")).unwrap();
+        let connector_dir = dir.join("connectors");
+        std::fs::copy(guests::PROBE, connector_dir.join("probe.wasm")).unwrap();
+        std::fs::copy(guests::WEBHOOK, connector_dir.join("webhook.wasm")).unwrap();
         "[activations]\npoll_ms = 100\n".into()
     })
     .expect("prefsync serve started");

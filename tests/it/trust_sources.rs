@@ -198,7 +198,7 @@ async fn activation_files_with_a_refused_source_stop_the_start() {
         .unwrap();
         format!(
             "[integrations]\ndir = {integrations:?}\n[activations]\ndir = {activations:?}\nsource_dir = {:?}\n",
-            dir.join("plugins")
+            dir.join("connectors")
         )
     })
     .err()

@@ -69,7 +69,7 @@ impl Server {
 async fn signed_deliveries_reach_the_receiver_and_failures_follow_the_config() {
     let good = receiver(SECRET).await;
     let server = Server::try_start("", |dir| {
-        std::fs::copy(guests::WEBHOOK, dir.join("plugins").join("webhook.wasm")).unwrap();
+        std::fs::copy(guests::WEBHOOK, dir.join("connectors").join("webhook.wasm")).unwrap();
         String::new()
     })
     .unwrap();

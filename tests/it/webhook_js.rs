@@ -80,7 +80,7 @@ async fn it_is_installed_and_delivers_through_the_registry() {
     let receiver = Receiver::start(None).await.unwrap();
     let server = Server::start();
     let (status, report) = server
-        .post_bytes("/v1/plugins", std::fs::read(guests::WEBHOOK_JS).unwrap())
+        .post_bytes("/v1/connectors", std::fs::read(guests::WEBHOOK_JS).unwrap())
         .await;
     assert_eq!(status, 201, "{report}");
     assert_eq!(report["action"], "install");

@@ -55,7 +55,7 @@ fn newsletter_update(id: &str, value: bool) -> String {
 async fn a_webhook_reaches_the_other_integrations_and_its_echo_sends_nothing() {
     let mock = mock_dotdigital().await;
     let server = Server::try_start("", |dir| {
-        std::fs::copy(guests::PROBE, dir.join("plugins").join("probe.wasm")).unwrap();
+        std::fs::copy(guests::PROBE, dir.join("connectors").join("probe.wasm")).unwrap();
         String::new()
     })
     .unwrap();
@@ -155,7 +155,7 @@ async fn a_webhook_reaches_the_other_integrations_and_its_echo_sends_nothing() {
 #[tokio::test]
 async fn bad_webhooks_are_refused_and_change_nothing() {
     let server = Server::try_start("", |dir| {
-        std::fs::copy(guests::PROBE, dir.join("plugins").join("probe.wasm")).unwrap();
+        std::fs::copy(guests::PROBE, dir.join("connectors").join("probe.wasm")).unwrap();
         String::new()
     })
     .unwrap();

@@ -62,11 +62,13 @@ async fn a_guest_of_the_frozen_0_1_0_contract_loads_and_delivers() {
 async fn the_registry_installs_it_as_a_new_type() {
     let server = Server::start();
     let (status, report) = server
-        .post_bytes("/v1/plugins", std::fs::read(guests::WIT_FROZEN).unwrap())
+        .post_bytes("/v1/connectors", std::fs::read(guests::WIT_FROZEN).unwrap())
         .await;
     assert_eq!(status, 201, "{report}");
     assert_eq!(report["action"], "install");
-    let (_, state) = server.send(Method::GET, "/v1/plugins/frozen", None).await;
+    let (_, state) = server
+        .send(Method::GET, "/v1/connectors/frozen", None)
+        .await;
     assert_eq!(state["active"]["wit_version"], "0.1.0");
     assert_eq!(
         state["versions"][0]["description"]["display_name"],

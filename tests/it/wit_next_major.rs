@@ -1,5 +1,5 @@
 //! A connector of an unknown major version of the contract is refused with
-//! the versions this host supports — by the runtime, by `plugin inspect`,
+//! the versions this host supports — by the runtime, by `connector inspect`,
 //! and as an upgrade, which leaves the running version serving.
 
 use prefsync::runtime::{Limits, LoadError};
@@ -25,7 +25,7 @@ async fn an_unknown_major_version_is_refused_by_name() {
     assert_eq!(error.to_string(), REFUSAL);
 
     let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
-        .args(["plugin", "inspect", guests::WIT_NEXT_MAJOR])
+        .args(["connector", "inspect", guests::WIT_NEXT_MAJOR])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -37,7 +37,7 @@ async fn as_an_upgrade_it_leaves_the_running_version() {
     let server = Server::start();
     let (status, answer) = server
         .post_bytes(
-            "/v1/plugins",
+            "/v1/connectors",
             std::fs::read(guests::WIT_NEXT_MAJOR).unwrap(),
         )
         .await;
@@ -47,7 +47,7 @@ async fn as_an_upgrade_it_leaves_the_running_version() {
         "{answer}"
     );
     let (_, state) = server
-        .send(Method::GET, "/v1/plugins/dotdigital", None)
+        .send(Method::GET, "/v1/connectors/dotdigital", None)
         .await;
     assert_eq!(state["active"]["version"], "0.1.0");
     assert_eq!(state["versions"].as_array().unwrap().len(), 1);

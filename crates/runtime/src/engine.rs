@@ -33,7 +33,7 @@ pub struct RuntimeOptions {
     /// Directory of precompiled artifacts; `None` compiles on every load.
     pub artifact_dir: Option<PathBuf>,
     /// Where requests the egress policy allows go; `None` is the network.
-    /// `prefsync plugin test --cassette` replays or records here.
+    /// `prefsync connector test --cassette` replays or records here.
     pub transport: Option<Arc<dyn Transport>>,
 }
 

@@ -2,7 +2,7 @@
 //! against the integration's allowlist and the egress options, then handed
 //! to a [`Transport`] — the network ([`Network`]: one pooled client,
 //! redirects off, a resolver that enforces the egress options after DNS, a
-//! cap on response size) or, in `prefsync plugin test`, a cassette.
+//! cap on response size) or, in `prefsync connector test`, a cassette.
 //! [`HostHttp`] is the same policy for requests the host sends by itself.
 
 use std::sync::Arc;

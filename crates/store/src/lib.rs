@@ -17,7 +17,7 @@
 pub mod activations;
 #[cfg(test)]
 mod conformance;
-pub mod plugins;
+pub mod connectors;
 pub mod postgres;
 pub mod private_files;
 pub mod sqlite;
@@ -31,7 +31,9 @@ use prefsync_consent::UserState;
 pub use activations::{
     ActivationRecord, ActivationStore, RunRecord, RunStart, RunStatus, SnapshotEntry,
 };
-pub use plugins::{PluginStatus, PluginStatusChange, PluginStore, PluginSwitch, PluginVersion};
+pub use connectors::{
+    ConnectorStatus, ConnectorStatusChange, ConnectorStore, ConnectorSwitch, ConnectorVersion,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -217,7 +219,7 @@ pub struct AuditRow {
 
 /// The storage interface. Every method is one transaction.
 #[async_trait]
-pub trait Store: PluginStore + ActivationStore + Send + Sync + 'static {
+pub trait Store: ConnectorStore + ActivationStore + Send + Sync + 'static {
     async fn put_integration(&self, integration: &IntegrationRecord) -> Result<()>;
     /// Stores a new integration only if its id is free, in one statement:
     /// true when it was inserted, false (nothing written) when the id exists.

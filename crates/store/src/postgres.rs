@@ -17,7 +17,7 @@
 //! an error ([`redacted_url`]).
 
 mod activations;
-mod plugins;
+mod connectors;
 
 use anyhow::{Context as _, anyhow, bail};
 use async_trait::async_trait;
@@ -170,6 +170,13 @@ const MIGRATIONS: &[&str] = &[
         seen_run      BIGINT NOT NULL,
         PRIMARY KEY (activation_id, key)
     );
+    "#,
+    // 3: one name for the thing users install: "connector" (the tables were
+    // named "plugin" before).
+    r#"
+    ALTER TABLE plugin_versions RENAME TO connector_versions;
+    ALTER TABLE plugin_switches RENAME TO connector_switches;
+    ALTER INDEX plugin_switches_by_type RENAME TO connector_switches_by_type;
     "#,
 ];
 

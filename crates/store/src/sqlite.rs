@@ -22,7 +22,7 @@
 //!   detail, http_statuses, duration_ms, attempt, origin)`: append-only;
 //!   `http_statuses` is a JSON array as text; indexed on `(organization_user_id, id)`.
 //!
-//! - `plugin_versions` and `plugin_switches`: the connector registry (`sqlite/plugins.rs`).
+//! - `connector_versions` and `connector_switches`: the connector registry (`sqlite/connectors.rs`).
 //!
 //! Dead letters and audit rows do not reference `integrations`: history
 //! outlives the integration it is about.
@@ -56,7 +56,7 @@ use super::{
 use prefsync_consent::UserState;
 
 mod activations;
-mod plugins;
+mod connectors;
 
 /// Schema migrations, in order. Never edit a released one: add another.
 const MIGRATIONS: &[&str] = &[
@@ -139,7 +139,7 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbox ADD COLUMN origin TEXT;
     "#,
-    // 3: the connector registry (see `plugins.rs`).
+    // 3: the connector registry (see `connectors.rs`).
     r#"
     CREATE TABLE plugin_versions (
         type_id       TEXT    NOT NULL,
@@ -202,6 +202,14 @@ const MIGRATIONS: &[&str] = &[
         seen_run      INTEGER NOT NULL,
         PRIMARY KEY (activation_id, key)
     ) STRICT, WITHOUT ROWID;
+    "#,
+    // 5: one name for the thing users install: "connector" (the tables were
+    // named "plugin" before).
+    r#"
+    ALTER TABLE plugin_versions RENAME TO connector_versions;
+    ALTER TABLE plugin_switches RENAME TO connector_switches;
+    DROP INDEX plugin_switches_by_type;
+    CREATE INDEX connector_switches_by_type ON connector_switches (type_id, id);
     "#,
 ];
 

@@ -1,4 +1,4 @@
-//! A `plugin test` cassette: `Cassette::parse` (what `Cassette::read` does
+//! A `connector test` cassette: `Cassette::parse` (what `Cassette::read` does
 //! with a file's text), then a replay: the `Tape` answers each recorded
 //! request, and one with a planted secret, from the cassette.
 //!
@@ -22,7 +22,7 @@ use crate::mutate::split_meta;
 
 pub const TARGET: Target = Target {
     name: "cassette",
-    about: "plugin test cassette reader and replay",
+    about: "connector test cassette reader and replay",
     run,
     dictionary: &[
         "\"connector\"",

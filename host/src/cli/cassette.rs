@@ -1,4 +1,4 @@
-//! HTTP cassettes for `prefsync plugin test`: every exchange a connector has
+//! HTTP cassettes for `prefsync connector test`: every exchange a connector has
 //! with its API, recorded once against the real thing (`--live --cassette`)
 //! with secrets scrubbed, then replayed without a network (`--cassette`).
 //!
@@ -375,7 +375,7 @@ enum Mode {
     Replay,
 }
 
-/// The transport `plugin test` lends the runtime: the network or a
+/// The transport `connector test` lends the runtime: the network or a
 /// cassette, keeping every exchange of the current record (scrubbed).
 pub struct Tape {
     mode: Mode,
@@ -502,7 +502,7 @@ impl Tape {
                 error: Some(RecordedError::Connection("not in the cassette".into())),
             });
             return Err(HttpError::Connection(
-                "request not in the cassette (prefsync plugin test)".into(),
+                "request not in the cassette (prefsync connector test)".into(),
             ));
         };
         *used = true;

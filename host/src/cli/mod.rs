@@ -2,7 +2,7 @@
 
 mod activation;
 pub mod cassette; // pub for the fuzzer (fuzz/)
-mod plugin;
+mod connector;
 mod scaffold;
 
 use clap::{Parser, Subcommand};
@@ -24,12 +24,20 @@ pub enum Command {
         #[arg(long)]
         config: Option<std::path::PathBuf>,
     },
-    /// Work with connector components.
-    #[command(subcommand)]
-    Plugin(plugin::PluginCommand),
+    /// Work with connector components (`plugin`, the command's name before
+    /// 0.2, still works).
+    #[command(subcommand, alias = "plugin")]
+    Connector(connector::ConnectorCommand),
     /// Run activations (scheduled reverse-ETL syncs) and read their history.
     #[command(subcommand)]
     Activation(activation::ActivationCommand),
+}
+
+/// What to tell a user who typed a command by its old name, from the
+/// arguments as given (the program name first).
+pub fn renamed_command(args: &[std::ffi::OsString]) -> Option<&'static str> {
+    (args.get(1).and_then(|arg| arg.to_str()) == Some("plugin"))
+        .then_some("`prefsync plugin` is now `prefsync connector`; the old name works for now")
 }
 
 /// Runs the parsed command.
@@ -39,7 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = crate::config::HostConfig::load(config.as_deref())?;
             crate::serve::run(config).await
         }
-        Command::Plugin(command) => plugin::run(command).await,
+        Command::Connector(command) => connector::run(command).await,
         Command::Activation(command) => activation::run(command).await,
     }
 }

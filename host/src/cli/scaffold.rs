@@ -1,4 +1,4 @@
-//! `prefsync plugin new`: a connector crate of its own (outside any Cargo
+//! `prefsync connector new`: a connector crate of its own (outside any Cargo
 //! workspace) that builds into a component with `cargo build --release
 //! --target wasm32-wasip2`, with the three files every connector has, a unit
 //! test, an example config and record, a cassette, and the author's README.
@@ -185,7 +185,7 @@ pub fn create(args: &NewArgs) -> Result<()> {
         return Err(error);
     }
     println!(
-        "created connector `{}` (type id `{}`) in {}\n\nnext:\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  prefsync plugin test target/wasm32-wasip2/release/{}.wasm --config examples/integration.json --record examples/record.json --cassette cassettes",
+        "created connector `{}` (type id `{}`) in {}\n\nnext:\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  prefsync connector test target/wasm32-wasip2/release/{}.wasm --config examples/integration.json --record examples/record.json --cassette cassettes",
         names.crate_name,
         names.type_id,
         dir.display(),

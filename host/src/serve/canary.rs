@@ -3,7 +3,7 @@
 //! over the same window; the verdict is to roll back, to promote, or to wait.
 //!
 //! Pure bookkeeping and one decision function: the registry routes, the
-//! plugin manager acts on the verdict.
+//! connector manager acts on the verdict.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,16 +1,16 @@
 //! `prefsync serve`: the HTTP API over the store and the loaded connectors.
 //!
 //! [`run`] is the command: managed connectors (the registry's versions and
-//! the plugin directory's), until a signal. [`Server`] is the same server
+//! the connector directory's), until a signal. [`Server`] is the same server
 //! started in-process, also with a fixed [`Registry`] of destinations,
 //! which the pipeline benchmark uses.
 
 pub mod api;
 mod auth;
 pub mod canary;
+pub mod connectors;
 mod dispatch;
 pub mod metrics;
-pub mod plugins;
 pub mod registry;
 
 use std::net::SocketAddr;
@@ -28,7 +28,7 @@ use crate::config::HostConfig;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::store::{PostgresStore, SqliteStore, Store};
 
-pub use plugins::PluginManager;
+pub use connectors::ConnectorManager;
 pub use registry::Registry;
 
 /// Everything a request handler may need.
@@ -37,7 +37,7 @@ pub struct App {
     pub connectors: Arc<Registry>,
     /// Upgrades and rollbacks; `None` when the server was started with a
     /// fixed set of destinations (the pipeline benchmark).
-    pub plugins: Option<Arc<PluginManager>>,
+    pub manager: Option<Arc<ConnectorManager>>,
     pub config: Arc<HostConfig>,
     pub metrics: metrics::Metrics,
     /// Activations: their runs and scheduler.
@@ -50,7 +50,7 @@ pub struct App {
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, with the connector versions the
-/// registry keeps and those of the plugin directory.
+/// registry keeps and those of the connector directory.
 pub async fn run(config: HostConfig) -> Result<()> {
     let runtime = Runtime::new(RuntimeOptions {
         limits: config.limits.clone(),
@@ -75,7 +75,7 @@ pub struct Server {
 /// What a server delivers through.
 pub enum Connectors {
     /// Versions managed by the registry: restored from the store, loaded
-    /// from the plugin directory, upgraded while serving.
+    /// from the connector directory, upgraded while serving.
     Managed(Runtime),
     /// A fixed set (the pipeline benchmark's native destinations).
     Fixed(Arc<Registry>),
@@ -107,13 +107,16 @@ impl Server {
                 "consent stamps dated in the future moved back to the start time, so later changes win"
             );
         }
-        let (connectors, plugins) = match connectors {
+        let (connectors, manager) = match connectors {
             Connectors::Managed(runtime) => {
                 let registry = Arc::new(Registry::default());
-                let manager =
-                    Arc::new(PluginManager::new(runtime, store.clone(), registry.clone()));
-                manager.bootstrap(&config.plugins.dir).await?;
-                tracing::info!(connectors = ?registry.type_ids(), dir = %config.plugins.dir.display(), "connectors loaded");
+                let manager = Arc::new(ConnectorManager::new(
+                    runtime,
+                    store.clone(),
+                    registry.clone(),
+                ));
+                manager.bootstrap(&config.connectors.dir).await?;
+                tracing::info!(connectors = ?registry.type_ids(), dir = %config.connectors.dir.display(), "connectors loaded");
                 (registry, Some(manager))
             }
             Connectors::Fixed(registry) => (registry, None),
@@ -138,7 +141,7 @@ impl Server {
             store,
             activations,
             connectors,
-            plugins,
+            manager,
             ingest_token: config.server.ingest_token.clone(),
             config: Arc::new(config),
             work: tokio::sync::Notify::new(),
@@ -160,13 +163,13 @@ impl Server {
             std::time::Duration::from_millis(app.config.activations.poll_ms),
             stopped.clone(),
         ));
-        let supervisor = app.plugins.clone().map(|manager| {
+        let supervisor = app.manager.clone().map(|manager| {
             let watch_dir = app
                 .config
-                .plugins
+                .connectors
                 .watch
-                .then(|| app.config.plugins.dir.clone());
-            let tick = std::time::Duration::from_millis(app.config.plugins.watch_interval_ms);
+                .then(|| app.config.connectors.dir.clone());
+            let tick = std::time::Duration::from_millis(app.config.connectors.watch_interval_ms);
             tokio::spawn(manager.supervise(watch_dir, tick, stopped))
         });
         let (stop, stop_requested) = tokio::sync::oneshot::channel::<()>();
@@ -247,8 +250,8 @@ pub async fn open_offline(config: &HostConfig) -> Result<(Arc<dyn Store>, Arc<Re
         transport: None,
     })?;
     let registry = Arc::new(Registry::default());
-    PluginManager::new(runtime, store.clone(), registry.clone())
-        .bootstrap(&config.plugins.dir)
+    ConnectorManager::new(runtime, store.clone(), registry.clone())
+        .bootstrap(&config.connectors.dir)
         .await?;
     if let Some(dir) = &config.integrations.dir {
         api::integrations::load_dir(store.as_ref(), &registry, dir).await?;
@@ -261,7 +264,9 @@ pub fn router(app: Arc<App>) -> Router {
     let admin = api::integrations::routes()
         .merge(api::deliveries::routes())
         .merge(api::activations::routes())
-        .merge(api::plugins::routes(app.config.plugins.max_upload_bytes))
+        .merge(api::connectors::routes(
+            app.config.connectors.max_upload_bytes,
+        ))
         .route("/v1/users/{id}", get(api::events::user))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -281,6 +286,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(ingest)
         // Authenticated by each integration's shared secret, not a bearer token.
         .merge(api::webhooks::routes())
+        .merge(api::connectors::renamed_routes())
         .fallback(api::error::no_route)
         .layer(DefaultBodyLimit::max(app.config.server.max_body_bytes))
         // Outermost, so axum's own plain-text errors (405, 413) become JSON too.

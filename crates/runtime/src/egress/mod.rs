@@ -115,7 +115,7 @@ impl Allowlist {
         self.entries.contains(&(host.to_ascii_lowercase(), port))
     }
 
-    /// `host:port` entries, for messages and `plugin inspect`.
+    /// `host:port` entries, for messages and `connector inspect`.
     pub fn entries(&self) -> Vec<String> {
         self.entries
             .iter()

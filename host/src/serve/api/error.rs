@@ -107,7 +107,7 @@ const PLAIN_ERROR_MAX: usize = 1024;
 /// that does not decode. Headers are kept.
 pub async fn json_errors(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
-    let upload = method == Method::POST && request.uri().path() == "/v1/plugins";
+    let upload = method == Method::POST && request.uri().path() == "/v1/connectors";
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response
@@ -127,8 +127,8 @@ pub async fn json_errors(State(app): State<Arc<App>>, request: Request, next: Ne
         StatusCode::PAYLOAD_TOO_LARGE => {
             let (key, limit) = if upload {
                 (
-                    "plugins.max_upload_bytes",
-                    app.config.plugins.max_upload_bytes,
+                    "connectors.max_upload_bytes",
+                    app.config.connectors.max_upload_bytes,
                 )
             } else {
                 ("server.max_body_bytes", app.config.server.max_body_bytes)

@@ -1,4 +1,4 @@
-//! `prefsync plugin …`: inspect connector components and try them on records.
+//! `prefsync connector …`: inspect connector components and try them on records.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ use crate::runtime::{
 };
 
 #[derive(Debug, Subcommand)]
-pub enum PluginCommand {
+pub enum ConnectorCommand {
     /// Show what a connector component says about itself (`describe`) and
     /// the WIT version it was built against.
     Inspect {
@@ -81,9 +81,9 @@ pub struct TestArgs {
     allow_http: bool,
 }
 
-pub async fn run(command: PluginCommand) -> Result<()> {
+pub async fn run(command: ConnectorCommand) -> Result<()> {
     match command {
-        PluginCommand::Inspect { file, json } => {
+        ConnectorCommand::Inspect { file, json } => {
             let runtime = Runtime::new(RuntimeOptions::default())?;
             let connector = runtime
                 .load_file(&file)
@@ -97,12 +97,12 @@ pub async fn run(command: PluginCommand) -> Result<()> {
             }
             Ok(())
         }
-        PluginCommand::Test(args) => test(args).await,
-        PluginCommand::New(args) => scaffold::create(&args),
+        ConnectorCommand::Test(args) => test(args).await,
+        ConnectorCommand::New(args) => scaffold::create(&args),
     }
 }
 
-/// Runs `plugin test`: the connector in the production sandbox, each record
+/// Runs `connector test`: the connector in the production sandbox, each record
 /// delivered through a [`Tape`] that shows (and records or replays) its HTTP.
 async fn test(args: TestArgs) -> Result<()> {
     let (mut limits, mut egress) = match &args.host_config {

@@ -20,7 +20,9 @@ use super::canary::{CanaryPolicy, CanaryRun, Verdict};
 use super::registry::{Registry, RollbackError, version_order};
 use crate::now_ms;
 use crate::runtime::{ConnectorInfo, Destination, LoadError, Runtime, content_hash};
-use crate::store::{PluginStatus, PluginStatusChange, PluginSwitch, PluginVersion, Store};
+use crate::store::{
+    ConnectorStatus, ConnectorStatusChange, ConnectorSwitch, ConnectorVersion, Store,
+};
 
 /// How an upgrade is asked for.
 #[derive(Debug, Clone, Default)]
@@ -127,7 +129,7 @@ pub struct SwitchReport {
 }
 
 /// The registry and the store, changed together.
-pub struct PluginManager {
+pub struct ConnectorManager {
     runtime: Runtime,
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
@@ -136,9 +138,9 @@ pub struct PluginManager {
     followed_switch: std::sync::atomic::AtomicI64,
 }
 
-impl PluginManager {
+impl ConnectorManager {
     pub fn new(runtime: Runtime, store: Arc<dyn Store>, registry: Arc<Registry>) -> Self {
-        PluginManager {
+        ConnectorManager {
             runtime,
             store,
             registry,
@@ -156,8 +158,8 @@ impl PluginManager {
     /// (the first of a type is installed; a refused file is logged and
     /// skipped, so one bad file does not keep the host down).
     pub async fn bootstrap(&self, dir: &Path) -> anyhow::Result<()> {
-        let latest = self.store.latest_plugin_switch_id().await?;
-        let versions = self.store.plugin_versions(None).await?;
+        let latest = self.store.latest_connector_switch_id().await?;
+        let versions = self.store.connector_versions(None).await?;
         for (type_id, in_service) in in_service_by_type(&versions) {
             let Some(active) = in_service.active else {
                 continue;
@@ -184,7 +186,7 @@ impl PluginManager {
                     "the host restarted before the canary's verdict",
                     vec![status(
                         &canary.content_hash,
-                        PluginStatus::RolledBack,
+                        ConnectorStatus::RolledBack,
                         Some("the host restarted before the canary's verdict"),
                     )],
                 )
@@ -199,7 +201,7 @@ impl PluginManager {
             let bytes = match tokio::fs::read(&path).await {
                 Ok(bytes) => bytes,
                 Err(error) => {
-                    tracing::warn!(path = %path.display(), %error, "cannot read a plugin file");
+                    tracing::warn!(path = %path.display(), %error, "cannot read a connector file");
                     continue;
                 }
             };
@@ -212,11 +214,11 @@ impl PluginManager {
             };
             match self.upgrade(bytes, options).await {
                 Ok(report) => {
-                    tracing::info!(path = %path.display(), connector = %report.type_id, version = %report.to.version, action = %report.action, "connector loaded from the plugin directory")
+                    tracing::info!(path = %path.display(), connector = %report.type_id, version = %report.to.version, action = %report.action, "connector loaded from the connector directory")
                 }
                 Err(UpgradeError::Store(error)) => return Err(error),
                 Err(error) => {
-                    tracing::warn!(path = %path.display(), %error, "skipping a plugin file")
+                    tracing::warn!(path = %path.display(), %error, "skipping a connector file")
                 }
             }
         }
@@ -233,12 +235,12 @@ impl PluginManager {
     /// started it; the others keep the active version until its verdict.
     pub async fn follow_store(&self) -> anyhow::Result<()> {
         use std::sync::atomic::Ordering;
-        let latest = self.store.latest_plugin_switch_id().await?;
+        let latest = self.store.latest_connector_switch_id().await?;
         if latest <= self.followed_switch.load(Ordering::SeqCst) {
             return Ok(());
         }
         let _change = self.changes.lock().await;
-        let versions = self.store.plugin_versions(None).await?;
+        let versions = self.store.connector_versions(None).await?;
         for (type_id, in_service) in in_service_by_type(&versions) {
             let Some(active) = in_service.active else {
                 continue;
@@ -283,10 +285,13 @@ impl PluginManager {
         Ok(())
     }
 
-    async fn load_stored(&self, version: &PluginVersion) -> anyhow::Result<Arc<dyn Destination>> {
+    async fn load_stored(
+        &self,
+        version: &ConnectorVersion,
+    ) -> anyhow::Result<Arc<dyn Destination>> {
         let bytes = self
             .store
-            .plugin_wasm(&version.type_id, &version.content_hash)
+            .connector_wasm(&version.type_id, &version.content_hash)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the store lost the component's bytes"))?;
         Ok(self.runtime.load(bytes).await?)
@@ -367,8 +372,8 @@ impl PluginManager {
 
         let now = now_ms();
         self.store
-            .add_plugin_version(
-                &PluginVersion {
+            .add_connector_version(
+                &ConnectorVersion {
                     type_id: info.type_id.clone(),
                     version: info.version.clone(),
                     content_hash: info.content_hash.clone(),
@@ -376,7 +381,7 @@ impl PluginManager {
                     description: serde_json::to_value(&info).unwrap_or_default(),
                     source: options.source.to_string(),
                     loaded_at_ms: now,
-                    status: PluginStatus::Inactive,
+                    status: ConnectorStatus::Inactive,
                     status_reason: None,
                     status_at_ms: now,
                 },
@@ -397,7 +402,7 @@ impl PluginManager {
                     policy.window.as_secs(),
                     policy.max_failure_increase * 100.0
                 );
-                statuses.push(status(&info.content_hash, PluginStatus::Canary, None));
+                statuses.push(status(&info.content_hash, ConnectorStatus::Canary, None));
             }
             (Some(view), None) => {
                 detail = format!("from the {}", options.source);
@@ -406,23 +411,23 @@ impl PluginManager {
                 {
                     statuses.push(status(
                         &old_standby.info().content_hash,
-                        PluginStatus::Inactive,
+                        ConnectorStatus::Inactive,
                         None,
                     ));
                 }
                 statuses.push(status(
                     &view.active.info().content_hash,
-                    PluginStatus::Standby,
+                    ConnectorStatus::Standby,
                     None,
                 ));
-                statuses.push(status(&info.content_hash, PluginStatus::Active, None));
+                statuses.push(status(&info.content_hash, ConnectorStatus::Active, None));
             }
             (None, _) => {
                 detail = format!("from the {}", options.source);
-                statuses.push(status(&info.content_hash, PluginStatus::Active, None));
+                statuses.push(status(&info.content_hash, ConnectorStatus::Active, None));
             }
         }
-        let switch = PluginSwitch {
+        let switch = ConnectorSwitch {
             id: 0,
             at_ms: now,
             type_id: info.type_id.clone(),
@@ -434,7 +439,9 @@ impl PluginManager {
             detail: detail.clone(),
         };
         // Kept first, then switched: a store failure leaves the old version serving.
-        self.store.record_plugin_switch(&switch, &statuses).await?;
+        self.store
+            .record_connector_switch(&switch, &statuses)
+            .await?;
         let switched_at_ms = now_ms();
         match &options.canary {
             Some(policy) if current.is_some() => {
@@ -480,7 +487,7 @@ impl PluginManager {
                 view.active.info().clone(),
                 vec![status(
                     &run.candidate.info().content_hash,
-                    PluginStatus::RolledBack,
+                    ConnectorStatus::RolledBack,
                     Some("rolled back by the operator during its canary"),
                 )],
             ),
@@ -490,10 +497,10 @@ impl PluginManager {
                 vec![
                     status(
                         &view.active.info().content_hash,
-                        PluginStatus::Standby,
+                        ConnectorStatus::Standby,
                         None,
                     ),
-                    status(&standby.info().content_hash, PluginStatus::Active, None),
+                    status(&standby.info().content_hash, ConnectorStatus::Active, None),
                 ],
             ),
             (None, None) => return Err(RollbackError::NoPrevious(type_id.to_string()).into()),
@@ -562,7 +569,7 @@ impl PluginManager {
                     &reason,
                     vec![status(
                         &candidate.content_hash,
-                        PluginStatus::RolledBack,
+                        ConnectorStatus::RolledBack,
                         Some(&reason),
                     )],
                 )
@@ -575,14 +582,14 @@ impl PluginManager {
                 if let Some(standby) = &view.standby {
                     statuses.push(status(
                         &standby.info().content_hash,
-                        PluginStatus::Inactive,
+                        ConnectorStatus::Inactive,
                         None,
                     ));
                 }
-                statuses.push(status(&active.content_hash, PluginStatus::Standby, None));
+                statuses.push(status(&active.content_hash, ConnectorStatus::Standby, None));
                 statuses.push(status(
                     &candidate.content_hash,
-                    PluginStatus::Active,
+                    ConnectorStatus::Active,
                     Some(&reason),
                 ));
                 self.record(
@@ -611,9 +618,9 @@ impl PluginManager {
         from_hash: Option<String>,
         to: &ConnectorInfo,
         detail: &str,
-        statuses: Vec<PluginStatusChange>,
+        statuses: Vec<ConnectorStatusChange>,
     ) -> anyhow::Result<()> {
-        let switch = PluginSwitch {
+        let switch = ConnectorSwitch {
             id: 0,
             at_ms: now_ms(),
             type_id: type_id.to_string(),
@@ -624,11 +631,11 @@ impl PluginManager {
             to_hash: to.content_hash.clone(),
             detail: detail.to_string(),
         };
-        self.store.record_plugin_switch(&switch, &statuses).await
+        self.store.record_connector_switch(&switch, &statuses).await
     }
 
     /// Until `stop`: judges canaries and follows the store's versions every
-    /// `tick`, and, with a plugin
+    /// `tick`, and, with a connector
     /// directory to watch, upgrades from every `.wasm` file that appears or
     /// changes there (once its size and time stay put for one tick, so a
     /// file still being copied is not read half-written).
@@ -661,11 +668,11 @@ impl PluginManager {
                     };
                     match self.upgrade(bytes, options).await {
                         Ok(report) => {
-                            tracing::info!(path = %path.display(), connector = %report.type_id, from = ?report.from.map(|f| f.version), to = %report.to.version, "connector upgraded from the plugin directory")
+                            tracing::info!(path = %path.display(), connector = %report.type_id, from = ?report.from.map(|f| f.version), to = %report.to.version, "connector upgraded from the connector directory")
                         }
                         Err(UpgradeError::AlreadyActive { .. }) => {}
                         Err(error) => {
-                            tracing::warn!(path = %path.display(), %error, "plugin file refused; the running version stays")
+                            tracing::warn!(path = %path.display(), %error, "connector file refused; the running version stays")
                         }
                     }
                 }
@@ -677,27 +684,27 @@ impl PluginManager {
 /// A type's versions in service, as the store records them.
 #[derive(Default)]
 struct InService<'a> {
-    active: Option<&'a PluginVersion>,
-    standby: Option<&'a PluginVersion>,
-    canary: Option<&'a PluginVersion>,
+    active: Option<&'a ConnectorVersion>,
+    standby: Option<&'a ConnectorVersion>,
+    canary: Option<&'a ConnectorVersion>,
 }
 
-fn in_service_by_type(versions: &[PluginVersion]) -> BTreeMap<&str, InService<'_>> {
+fn in_service_by_type(versions: &[ConnectorVersion]) -> BTreeMap<&str, InService<'_>> {
     let mut by_type: BTreeMap<&str, InService<'_>> = BTreeMap::new();
     for version in versions {
         let entry = by_type.entry(&version.type_id).or_default();
         match version.status {
-            PluginStatus::Active => entry.active = Some(version),
-            PluginStatus::Standby => entry.standby = Some(version),
-            PluginStatus::Canary => entry.canary = Some(version),
-            PluginStatus::RolledBack | PluginStatus::Inactive => {}
+            ConnectorStatus::Active => entry.active = Some(version),
+            ConnectorStatus::Standby => entry.standby = Some(version),
+            ConnectorStatus::Canary => entry.canary = Some(version),
+            ConnectorStatus::RolledBack | ConnectorStatus::Inactive => {}
         }
     }
     by_type
 }
 
-fn status(hash: &str, status: PluginStatus, reason: Option<&str>) -> PluginStatusChange {
-    PluginStatusChange {
+fn status(hash: &str, status: ConnectorStatus, reason: Option<&str>) -> ConnectorStatusChange {
+    ConnectorStatusChange {
         content_hash: hash.to_string(),
         status,
         reason: reason.map(str::to_string),
@@ -708,7 +715,7 @@ async fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     use anyhow::Context as _;
     let mut entries = tokio::fs::read_dir(dir)
         .await
-        .with_context(|| format!("reading the plugin directory {}", dir.display()))?;
+        .with_context(|| format!("reading the connector directory {}", dir.display()))?;
     let mut paths = Vec::new();
     while let Some(entry) = entries.next_entry().await? {
         let path = entry.path();
@@ -758,7 +765,7 @@ impl DirWatcher {
                 match tokio::fs::read(path).await {
                     Ok(bytes) => ready.push((path.clone(), bytes)),
                     Err(error) => {
-                        tracing::warn!(path = %path.display(), %error, "cannot read a plugin file")
+                        tracing::warn!(path = %path.display(), %error, "cannot read a connector file")
                     }
                 }
             } else {

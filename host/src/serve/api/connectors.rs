@@ -1,4 +1,4 @@
-//! `/v1/plugins`: the connector registry — every version of every type,
+//! `/v1/connectors`: the connector registry — every version of every type,
 //! which one serves — and its changes: upload (upgrade, with an optional
 //! canary) and rollback.
 
@@ -9,16 +9,17 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 
 use super::error::ApiError;
 use crate::serve::App;
-use crate::serve::PluginManager;
+use crate::serve::ConnectorManager;
 use crate::serve::canary::CanaryPolicy;
-use crate::serve::plugins::{RollbackFailure, UpgradeError, UpgradeOptions};
+use crate::serve::connectors::{RollbackFailure, UpgradeError, UpgradeOptions};
 use crate::serve::registry::RollbackError;
 
 /// Switches a type's history shows.
@@ -27,17 +28,47 @@ const SWITCHES_SHOWN: u32 = 200;
 pub fn routes(max_upload_bytes: usize) -> Router<Arc<App>> {
     Router::new()
         .route(
-            "/v1/plugins",
+            PREFIX,
             get(list)
                 .post(upload)
                 .layer(DefaultBodyLimit::max(max_upload_bytes)),
         )
-        .route("/v1/plugins/{type_id}", get(show))
-        .route("/v1/plugins/{type_id}/rollback", post(rollback))
+        .route("/v1/connectors/{type_id}", get(show))
+        .route("/v1/connectors/{type_id}/rollback", post(rollback))
 }
 
-fn manager(app: &App) -> Result<&Arc<PluginManager>, ApiError> {
-    app.plugins.as_ref().ok_or_else(|| {
+/// The path prefix of these routes before 0.2.
+const OLD_PREFIX: &str = "/v1/plugins";
+/// Their path prefix now.
+const PREFIX: &str = "/v1/connectors";
+
+/// The old paths (`/v1/plugins…`): every method answers 308 Permanent
+/// Redirect to the same path under `/v1/connectors`, query kept, so clients
+/// repeat the request, body and all. Kept for one minor version; needs no
+/// token, as it reveals nothing but the new path.
+pub fn renamed_routes() -> Router<Arc<App>> {
+    Router::new()
+        .route(OLD_PREFIX, any(redirect_renamed))
+        .route(&format!("{OLD_PREFIX}/{{*rest}}"), any(redirect_renamed))
+}
+
+async fn redirect_renamed(uri: Uri) -> Response {
+    let rest = uri.path().strip_prefix(OLD_PREFIX).unwrap_or_default();
+    let location = match uri.query() {
+        Some(query) => format!("{PREFIX}{rest}?{query}"),
+        None => format!("{PREFIX}{rest}"),
+    };
+    let message = format!("{OLD_PREFIX} is now {PREFIX}: repeat the request at {location}");
+    (
+        StatusCode::PERMANENT_REDIRECT,
+        [(header::LOCATION, location)],
+        Json(json!({ "error": message })),
+    )
+        .into_response()
+}
+
+fn manager(app: &App) -> Result<&Arc<ConnectorManager>, ApiError> {
+    app.manager.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "this server runs a fixed set of destinations; connector versions cannot change",
@@ -46,11 +77,11 @@ fn manager(app: &App) -> Result<&Arc<PluginManager>, ApiError> {
 }
 
 async fn list(State(app): State<Arc<App>>) -> Result<Json<Json_>, ApiError> {
-    let mut plugins = Vec::new();
+    let mut connectors = Vec::new();
     for type_id in app.connectors.type_ids() {
-        plugins.push(describe_type(&app, &type_id, false).await?);
+        connectors.push(describe_type(&app, &type_id, false).await?);
     }
-    Ok(Json(json!({ "plugins": plugins })))
+    Ok(Json(json!({ "connectors": connectors })))
 }
 
 async fn show(
@@ -92,8 +123,8 @@ async fn describe_type(app: &App, type_id: &str, history: bool) -> Result<Json_,
             "new": run.new.counts(),
         })
     });
-    let versions = match &app.plugins {
-        Some(_) => app.store.plugin_versions(Some(type_id)).await?,
+    let versions = match &app.manager {
+        Some(_) => app.store.connector_versions(Some(type_id)).await?,
         None => Vec::new(),
     };
     let mut out = json!({
@@ -103,13 +134,17 @@ async fn describe_type(app: &App, type_id: &str, history: bool) -> Result<Json_,
         "canary": canary,
         "versions": versions,
     });
-    if history && app.plugins.is_some() {
-        out["switches"] = json!(app.store.plugin_switches(type_id, SWITCHES_SHOWN).await?);
+    if history && app.manager.is_some() {
+        out["switches"] = json!(
+            app.store
+                .connector_switches(type_id, SWITCHES_SHOWN)
+                .await?
+        );
     }
     Ok(out)
 }
 
-/// Query of `POST /v1/plugins`.
+/// Query of `POST /v1/connectors`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UploadQuery {

@@ -1,6 +1,6 @@
-//! [`PluginStore`] on SQLite: tables `plugin_versions` (primary key
+//! [`ConnectorStore`] on SQLite: tables `connector_versions` (primary key
 //! `(type_id, content_hash)`, the component's bytes in `wasm`) and
-//! `plugin_switches` (append-only, indexed on `(type_id, id)`).
+//! `connector_switches` (append-only, indexed on `(type_id, id)`).
 
 use async_trait::async_trait;
 use rusqlite::types::Type;
@@ -8,15 +8,17 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::{SqliteStore, to_json};
 use crate::Result;
-use crate::plugins::{PluginStatus, PluginStatusChange, PluginStore, PluginSwitch, PluginVersion};
+use crate::connectors::{
+    ConnectorStatus, ConnectorStatusChange, ConnectorStore, ConnectorSwitch, ConnectorVersion,
+};
 
 const VERSION_COLUMNS: &str = "type_id, version, content_hash, wit_version, description, source, \
      loaded_at_ms, status, status_reason, status_at_ms";
 
-fn version_from_row(row: &Row<'_>) -> rusqlite::Result<PluginVersion> {
+fn version_from_row(row: &Row<'_>) -> rusqlite::Result<ConnectorVersion> {
     let description: String = row.get(4)?;
     let status: String = row.get(7)?;
-    Ok(PluginVersion {
+    Ok(ConnectorVersion {
         type_id: row.get(0)?,
         version: row.get(1)?,
         content_hash: row.get(2)?,
@@ -25,11 +27,11 @@ fn version_from_row(row: &Row<'_>) -> rusqlite::Result<PluginVersion> {
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, Type::Text, Box::new(e)))?,
         source: row.get(5)?,
         loaded_at_ms: row.get(6)?,
-        status: PluginStatus::parse(&status).ok_or_else(|| {
+        status: ConnectorStatus::parse(&status).ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(
                 7,
                 Type::Text,
-                format!("unknown plugin status `{status}`").into(),
+                format!("unknown connector status `{status}`").into(),
             )
         })?,
         status_reason: row.get(8)?,
@@ -40,8 +42,8 @@ fn version_from_row(row: &Row<'_>) -> rusqlite::Result<PluginVersion> {
 const SWITCH_COLUMNS: &str =
     "id, at_ms, type_id, action, from_version, from_hash, to_version, to_hash, detail";
 
-fn switch_from_row(row: &Row<'_>) -> rusqlite::Result<PluginSwitch> {
-    Ok(PluginSwitch {
+fn switch_from_row(row: &Row<'_>) -> rusqlite::Result<ConnectorSwitch> {
+    Ok(ConnectorSwitch {
         id: row.get(0)?,
         at_ms: row.get(1)?,
         type_id: row.get(2)?,
@@ -55,14 +57,14 @@ fn switch_from_row(row: &Row<'_>) -> rusqlite::Result<PluginSwitch> {
 }
 
 #[async_trait]
-impl PluginStore for SqliteStore {
-    async fn add_plugin_version(&self, version: &PluginVersion, wasm: &[u8]) -> Result<bool> {
+impl ConnectorStore for SqliteStore {
+    async fn add_connector_version(&self, version: &ConnectorVersion, wasm: &[u8]) -> Result<bool> {
         let version = version.clone();
         let wasm = wasm.to_vec();
-        self.transaction("add_plugin_version", true, move |tx| {
+        self.transaction("add_connector_version", true, move |tx| {
             let added = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO plugin_versions ({VERSION_COLUMNS}, wasm)
+                    "INSERT INTO connector_versions ({VERSION_COLUMNS}, wasm)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT (type_id, content_hash) DO NOTHING"
                 ))?
@@ -84,16 +86,16 @@ impl PluginStore for SqliteStore {
         .await
     }
 
-    async fn record_plugin_switch(
+    async fn record_connector_switch(
         &self,
-        switch: &PluginSwitch,
-        statuses: &[PluginStatusChange],
+        switch: &ConnectorSwitch,
+        statuses: &[ConnectorStatusChange],
     ) -> Result<()> {
         let switch = switch.clone();
         let statuses = statuses.to_vec();
-        self.transaction("record_plugin_switch", true, move |tx| {
+        self.transaction("record_connector_switch", true, move |tx| {
             tx.prepare_cached(
-                "INSERT INTO plugin_switches
+                "INSERT INTO connector_switches
                      (at_ms, type_id, action, from_version, from_hash, to_version, to_hash, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
@@ -108,7 +110,7 @@ impl PluginStore for SqliteStore {
                 switch.detail,
             ])?;
             let mut update = tx.prepare_cached(
-                "UPDATE plugin_versions SET status = ?3, status_reason = ?4, status_at_ms = ?5
+                "UPDATE connector_versions SET status = ?3, status_reason = ?4, status_at_ms = ?5
                  WHERE type_id = ?1 AND content_hash = ?2",
             )?;
             for change in &statuses {
@@ -133,11 +135,11 @@ impl PluginStore for SqliteStore {
         .await
     }
 
-    async fn plugin_versions(&self, type_id: Option<&str>) -> Result<Vec<PluginVersion>> {
+    async fn connector_versions(&self, type_id: Option<&str>) -> Result<Vec<ConnectorVersion>> {
         let type_id = type_id.map(str::to_owned);
-        self.transaction("plugin_versions", false, move |tx| {
+        self.transaction("connector_versions", false, move |tx| {
             let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {VERSION_COLUMNS} FROM plugin_versions
+                "SELECT {VERSION_COLUMNS} FROM connector_versions
                  WHERE ?1 IS NULL OR type_id = ?1
                  ORDER BY type_id, loaded_at_ms, rowid"
             ))?;
@@ -147,12 +149,12 @@ impl PluginStore for SqliteStore {
         .await
     }
 
-    async fn plugin_wasm(&self, type_id: &str, content_hash: &str) -> Result<Option<Vec<u8>>> {
+    async fn connector_wasm(&self, type_id: &str, content_hash: &str) -> Result<Option<Vec<u8>>> {
         let (type_id, content_hash) = (type_id.to_owned(), content_hash.to_owned());
-        self.transaction("plugin_wasm", false, move |tx| {
+        self.transaction("connector_wasm", false, move |tx| {
             Ok(tx
                 .prepare_cached(
-                    "SELECT wasm FROM plugin_versions WHERE type_id = ?1 AND content_hash = ?2",
+                    "SELECT wasm FROM connector_versions WHERE type_id = ?1 AND content_hash = ?2",
                 )?
                 .query_row(params![type_id, content_hash], |row| row.get(0))
                 .optional()?)
@@ -160,21 +162,21 @@ impl PluginStore for SqliteStore {
         .await
     }
 
-    async fn latest_plugin_switch_id(&self) -> Result<i64> {
-        self.transaction("latest_plugin_switch_id", false, move |tx| {
+    async fn latest_connector_switch_id(&self) -> Result<i64> {
+        self.transaction("latest_connector_switch_id", false, move |tx| {
             Ok(tx
-                .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM plugin_switches")?
+                .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM connector_switches")?
                 .query_row([], |row| row.get(0))?)
         })
         .await
     }
 
-    async fn plugin_switches(&self, type_id: &str, limit: u32) -> Result<Vec<PluginSwitch>> {
+    async fn connector_switches(&self, type_id: &str, limit: u32) -> Result<Vec<ConnectorSwitch>> {
         let type_id = type_id.to_owned();
-        self.transaction("plugin_switches", false, move |tx| {
+        self.transaction("connector_switches", false, move |tx| {
             let mut stmt = tx.prepare_cached(&format!(
                 "SELECT {SWITCH_COLUMNS} FROM (
-                     SELECT {SWITCH_COLUMNS} FROM plugin_switches WHERE type_id = ?1
+                     SELECT {SWITCH_COLUMNS} FROM connector_switches WHERE type_id = ?1
                      ORDER BY id DESC LIMIT ?2
                  ) ORDER BY id"
             ))?;
@@ -191,8 +193,8 @@ mod tests {
 
     use super::*;
 
-    fn version(hash: &str, version: &str, status: PluginStatus) -> PluginVersion {
-        PluginVersion {
+    fn version(hash: &str, version: &str, status: ConnectorStatus) -> ConnectorVersion {
+        ConnectorVersion {
             type_id: "dotdigital".into(),
             version: version.into(),
             content_hash: hash.into(),
@@ -210,12 +212,22 @@ mod tests {
     async fn versions_switches_and_bytes_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("p.db")).unwrap();
-        let v1 = version("aa", "0.1.0", PluginStatus::Active);
-        assert!(store.add_plugin_version(&v1, b"\0asm-one").await.unwrap());
-        assert!(!store.add_plugin_version(&v1, b"ignored").await.unwrap());
-        let v2 = version("bb", "0.2.0", PluginStatus::Inactive);
-        assert!(store.add_plugin_version(&v2, b"\0asm-two").await.unwrap());
-        let switch = PluginSwitch {
+        let v1 = version("aa", "0.1.0", ConnectorStatus::Active);
+        assert!(
+            store
+                .add_connector_version(&v1, b"\0asm-one")
+                .await
+                .unwrap()
+        );
+        assert!(!store.add_connector_version(&v1, b"ignored").await.unwrap());
+        let v2 = version("bb", "0.2.0", ConnectorStatus::Inactive);
+        assert!(
+            store
+                .add_connector_version(&v2, b"\0asm-two")
+                .await
+                .unwrap()
+        );
+        let switch = ConnectorSwitch {
             id: 0,
             at_ms: 20,
             type_id: "dotdigital".into(),
@@ -227,30 +239,30 @@ mod tests {
             detail: String::new(),
         };
         let statuses = [
-            PluginStatusChange {
+            ConnectorStatusChange {
                 content_hash: "aa".into(),
-                status: PluginStatus::Standby,
+                status: ConnectorStatus::Standby,
                 reason: None,
             },
-            PluginStatusChange {
+            ConnectorStatusChange {
                 content_hash: "bb".into(),
-                status: PluginStatus::Active,
+                status: ConnectorStatus::Active,
                 reason: Some("uploaded".into()),
             },
         ];
         store
-            .record_plugin_switch(&switch, &statuses)
+            .record_connector_switch(&switch, &statuses)
             .await
             .unwrap();
-        let versions = store.plugin_versions(Some("dotdigital")).await.unwrap();
+        let versions = store.connector_versions(Some("dotdigital")).await.unwrap();
         assert_eq!(versions.len(), 2);
-        assert_eq!(versions[0].status, PluginStatus::Standby);
-        assert_eq!(versions[1].status, PluginStatus::Active);
+        assert_eq!(versions[0].status, ConnectorStatus::Standby);
+        assert_eq!(versions[1].status, ConnectorStatus::Active);
         assert_eq!(versions[1].status_reason.as_deref(), Some("uploaded"));
         assert_eq!(versions[1].status_at_ms, 20);
         assert_eq!(
             store
-                .plugin_wasm("dotdigital", "aa")
+                .connector_wasm("dotdigital", "aa")
                 .await
                 .unwrap()
                 .unwrap(),
@@ -258,29 +270,38 @@ mod tests {
         );
         assert!(
             store
-                .plugin_wasm("dotdigital", "cc")
+                .connector_wasm("dotdigital", "cc")
                 .await
                 .unwrap()
                 .is_none()
         );
-        let switches = store.plugin_switches("dotdigital", 10).await.unwrap();
+        let switches = store.connector_switches("dotdigital", 10).await.unwrap();
         assert_eq!(switches.len(), 1);
         assert_eq!(
-            store.latest_plugin_switch_id().await.unwrap(),
+            store.latest_connector_switch_id().await.unwrap(),
             switches[0].id
         );
         assert_eq!(switches[0].to_hash, "bb");
         assert!(switches[0].id > 0);
 
         // A switch naming an unknown version changes nothing.
-        let bad = PluginStatusChange {
+        let bad = ConnectorStatusChange {
             content_hash: "zz".into(),
-            status: PluginStatus::Active,
+            status: ConnectorStatus::Active,
             reason: None,
         };
-        assert!(store.record_plugin_switch(&switch, &[bad]).await.is_err());
+        assert!(
+            store
+                .record_connector_switch(&switch, &[bad])
+                .await
+                .is_err()
+        );
         assert_eq!(
-            store.plugin_switches("dotdigital", 10).await.unwrap().len(),
+            store
+                .connector_switches("dotdigital", 10)
+                .await
+                .unwrap()
+                .len(),
             1
         );
     }

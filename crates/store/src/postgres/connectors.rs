@@ -1,5 +1,5 @@
-//! [`PluginStore`] on PostgreSQL: the same tables as SQLite's
-//! (`plugin_versions` with the component's bytes, `plugin_switches`).
+//! [`ConnectorStore`] on PostgreSQL: the same tables as SQLite's
+//! (`connector_versions` with the component's bytes, `connector_switches`).
 
 use anyhow::anyhow;
 use async_trait::async_trait;
@@ -7,14 +7,16 @@ use tokio_postgres::Row;
 
 use super::{PostgresStore, json, to_json};
 use crate::Result;
-use crate::plugins::{PluginStatus, PluginStatusChange, PluginStore, PluginSwitch, PluginVersion};
+use crate::connectors::{
+    ConnectorStatus, ConnectorStatusChange, ConnectorStore, ConnectorSwitch, ConnectorVersion,
+};
 
 const VERSION_COLUMNS: &str = "type_id, version, content_hash, wit_version, description, source, \
      loaded_at_ms, status, status_reason, status_at_ms";
 
-fn version_from_row(row: &Row) -> Result<PluginVersion> {
+fn version_from_row(row: &Row) -> Result<ConnectorVersion> {
     let status: String = row.try_get(7)?;
-    Ok(PluginVersion {
+    Ok(ConnectorVersion {
         type_id: row.try_get(0)?,
         version: row.try_get(1)?,
         content_hash: row.try_get(2)?,
@@ -22,8 +24,8 @@ fn version_from_row(row: &Row) -> Result<PluginVersion> {
         description: json(row, 4)?,
         source: row.try_get(5)?,
         loaded_at_ms: row.try_get(6)?,
-        status: PluginStatus::parse(&status)
-            .ok_or_else(|| anyhow!("unknown plugin status `{status}`"))?,
+        status: ConnectorStatus::parse(&status)
+            .ok_or_else(|| anyhow!("unknown connector status `{status}`"))?,
         status_reason: row.try_get(8)?,
         status_at_ms: row.try_get(9)?,
     })
@@ -32,8 +34,8 @@ fn version_from_row(row: &Row) -> Result<PluginVersion> {
 const SWITCH_COLUMNS: &str =
     "id, at_ms, type_id, action, from_version, from_hash, to_version, to_hash, detail";
 
-fn switch_from_row(row: &Row) -> Result<PluginSwitch> {
-    Ok(PluginSwitch {
+fn switch_from_row(row: &Row) -> Result<ConnectorSwitch> {
+    Ok(ConnectorSwitch {
         id: row.try_get(0)?,
         at_ms: row.try_get(1)?,
         type_id: row.try_get(2)?,
@@ -47,13 +49,13 @@ fn switch_from_row(row: &Row) -> Result<PluginSwitch> {
 }
 
 #[async_trait]
-impl PluginStore for PostgresStore {
-    async fn add_plugin_version(&self, version: &PluginVersion, wasm: &[u8]) -> Result<bool> {
+impl ConnectorStore for PostgresStore {
+    async fn add_connector_version(&self, version: &ConnectorVersion, wasm: &[u8]) -> Result<bool> {
         let client = self.client().await?;
         let added = client
             .execute(
                 &format!(
-                    "INSERT INTO plugin_versions ({VERSION_COLUMNS}, wasm)
+                    "INSERT INTO connector_versions ({VERSION_COLUMNS}, wasm)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                      ON CONFLICT (type_id, content_hash) DO NOTHING"
                 ),
@@ -75,15 +77,15 @@ impl PluginStore for PostgresStore {
         Ok(added == 1)
     }
 
-    async fn record_plugin_switch(
+    async fn record_connector_switch(
         &self,
-        switch: &PluginSwitch,
-        statuses: &[PluginStatusChange],
+        switch: &ConnectorSwitch,
+        statuses: &[ConnectorStatusChange],
     ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute(
-            "INSERT INTO plugin_switches
+            "INSERT INTO connector_switches
                  (at_ms, type_id, action, from_version, from_hash, to_version, to_hash, detail)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
@@ -101,7 +103,7 @@ impl PluginStore for PostgresStore {
         for change in statuses {
             let updated = tx
                 .execute(
-                    "UPDATE plugin_versions SET status = $3, status_reason = $4, status_at_ms = $5
+                    "UPDATE connector_versions SET status = $3, status_reason = $4, status_at_ms = $5
                      WHERE type_id = $1 AND content_hash = $2",
                     &[
                         &switch.type_id,
@@ -125,12 +127,12 @@ impl PluginStore for PostgresStore {
         Ok(())
     }
 
-    async fn plugin_versions(&self, type_id: Option<&str>) -> Result<Vec<PluginVersion>> {
+    async fn connector_versions(&self, type_id: Option<&str>) -> Result<Vec<ConnectorVersion>> {
         let client = self.client().await?;
         client
             .query(
                 &format!(
-                    "SELECT {VERSION_COLUMNS} FROM plugin_versions
+                    "SELECT {VERSION_COLUMNS} FROM connector_versions
                      WHERE $1::TEXT IS NULL OR type_id = $1
                      ORDER BY type_id, loaded_at_ms, seq"
                 ),
@@ -142,11 +144,11 @@ impl PluginStore for PostgresStore {
             .collect()
     }
 
-    async fn plugin_wasm(&self, type_id: &str, content_hash: &str) -> Result<Option<Vec<u8>>> {
+    async fn connector_wasm(&self, type_id: &str, content_hash: &str) -> Result<Option<Vec<u8>>> {
         let client = self.client().await?;
         Ok(client
             .query_opt(
-                "SELECT wasm FROM plugin_versions WHERE type_id = $1 AND content_hash = $2",
+                "SELECT wasm FROM connector_versions WHERE type_id = $1 AND content_hash = $2",
                 &[&type_id, &content_hash],
             )
             .await?
@@ -154,21 +156,21 @@ impl PluginStore for PostgresStore {
             .transpose()?)
     }
 
-    async fn latest_plugin_switch_id(&self) -> Result<i64> {
+    async fn latest_connector_switch_id(&self) -> Result<i64> {
         let client = self.client().await?;
         Ok(client
-            .query_one("SELECT COALESCE(MAX(id), 0) FROM plugin_switches", &[])
+            .query_one("SELECT COALESCE(MAX(id), 0) FROM connector_switches", &[])
             .await?
             .try_get(0)?)
     }
 
-    async fn plugin_switches(&self, type_id: &str, limit: u32) -> Result<Vec<PluginSwitch>> {
+    async fn connector_switches(&self, type_id: &str, limit: u32) -> Result<Vec<ConnectorSwitch>> {
         let client = self.client().await?;
         client
             .query(
                 &format!(
                     "SELECT {SWITCH_COLUMNS} FROM (
-                         SELECT {SWITCH_COLUMNS} FROM plugin_switches WHERE type_id = $1
+                         SELECT {SWITCH_COLUMNS} FROM connector_switches WHERE type_id = $1
                          ORDER BY id DESC LIMIT $2
                      ) AS newest ORDER BY id"
                 ),

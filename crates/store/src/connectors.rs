@@ -15,7 +15,7 @@ use super::Result;
 /// Where a version stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PluginStatus {
+pub enum ConnectorStatus {
     /// Makes the deliveries.
     Active,
     /// The version before the active one, kept loaded for a rollback.
@@ -28,24 +28,24 @@ pub enum PluginStatus {
     Inactive,
 }
 
-impl PluginStatus {
+impl ConnectorStatus {
     pub fn as_str(self) -> &'static str {
         match self {
-            PluginStatus::Active => "active",
-            PluginStatus::Standby => "standby",
-            PluginStatus::Canary => "canary",
-            PluginStatus::RolledBack => "rolled_back",
-            PluginStatus::Inactive => "inactive",
+            ConnectorStatus::Active => "active",
+            ConnectorStatus::Standby => "standby",
+            ConnectorStatus::Canary => "canary",
+            ConnectorStatus::RolledBack => "rolled_back",
+            ConnectorStatus::Inactive => "inactive",
         }
     }
 
-    pub fn parse(text: &str) -> Option<PluginStatus> {
+    pub fn parse(text: &str) -> Option<ConnectorStatus> {
         Some(match text {
-            "active" => PluginStatus::Active,
-            "standby" => PluginStatus::Standby,
-            "canary" => PluginStatus::Canary,
-            "rolled_back" => PluginStatus::RolledBack,
-            "inactive" => PluginStatus::Inactive,
+            "active" => ConnectorStatus::Active,
+            "standby" => ConnectorStatus::Standby,
+            "canary" => ConnectorStatus::Canary,
+            "rolled_back" => ConnectorStatus::RolledBack,
+            "inactive" => ConnectorStatus::Inactive,
             _ => return None,
         })
     }
@@ -53,7 +53,7 @@ impl PluginStatus {
 
 /// One version of a connector, as the registry keeps it (without its bytes).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PluginVersion {
+pub struct ConnectorVersion {
     pub type_id: String,
     pub version: String,
     /// SHA-256 of the component, hex: the version's identity.
@@ -61,10 +61,10 @@ pub struct PluginVersion {
     pub wit_version: String,
     /// What `describe` said (the host's `ConnectorInfo`).
     pub description: Json,
-    /// `directory` (found at start), `upload` (`POST /v1/plugins`) or `watcher`.
+    /// `directory` (found at start), `upload` (`POST /v1/connectors`) or `watcher`.
     pub source: String,
     pub loaded_at_ms: i64,
-    pub status: PluginStatus,
+    pub status: ConnectorStatus,
     /// Why the status is what it is (a rollback's reason), if anything to say.
     pub status_reason: Option<String>,
     pub status_at_ms: i64,
@@ -72,7 +72,7 @@ pub struct PluginVersion {
 
 /// One change of the version in service, for the registry's history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PluginSwitch {
+pub struct ConnectorSwitch {
     /// Assigned by the store.
     pub id: i64,
     pub at_ms: i64,
@@ -88,31 +88,31 @@ pub struct PluginSwitch {
 
 /// A status to set with a switch.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PluginStatusChange {
+pub struct ConnectorStatusChange {
     pub content_hash: String,
-    pub status: PluginStatus,
+    pub status: ConnectorStatus,
     pub reason: Option<String>,
 }
 
 /// The registry's storage interface; every method is one transaction.
 #[async_trait]
-pub trait PluginStore: Send + Sync {
+pub trait ConnectorStore: Send + Sync {
     /// Records a version with its bytes unless (type id, hash) is known;
     /// true when it was new.
-    async fn add_plugin_version(&self, version: &PluginVersion, wasm: &[u8]) -> Result<bool>;
+    async fn add_connector_version(&self, version: &ConnectorVersion, wasm: &[u8]) -> Result<bool>;
     /// Appends `switch` and applies `statuses` (of versions of the same
     /// type), atomically.
-    async fn record_plugin_switch(
+    async fn record_connector_switch(
         &self,
-        switch: &PluginSwitch,
-        statuses: &[PluginStatusChange],
+        switch: &ConnectorSwitch,
+        statuses: &[ConnectorStatusChange],
     ) -> Result<()>;
     /// Every version (of one type), oldest first.
-    async fn plugin_versions(&self, type_id: Option<&str>) -> Result<Vec<PluginVersion>>;
-    async fn plugin_wasm(&self, type_id: &str, content_hash: &str) -> Result<Option<Vec<u8>>>;
+    async fn connector_versions(&self, type_id: Option<&str>) -> Result<Vec<ConnectorVersion>>;
+    async fn connector_wasm(&self, type_id: &str, content_hash: &str) -> Result<Option<Vec<u8>>>;
     /// A type's switches, oldest first, at most `limit`, the newest kept.
-    async fn plugin_switches(&self, type_id: &str, limit: u32) -> Result<Vec<PluginSwitch>>;
+    async fn connector_switches(&self, type_id: &str, limit: u32) -> Result<Vec<ConnectorSwitch>>;
     /// The id of the newest switch of any type (0 without one): hosts
     /// sharing the store poll it to follow each other's switches.
-    async fn latest_plugin_switch_id(&self) -> Result<i64>;
+    async fn latest_connector_switch_id(&self) -> Result<i64>;
 }

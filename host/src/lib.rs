@@ -2,8 +2,11 @@
 //! WebAssembly connectors. See `ARCHITECTURE.md` for the map.
 
 pub mod activation;
+pub mod admin_token;
 pub mod cli;
 pub mod config;
+pub mod ingest;
+pub mod integrations;
 pub mod pipeline;
 pub mod serve;
 

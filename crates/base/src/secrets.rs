@@ -424,6 +424,14 @@ impl<'s> Scan<'s> {
     }
 }
 
+/// Compares a presented secret (a bearer token, a webhook's shared secret)
+/// in time independent of where the first difference is (`subtle`; only
+/// the length may show).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -628,5 +636,15 @@ mod tests {
         ] {
             assert_eq!(r.redact(&format!("<{form}>")), "<[REDACTED]>", "{form}");
         }
+    }
+
+    #[test]
+    fn secrets_match_only_when_every_byte_and_the_length_do() {
+        assert!(same_secret("token-123", "token-123"));
+        assert!(!same_secret("token-124", "token-123"));
+        assert!(!same_secret("token-12", "token-123"));
+        assert!(!same_secret("token-1234", "token-123"));
+        assert!(!same_secret("", "token-123"));
+        assert!(same_secret("", ""));
     }
 }

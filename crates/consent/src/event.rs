@@ -111,6 +111,35 @@ pub enum EventStatus {
     PendingApproval,
 }
 
+impl EventStatus {
+    /// The name Didomi gives it (and the event log stores).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Confirmed => "confirmed",
+            EventStatus::PendingApproval => "pending_approval",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<EventStatus> {
+        [EventStatus::Confirmed, EventStatus::PendingApproval]
+            .into_iter()
+            .find(|status| status.as_str() == name)
+    }
+}
+
+/// A stored event status outside the set; the text is not repeated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a known event status (expected one of: confirmed, pending_approval)")]
+pub struct UnknownEventStatus;
+
+impl std::str::FromStr for EventStatus {
+    type Err = UnknownEventStatus;
+
+    fn from_str(name: &str) -> Result<EventStatus, UnknownEventStatus> {
+        EventStatus::parse(name).ok_or(UnknownEventStatus)
+    }
+}
+
 /// One consent event, whatever form it arrived in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsentEvent {
@@ -793,6 +822,18 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn event_status_names_are_didomis_everywhere() {
+        for status in [EventStatus::Confirmed, EventStatus::PendingApproval] {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+            assert_eq!(status.as_str().parse::<EventStatus>(), Ok(status));
+        }
+        assert_eq!("CONFIRMED".parse::<EventStatus>(), Err(UnknownEventStatus));
+    }
     use serde_json::json;
 
     const EVENT: &str = r#"{

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::event::{ConsentEvent, EventStatus, Field, Vendors};
+use super::event::{
+    ChannelChange, ConsentEvent, EventStatus, EventUser, Field, PurposeChange, Vendors,
+};
 use super::flatten::names;
 
 /// A value and the event that wrote it.
@@ -157,15 +159,9 @@ impl UserState {
     /// write with the greatest `(created_at_ms, event id)`. Fields the event
     /// leaves out are untouched; an explicit `null` choice is a value.
     pub fn apply(&mut self, event: &ConsentEvent) -> ApplyResult {
-        if event.status == EventStatus::PendingApproval {
+        if let Some(reason) = self.skip_reason(event) {
             return ApplyResult {
-                skipped: Some(SkipReason::PendingApproval),
-                ..ApplyResult::default()
-            };
-        }
-        if event.user.organization_user_id != self.organization_user_id {
-            return ApplyResult {
-                skipped: Some(SkipReason::OtherUser),
+                skipped: Some(reason),
                 ..ApplyResult::default()
             };
         }
@@ -176,105 +172,16 @@ impl UserState {
             restamped: false,
         };
 
-        // Didomi's user id (replaced when a user is deleted and recreated in
-        // Didomi) is the one named by the newest event, like any field.
-        if let Some(user_id) = &event.user.id {
-            let newer = match &self.user_id_written {
-                Some((at_ms, event_id)) => {
-                    (*at_ms, event_id.as_str()) < (event.created_at_ms, event.id.as_str())
-                }
-                // A state saved before the stamp existed.
-                None => self.user_id.is_none() || event.created_at_ms >= self.updated_at_ms,
-            };
-            if newer {
-                if self.user_id.as_ref() == Some(user_id) {
-                    merge.restamped = true;
-                } else {
-                    self.user_id = Some(user_id.clone());
-                    merge.changed_fields.push("user_id".to_string());
-                }
-                self.user_id_written = Some((event.created_at_ms, event.id.clone()));
-            }
-        }
-        if let Some(country) = &event.user.country
-            && merge.write(&mut self.country, country.clone())
-        {
-            merge.changed_fields.push(names::COUNTRY.to_string());
-        }
-        for (key, value) in &event.user.metadata {
-            if merge.write_entry(&mut self.metadata, key, value.clone()) {
-                merge.changed_fields.push(names::user_metadata(key));
-            }
-        }
-
+        self.merge_user_id(event, &mut merge);
+        self.merge_user_fields(&event.user, &mut merge);
         for change in &event.consents.purposes {
-            let id = change.id.as_str();
-            // Taken out and put back only if non-empty, so an event that
-            // writes nothing (too old, or all fields absent) adds no entry.
-            let mut purpose = self.purposes.remove(id).unwrap_or_default();
-            if let Field::Present(enabled) = change.enabled
-                && merge.write(&mut purpose.enabled, enabled)
-            {
-                merge.changed_fields.push(names::purpose_enabled(id));
-            }
-            if let Field::Present(enabled_li) = change.enabled_li
-                && merge.write(&mut purpose.enabled_li, enabled_li)
-            {
-                merge.changed_fields.push(names::purpose_enabled_li(id));
-            }
-            for (preference, value) in &change.values {
-                if merge.write_entry(&mut purpose.values, preference, value.clone()) {
-                    merge
-                        .changed_fields
-                        .push(names::purpose_value(id, preference));
-                }
-            }
-            for (key, value) in &change.metadata {
-                if merge.write_entry(&mut purpose.metadata, key, value.clone()) {
-                    merge.changed_fields.push(names::purpose_metadata(id, key));
-                }
-            }
-            if !purpose.is_empty() {
-                self.purposes.insert(change.id.clone(), purpose);
-            }
+            self.merge_purpose(change, &mut merge);
         }
-
         for change in &event.consents.channels {
-            let id = change.id.as_str();
-            let mut channel = self.channels.remove(id).unwrap_or_default();
-            if let Field::Present(enabled) = change.enabled
-                && merge.write(&mut channel.enabled, enabled)
-            {
-                merge.changed_fields.push(names::channel_enabled(id));
-            }
-            for (key, value) in &change.metadata {
-                if merge.write_entry(&mut channel.metadata, key, value.clone()) {
-                    merge.changed_fields.push(names::channel_metadata(id, key));
-                }
-            }
-            if !channel.is_empty() {
-                self.channels.insert(change.id.clone(), channel);
-            }
+            self.merge_channel(change, &mut merge);
         }
-
         if let Some(vendors) = &event.consents.vendors {
-            let before = self.vendors.as_ref().map(|v| v.value.clone());
-            if merge.write(&mut self.vendors, vendors.clone()) {
-                // Name only the lists that changed (all four when new).
-                let new_lists = names::vendor_lists(vendors);
-                match before.as_ref().map(names::vendor_lists) {
-                    Some(old_lists) => {
-                        for ((name, new), (_, old)) in new_lists.into_iter().zip(old_lists) {
-                            if new != old {
-                                merge.changed_fields.push(name.to_string());
-                            }
-                        }
-                    }
-                    None => merge
-                        .changed_fields
-                        .extend(new_lists.iter().map(|(name, _)| name.to_string())),
-                }
-            }
+            self.merge_vendors(vendors, &mut merge);
         }
         if let Some(tcfcs) = &event.consents.tcfcs
             && merge.write(&mut self.tcfcs, tcfcs.clone())
@@ -282,6 +189,134 @@ impl UserState {
             merge.changed_fields.push(names::TCFCS.to_string());
         }
 
+        self.finish_merge(merge, event.created_at_ms)
+    }
+
+    /// Why `event` must not be merged into this state at all, if so.
+    fn skip_reason(&self, event: &ConsentEvent) -> Option<SkipReason> {
+        if event.status == EventStatus::PendingApproval {
+            return Some(SkipReason::PendingApproval);
+        }
+        if event.user.organization_user_id != self.organization_user_id {
+            return Some(SkipReason::OtherUser);
+        }
+        None
+    }
+
+    /// Didomi's user id (replaced when a user is deleted and recreated in
+    /// Didomi) is the one named by the newest event, like any field.
+    fn merge_user_id(&mut self, event: &ConsentEvent, merge: &mut Merge<'_>) {
+        let Some(user_id) = &event.user.id else {
+            return;
+        };
+        let newer = match &self.user_id_written {
+            Some((at_ms, event_id)) => {
+                (*at_ms, event_id.as_str()) < (event.created_at_ms, event.id.as_str())
+            }
+            // A state saved before the stamp existed.
+            None => self.user_id.is_none() || event.created_at_ms >= self.updated_at_ms,
+        };
+        if newer {
+            if self.user_id.as_ref() == Some(user_id) {
+                merge.restamped = true;
+            } else {
+                self.user_id = Some(user_id.clone());
+                merge.changed_fields.push("user_id".to_string());
+            }
+            self.user_id_written = Some((event.created_at_ms, event.id.clone()));
+        }
+    }
+
+    /// The user's country and metadata.
+    fn merge_user_fields(&mut self, user: &EventUser, merge: &mut Merge<'_>) {
+        if let Some(country) = &user.country
+            && merge.write(&mut self.country, country.clone())
+        {
+            merge.changed_fields.push(names::COUNTRY.to_string());
+        }
+        for (key, value) in &user.metadata {
+            if merge.write_entry(&mut self.metadata, key, value.clone()) {
+                merge.changed_fields.push(names::user_metadata(key));
+            }
+        }
+    }
+
+    fn merge_purpose(&mut self, change: &PurposeChange, merge: &mut Merge<'_>) {
+        let id = change.id.as_str();
+        // Taken out and put back only if non-empty, so an event that
+        // writes nothing (too old, or all fields absent) adds no entry.
+        let mut purpose = self.purposes.remove(id).unwrap_or_default();
+        if let Field::Present(enabled) = change.enabled
+            && merge.write(&mut purpose.enabled, enabled)
+        {
+            merge.changed_fields.push(names::purpose_enabled(id));
+        }
+        if let Field::Present(enabled_li) = change.enabled_li
+            && merge.write(&mut purpose.enabled_li, enabled_li)
+        {
+            merge.changed_fields.push(names::purpose_enabled_li(id));
+        }
+        for (preference, value) in &change.values {
+            if merge.write_entry(&mut purpose.values, preference, value.clone()) {
+                merge
+                    .changed_fields
+                    .push(names::purpose_value(id, preference));
+            }
+        }
+        for (key, value) in &change.metadata {
+            if merge.write_entry(&mut purpose.metadata, key, value.clone()) {
+                merge.changed_fields.push(names::purpose_metadata(id, key));
+            }
+        }
+        if !purpose.is_empty() {
+            self.purposes.insert(change.id.clone(), purpose);
+        }
+    }
+
+    /// Like [`Self::merge_purpose`]: an empty channel adds no entry.
+    fn merge_channel(&mut self, change: &ChannelChange, merge: &mut Merge<'_>) {
+        let id = change.id.as_str();
+        let mut channel = self.channels.remove(id).unwrap_or_default();
+        if let Field::Present(enabled) = change.enabled
+            && merge.write(&mut channel.enabled, enabled)
+        {
+            merge.changed_fields.push(names::channel_enabled(id));
+        }
+        for (key, value) in &change.metadata {
+            if merge.write_entry(&mut channel.metadata, key, value.clone()) {
+                merge.changed_fields.push(names::channel_metadata(id, key));
+            }
+        }
+        if !channel.is_empty() {
+            self.channels.insert(change.id.clone(), channel);
+        }
+    }
+
+    /// The vendor lists are written as a whole, but changes are named list
+    /// by list.
+    fn merge_vendors(&mut self, vendors: &Vendors, merge: &mut Merge<'_>) {
+        let before = self.vendors.as_ref().map(|v| v.value.clone());
+        if merge.write(&mut self.vendors, vendors.clone()) {
+            // Name only the lists that changed (all four when new).
+            let new_lists = names::vendor_lists(vendors);
+            match before.as_ref().map(names::vendor_lists) {
+                Some(old_lists) => {
+                    for ((name, new), (_, old)) in new_lists.into_iter().zip(old_lists) {
+                        if new != old {
+                            merge.changed_fields.push(name.to_string());
+                        }
+                    }
+                }
+                None => merge
+                    .changed_fields
+                    .extend(new_lists.iter().map(|(name, _)| name.to_string())),
+            }
+        }
+    }
+
+    /// Bumps `version` when a value changed and `updated_at_ms` when anything
+    /// was written, and reports what the merge did.
+    fn finish_merge(&mut self, merge: Merge<'_>, at_ms: i64) -> ApplyResult {
         let mut changed_fields = merge.changed_fields;
         changed_fields.sort();
         changed_fields.dedup();
@@ -290,7 +325,7 @@ impl UserState {
             self.version += 1;
         }
         if changed || merge.restamped {
-            self.updated_at_ms = self.updated_at_ms.max(event.created_at_ms);
+            self.updated_at_ms = self.updated_at_ms.max(at_ms);
         }
         ApplyResult {
             changed,

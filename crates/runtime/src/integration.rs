@@ -19,7 +19,7 @@ pub struct IntegrationContext {
 }
 
 impl IntegrationContext {
-    /// `config` is the integration's JSON in the seed's shape; `info` is the
+    /// `config` is the integration's JSON in Didomi's integration format; `info` is the
     /// connector's description (its default hosts and config schema).
     pub fn new(id: impl Into<String>, config: &Json, info: &ConnectorInfo) -> Self {
         IntegrationContext {

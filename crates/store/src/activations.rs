@@ -23,43 +23,34 @@ pub struct ActivationRecord {
     pub next_run_at_ms: Option<i64>,
 }
 
-/// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    Running,
-    /// Finished, every row written or unchanged, under the warning threshold.
-    Succeeded,
-    /// Finished, but it raised a warning (rejected share above the threshold).
-    Warning,
-    /// Could not finish (source unreadable, destination refused the batch).
-    Failed,
-    /// Its host stopped holding the lease (crash) before it finished.
-    Abandoned,
+prefsync_base::named_enum! {
+    /// Where a run stands.
+    pub enum RunStatus("activation run status") {
+        Running = "running",
+        /// Finished, every row written or unchanged, under the warning threshold.
+        Succeeded = "succeeded",
+        /// Finished, but it raised a warning (rejected share above the threshold).
+        Warning = "warning",
+        /// Could not finish (source unreadable, destination refused the batch).
+        Failed = "failed",
+        /// Its host stopped holding the lease (crash) before it finished.
+        Abandoned = "abandoned",
+    }
+}
+
+prefsync_base::named_enum! {
+    /// What started a run.
+    pub enum RunTrigger("activation run trigger") {
+        /// The activation's schedule.
+        Schedule = "schedule",
+        /// `POST /v1/activations/{id}/run`.
+        Api = "api",
+        /// `prefsync activation run`.
+        Cli = "cli",
+    }
 }
 
 impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Warning => "warning",
-            RunStatus::Failed => "failed",
-            RunStatus::Abandoned => "abandoned",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<RunStatus> {
-        Some(match text {
-            "running" => RunStatus::Running,
-            "succeeded" => RunStatus::Succeeded,
-            "warning" => RunStatus::Warning,
-            "failed" => RunStatus::Failed,
-            "abandoned" => RunStatus::Abandoned,
-            _ => return None,
-        })
-    }
-
     /// Whether a run that ended this way raised a warning.
     pub fn is_unhealthy(self) -> bool {
         matches!(self, RunStatus::Warning | RunStatus::Failed)
@@ -71,8 +62,7 @@ impl RunStatus {
 pub struct RunRecord {
     pub id: i64,
     pub activation_id: String,
-    /// `schedule`, `api` or `cli`.
-    pub trigger: String,
+    pub trigger: RunTrigger,
     /// The host that ran it.
     pub host: String,
     /// Whether it ignored the snapshot and sent every row in full.
@@ -87,7 +77,7 @@ pub struct RunRecord {
 /// How a run is started.
 #[derive(Debug, Clone)]
 pub struct RunStart {
-    pub trigger: String,
+    pub trigger: RunTrigger,
     pub host: String,
     pub full_resync: bool,
     pub now_ms: i64,

@@ -42,7 +42,7 @@ macro_rules! store_conformance_tests {
             event_id: id.to_string(),
             organization_user_id: user.to_string(),
             origin: None,
-            status: "confirmed".to_string(),
+            status: prefsync_consent::EventStatus::Confirmed,
             created_at_ms: received_at_ms - 10,
             received_at_ms,
             payload: json!({ "id": id }),
@@ -114,7 +114,7 @@ macro_rules! store_conformance_tests {
             connector_type: "dotdigital".to_string(),
             connector_version: "0.1.0".to_string(),
             connector_hash: "abc123".to_string(),
-            outcome: outcome.to_string(),
+            outcome: $crate::AuditOutcome::parse(outcome).expect("a known outcome"),
             detail: String::new(),
             http_statuses: vec![200, 201],
             duration_ms: 12,
@@ -635,7 +635,7 @@ macro_rules! store_conformance_tests {
             .await
             .expect("audit")
             .into_iter()
-            .map(|row| row.outcome)
+            .map(|row| row.outcome.to_string())
             .collect();
         assert_eq!(outcomes, ["failed:retryable", "dead_letter"]);
     }
@@ -1099,7 +1099,7 @@ macro_rules! store_conformance_tests {
 
     fn run_start(host: &str, now_ms: i64) -> $crate::RunStart {
         $crate::RunStart {
-            trigger: "schedule".to_string(),
+            trigger: $crate::RunTrigger::Schedule,
             host: host.to_string(),
             full_resync: false,
             now_ms,

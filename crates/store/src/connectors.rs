@@ -12,42 +12,53 @@ use serde_json::Value as Json;
 
 use super::Result;
 
-/// Where a version stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectorStatus {
-    /// Makes the deliveries.
-    Active,
-    /// The version before the active one, kept loaded for a rollback.
-    Standby,
-    /// Takes a share of deliveries until the canary decides.
-    Canary,
-    /// Taken out of service by a rollback (the reason says why).
-    RolledBack,
-    /// Known, not loaded.
-    Inactive,
+prefsync_base::named_enum! {
+    /// Where a version stands.
+    pub enum ConnectorStatus("connector status") {
+        /// Makes the deliveries.
+        Active = "active",
+        /// The version before the active one, kept loaded for a rollback.
+        Standby = "standby",
+        /// Takes a share of deliveries until the canary decides.
+        Canary = "canary",
+        /// Taken out of service by a rollback (the reason says why).
+        RolledBack = "rolled_back",
+        /// Known, not loaded.
+        Inactive = "inactive",
+    }
 }
 
-impl ConnectorStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectorStatus::Active => "active",
-            ConnectorStatus::Standby => "standby",
-            ConnectorStatus::Canary => "canary",
-            ConnectorStatus::RolledBack => "rolled_back",
-            ConnectorStatus::Inactive => "inactive",
-        }
+prefsync_base::named_enum! {
+    /// Where a version came from.
+    #[derive(Default)]
+    pub enum ConnectorSource("connector source") {
+        /// Found in the connector directory at start.
+        Directory = "directory",
+        /// Uploaded through `POST /v1/connectors` (the default).
+        #[default]
+        Upload = "upload",
+        /// Dropped into the watched connector directory while running.
+        Watcher = "watcher",
     }
+}
 
-    pub fn parse(text: &str) -> Option<ConnectorStatus> {
-        Some(match text {
-            "active" => ConnectorStatus::Active,
-            "standby" => ConnectorStatus::Standby,
-            "canary" => ConnectorStatus::Canary,
-            "rolled_back" => ConnectorStatus::RolledBack,
-            "inactive" => ConnectorStatus::Inactive,
-            _ => return None,
-        })
+prefsync_base::named_enum! {
+    /// What a switch did.
+    pub enum ConnectorAction("connector switch action") {
+        /// The first version of a type.
+        Install = "install",
+        /// A newer version made active at once.
+        Upgrade = "upgrade",
+        /// An older version made active at once (`force`).
+        Downgrade = "downgrade",
+        /// A new version given a share of deliveries.
+        Canary = "canary",
+        /// The canary's candidate made active.
+        Promote = "promote",
+        /// Back to the version before, asked for.
+        Rollback = "rollback",
+        /// Back to the version before, decided by the canary.
+        AutoRollback = "auto_rollback",
     }
 }
 
@@ -61,8 +72,7 @@ pub struct ConnectorVersion {
     pub wit_version: String,
     /// What `describe` said (the host's `ConnectorInfo`).
     pub description: Json,
-    /// `directory` (found at start), `upload` (`POST /v1/connectors`) or `watcher`.
-    pub source: String,
+    pub source: ConnectorSource,
     pub loaded_at_ms: i64,
     pub status: ConnectorStatus,
     /// Why the status is what it is (a rollback's reason), if anything to say.
@@ -77,8 +87,7 @@ pub struct ConnectorSwitch {
     pub id: i64,
     pub at_ms: i64,
     pub type_id: String,
-    /// `install`, `upgrade`, `rollback`, `canary`, `promote`, `auto_rollback`.
-    pub action: String,
+    pub action: ConnectorAction,
     pub from_version: Option<String>,
     pub from_hash: Option<String>,
     pub to_version: String,

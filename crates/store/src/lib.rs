@@ -26,15 +26,17 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use prefsync_consent::UserState;
+use prefsync_consent::{EventStatus, UserState};
 
 pub use activations::{
-    ActivationRecord, ActivationStore, RunRecord, RunStart, RunStatus, SnapshotEntry,
+    ActivationRecord, ActivationStore, RunRecord, RunStart, RunStatus, RunTrigger, SnapshotEntry,
 };
 pub use connectors::{
-    ConnectorStatus, ConnectorStatusChange, ConnectorStore, ConnectorSwitch, ConnectorVersion,
+    ConnectorAction, ConnectorSource, ConnectorStatus, ConnectorStatusChange, ConnectorStore,
+    ConnectorSwitch, ConnectorVersion,
 };
 pub use postgres::PostgresStore;
+pub use prefsync_base::names::UnknownName;
 pub use sqlite::SqliteStore;
 
 /// Store errors are infrastructure failures (I/O, corruption); callers map
@@ -62,7 +64,7 @@ pub struct StoredEvent {
     pub organization_user_id: String,
     /// The integration an inbound webhook came from; `None` for Didomi events.
     pub origin: Option<String>,
-    pub status: String,
+    pub status: EventStatus,
     pub created_at_ms: i64,
     pub received_at_ms: i64,
     pub payload: Json,
@@ -111,33 +113,36 @@ pub struct OutboxEntry {
     pub updated_at_ms: i64,
 }
 
-/// `pending` (due or waiting for a retry), `in_flight` (leased) or `done`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    Pending,
-    InFlight,
-    Done,
+prefsync_base::named_enum! {
+    /// Where a delivery stands; stores compute the name in SQL.
+    pub enum DeliveryStatus("delivery status") {
+        /// Due, or waiting for a retry.
+        Pending = "pending",
+        /// Leased by a dispatcher.
+        InFlight = "in_flight",
+        Done = "done",
+    }
 }
 
-impl DeliveryStatus {
-    /// The name stores compute in SQL and the API shows.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::InFlight => "in_flight",
-            DeliveryStatus::Done => "done",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<DeliveryStatus> {
-        [
-            DeliveryStatus::Pending,
-            DeliveryStatus::InFlight,
-            DeliveryStatus::Done,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == name)
+prefsync_base::named_enum! {
+    /// What one attempt of a delivery came to, as the audit keeps it.
+    pub enum AuditOutcome("audit outcome") {
+        /// The destination created the contact.
+        DeliveredCreated = "delivered:created",
+        /// The destination updated the contact.
+        DeliveredUpdated = "delivered:updated",
+        /// The destination had the values already.
+        DeliveredUnchanged = "delivered:unchanged",
+        /// The connector chose not to send (nothing it maps changed).
+        Skipped = "skipped",
+        /// Failed; tried again later.
+        FailedRetryable = "failed:retryable",
+        /// The canary's candidate failed; retried on the active version.
+        FailedCanary = "failed:canary",
+        /// Failed for good.
+        FailedPermanent = "failed:permanent",
+        /// Given up: moved to the dead letters.
+        DeadLetter = "dead_letter",
     }
 }
 
@@ -204,9 +209,7 @@ pub struct AuditRow {
     pub connector_type: String,
     pub connector_version: String,
     pub connector_hash: String,
-    /// `delivered:created|updated|unchanged`, `skipped`, `failed:retryable`,
-    /// `failed:permanent`, `dead_letter`.
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     /// Reason or error message (already redacted).
     pub detail: String,
     pub http_statuses: Vec<u16>,

@@ -290,6 +290,18 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row, index: usize) -> Result<T> {
     serde_json::from_str(&text).with_context(|| format!("column {index} is not the JSON expected"))
 }
 
+/// A closed-set name read from a text column (`prefsync_base::named_enum!`);
+/// a name outside the set fails the row without repeating the text.
+fn named<T>(row: &Row, index: usize) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let name: String = row.try_get(index)?;
+    name.parse()
+        .with_context(|| format!("column {index} holds an unknown name"))
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     Ok(serde_json::to_string(value)?)
 }
@@ -315,7 +327,7 @@ fn event_from_row(row: &Row) -> Result<StoredEvent> {
         event_id: row.try_get(0)?,
         organization_user_id: row.try_get(1)?,
         origin: row.try_get(2)?,
-        status: row.try_get(3)?,
+        status: named(row, 3)?,
         created_at_ms: row.try_get(4)?,
         received_at_ms: row.try_get(5)?,
         payload: json(row, 6)?,
@@ -371,7 +383,7 @@ fn audit_from_row(row: &Row) -> Result<AuditRow> {
         connector_type: row.try_get(5)?,
         connector_version: row.try_get(6)?,
         connector_hash: row.try_get(7)?,
-        outcome: row.try_get(8)?,
+        outcome: named(row, 8)?,
         detail: row.try_get(9)?,
         http_statuses: json(row, 10)?,
         duration_ms: uint(row.try_get(11)?),
@@ -448,7 +460,7 @@ async fn insert_audit(tx: &Transaction<'_>, row: &AuditRow) -> Result<()> {
             &row.connector_type,
             &row.connector_version,
             &row.connector_hash,
-            &row.outcome,
+            &row.outcome.as_str(),
             &row.detail,
             &to_json(&row.http_statuses)?,
             &int(row.duration_ms)?,
@@ -612,7 +624,7 @@ impl Store for PostgresStore {
                     &event.event_id,
                     &event.organization_user_id,
                     &event.origin,
-                    &event.status,
+                    &event.status.as_str(),
                     &event.created_at_ms,
                     &event.received_at_ms,
                     &to_json(&event.payload)?,
@@ -951,12 +963,7 @@ impl Store for PostgresStore {
             )
             .await?;
         rows.iter()
-            .map(|row| {
-                let status: String = row.try_get(10)?;
-                let status = DeliveryStatus::parse(&status)
-                    .ok_or_else(|| anyhow!("unknown delivery status {status}"))?;
-                Ok((outbox_from_row(row)?, status))
-            })
+            .map(|row| Ok((outbox_from_row(row)?, named::<DeliveryStatus>(row, 10)?)))
             .collect()
     }
 

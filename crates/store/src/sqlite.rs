@@ -392,7 +392,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         event_id: row.get(0)?,
         organization_user_id: row.get(1)?,
         origin: row.get(2)?,
-        status: row.get(3)?,
+        status: named_column(row, 3)?,
         created_at_ms: row.get(4)?,
         received_at_ms: row.get(5)?,
         payload: json_column(row, 6)?,
@@ -425,15 +425,16 @@ fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
     })
 }
 
-fn status_from_row(row: &Row<'_>, index: usize) -> rusqlite::Result<DeliveryStatus> {
+/// A closed-set name read from a text column (`prefsync_base::named_enum!`);
+/// a name outside the set fails the row without repeating the text.
+pub(crate) fn named_column<T>(row: &Row<'_>, index: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
     let name: String = row.get(index)?;
-    DeliveryStatus::parse(&name).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            index,
-            Type::Text,
-            anyhow!("unknown delivery status {name}").into(),
-        )
-    })
+    name.parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
 }
 
 const DEAD_LETTER_COLUMNS: &str = "id, integration_id, organization_user_id, version, attempts, \
@@ -466,7 +467,7 @@ fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRow> {
         connector_type: row.get(5)?,
         connector_version: row.get(6)?,
         connector_hash: row.get(7)?,
-        outcome: row.get(8)?,
+        outcome: named_column(row, 8)?,
         detail: row.get(9)?,
         http_statuses: json_column(row, 10)?,
         duration_ms: u64_column(row, 11)?,
@@ -561,7 +562,7 @@ fn insert_audit(tx: &Transaction<'_>, row: &AuditRow) -> Result<()> {
         row.connector_type,
         row.connector_version,
         row.connector_hash,
-        row.outcome,
+        row.outcome.as_str(),
         row.detail,
         to_json(&row.http_statuses)?,
         sql_int(row.duration_ms)?,
@@ -649,7 +650,7 @@ fn ingest_transaction(
         event.event_id,
         event.organization_user_id,
         event.origin,
-        event.status,
+        event.status.as_str(),
         event.created_at_ms,
         event.received_at_ms,
         to_json(&event.payload)?,
@@ -1072,7 +1073,7 @@ impl Store for SqliteStore {
                     filter.status.map(DeliveryStatus::as_str),
                     limit
                 ],
-                |row| Ok((outbox_from_row(row)?, status_from_row(row, 10)?)),
+                |row| Ok((outbox_from_row(row)?, named_column(row, 10)?)),
             )?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })

@@ -154,7 +154,7 @@ fn check(config: &Value, planted: bool) -> Result<String, String> {
     }
 
     if let Some(retry) = config.get("retry") {
-        match prefsync::serve::api::integrations::retry_policy_of(retry) {
+        match prefsync::integrations::retry_policy(retry) {
             Ok(policy) => {
                 shape.push("retry-ok".into());
                 for failures in 1..=policy.max_retries.min(70) {
@@ -166,8 +166,9 @@ fn check(config: &Value, planted: bool) -> Result<String, String> {
                 let _ = policy.minimum_span(policy.max_retries.min(70));
             }
             Err(error) => {
-                leak("the retry policy's error", &error.message)?;
-                shape.push(class("retry", &error.message));
+                let message = error.to_string();
+                leak("the retry policy's error", &message)?;
+                shape.push(class("retry", &message));
             }
         }
     }

@@ -30,7 +30,7 @@ use crate::config::HostConfig;
 use crate::now_ms;
 use crate::outbound_http::HostHttp;
 use crate::runtime::{Destination, IntegrationContext};
-use crate::store::{ActivationRecord, RunRecord, RunStart, RunStatus, Store};
+use crate::store::{ActivationRecord, RunRecord, RunStart, RunStatus, RunTrigger, Store};
 pub use config::{ActivationConfig, ConfigError, Problem, SourceConfig, SyncMode};
 pub use confine::SourceAccess;
 pub use run::{Progress, RowError, RunSummary};
@@ -62,7 +62,7 @@ pub enum ActivationError {
 pub struct BegunRun {
     pub config: ActivationConfig,
     pub run_id: i64,
-    pub trigger: String,
+    pub trigger: RunTrigger,
     pub full_resync: bool,
     pub started_at_ms: i64,
 }
@@ -232,7 +232,7 @@ impl Activations {
     pub async fn begin(
         &self,
         id: &str,
-        trigger: &str,
+        trigger: RunTrigger,
         full_resync: bool,
     ) -> Result<BegunRun, ActivationError> {
         let Some(record) = self.store.activation(id).await? else {
@@ -244,7 +244,7 @@ impl Activations {
             Some(run_id) => Ok(BegunRun {
                 config,
                 run_id,
-                trigger: trigger.to_string(),
+                trigger,
                 full_resync,
                 started_at_ms: start.now_ms,
             }),
@@ -252,9 +252,9 @@ impl Activations {
         }
     }
 
-    fn start(&self, trigger: &str, full_resync: bool) -> RunStart {
+    fn start(&self, trigger: RunTrigger, full_resync: bool) -> RunStart {
         RunStart {
-            trigger: trigger.to_string(),
+            trigger,
             host: self.host.clone(),
             full_resync,
             now_ms: now_ms(),
@@ -372,7 +372,7 @@ impl Activations {
     pub async fn run_now(
         &self,
         id: &str,
-        trigger: &str,
+        trigger: RunTrigger,
         full_resync: bool,
         progress: &(dyn Fn(&Progress) + Send + Sync),
     ) -> Result<RunRecord, ActivationError> {
@@ -439,7 +439,7 @@ impl Activations {
         loop {
             match self
                 .store
-                .begin_due_run(&self.start("schedule", false))
+                .begin_due_run(&self.start(RunTrigger::Schedule, false))
                 .await
             {
                 Ok(Some((record, run_id))) => match stored_config(&record) {
@@ -447,7 +447,7 @@ impl Activations {
                         let begun = BegunRun {
                             config,
                             run_id,
-                            trigger: "schedule".into(),
+                            trigger: RunTrigger::Schedule,
                             full_resync: false,
                             started_at_ms: now_ms(),
                         };

@@ -15,7 +15,7 @@ use super::source::{ModelReader, SourceItem};
 use crate::runtime::{
     Destination, IntegrationContext, RowOutcome, SyncBatch, SyncError, SyncRow, Value,
 };
-use crate::store::Store;
+use crate::store::{SnapshotEntry, Store};
 
 /// Rows looked up in the snapshot at once.
 const CHUNK_ROWS: usize = 1_000;
@@ -141,6 +141,13 @@ pub async fn execute(inputs: RunInputs<'_>) -> RunSummary {
     summary
 }
 
+/// A mapped attribute: its column in the source, the hash of its name, and
+/// the name the destination knows it by.
+type Attribute<'c> = (usize, u64, &'c str);
+
+/// A source row with a usable key: the key, its row number and its values.
+type KeyedRow = (String, u64, Vec<Value>);
+
 async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Result<(), String> {
     let config = inputs.config;
     let max_rows = inputs
@@ -149,22 +156,60 @@ async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Resul
         .await
         .map_err(|e| format!("the connector cannot sync: {e}"))? as usize;
     let mut reader = ModelReader::open(&config.source, inputs.access, CHUNK_ROWS).await?;
+    let (key_index, attributes) = resolve_columns(config, &reader.columns)?;
+    let total_bytes = reader.total_bytes;
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut progress = Progress::default();
+    while let Some(chunk) = reader.next_chunk().await {
+        let chunk = chunk?;
+        if !inputs.lease.renew().await {
+            return Err(LOST_LEASE.into());
+        }
+        let keyed = keyed_rows(chunk.items, key_index, &config.key.column, summary);
+        let entries = lookup_snapshot(inputs, &keyed).await?;
+        for (row, entry) in keyed.into_iter().zip(entries) {
+            let Some(row) = pending_for(inputs, &attributes, row, entry, summary) else {
+                continue;
+            };
+            pending.push(row);
+            if pending.len() >= max_rows {
+                let batch = std::mem::take(&mut pending);
+                progress.sent += batch.len() as u64;
+                send(inputs, batch, summary).await?;
+            }
+        }
+        progress.rows_read = summary.rows_read;
+        progress.failed = summary.failed;
+        progress.fraction = read_fraction(chunk.position_bytes, total_bytes);
+        (inputs.progress)(&progress);
+    }
+    if !pending.is_empty() {
+        progress.sent += pending.len() as u64;
+        send(inputs, pending, summary).await?;
+        progress.failed = summary.failed;
+        (inputs.progress)(&progress);
+    }
+    Ok(())
+}
+
+/// The source columns of the key and of each mapped attribute; an error
+/// names any the source lacks.
+fn resolve_columns<'c>(
+    config: &'c ActivationConfig,
+    columns: &[String],
+) -> Result<(usize, Vec<Attribute<'c>>), String> {
     // Only the name the activation gave and a count: the header's own
     // values are the file's content.
     let column = |name: &str, path: String| {
-        reader
-            .columns
-            .iter()
-            .position(|c| c == name)
-            .ok_or_else(|| {
-                format!(
-                    "column `{name}` ({path}) is not in the source (it has {} columns)",
-                    reader.columns.len()
-                )
-            })
+        columns.iter().position(|c| c == name).ok_or_else(|| {
+            format!(
+                "column `{name}` ({path}) is not in the source (it has {} columns)",
+                columns.len()
+            )
+        })
     };
     let key_index = column(&config.key.column, "key.column".into())?;
-    let attributes: Vec<(usize, u64, &str)> = config
+    let attributes: Vec<Attribute<'c>> = config
         .mappings
         .iter()
         .enumerate()
@@ -176,114 +221,123 @@ async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Resul
             ))
         })
         .collect::<Result<_, String>>()?;
-    let total_bytes = reader.total_bytes;
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut progress = Progress::default();
-    while let Some(chunk) = reader.next_chunk().await {
-        let chunk = chunk?;
-        if !inputs.lease.renew().await {
-            return Err(LOST_LEASE.into());
-        }
-        // Rows with a usable key, not repeated within the chunk.
-        let mut keyed: Vec<(String, u64, Vec<Value>)> = Vec::with_capacity(chunk.items.len());
-        let mut in_chunk = HashSet::with_capacity(chunk.items.len());
-        for item in chunk.items {
-            summary.rows_read += 1;
-            match item {
-                SourceItem::Unreadable { number, message } => summary.reject(RowError {
+    Ok((key_index, attributes))
+}
+
+/// Rows with a usable key, not repeated within the chunk; the others are
+/// rejected into `summary`.
+fn keyed_rows(
+    items: Vec<SourceItem>,
+    key_index: usize,
+    key_column: &str,
+    summary: &mut RunSummary,
+) -> Vec<KeyedRow> {
+    let mut keyed: Vec<KeyedRow> = Vec::with_capacity(items.len());
+    let mut in_chunk = HashSet::with_capacity(items.len());
+    for item in items {
+        summary.rows_read += 1;
+        match item {
+            SourceItem::Unreadable { number, message } => summary.reject(RowError {
+                key: None,
+                row: number,
+                stage: "source".into(),
+                field: None,
+                message,
+            }),
+            SourceItem::Row { number, values } => match key_of(values.get(key_index)) {
+                None => summary.reject(RowError {
                     key: None,
                     row: number,
                     stage: "source".into(),
                     field: None,
-                    message,
+                    message: format!("the key column `{key_column}` is empty"),
                 }),
-                SourceItem::Row { number, values } => match key_of(values.get(key_index)) {
-                    None => summary.reject(RowError {
-                        key: None,
-                        row: number,
-                        stage: "source".into(),
-                        field: None,
-                        message: format!("the key column `{}` is empty", config.key.column),
-                    }),
-                    Some(key) if !in_chunk.insert(key.clone()) => summary.reject(duplicate(number)),
-                    Some(key) => keyed.push((key, number, values)),
-                },
-            }
+                Some(key) if !in_chunk.insert(key.clone()) => summary.reject(duplicate(number)),
+                Some(key) => keyed.push((key, number, values)),
+            },
         }
-        let entries = inputs
-            .store
-            .snapshot_lookup(
-                &config.id,
-                inputs.run_id,
-                keyed.iter().map(|(k, _, _)| k.clone()).collect(),
+    }
+    keyed
+}
+
+/// What the snapshot knows of each row's key, in the rows' order; marks the
+/// keys as seen in this run.
+async fn lookup_snapshot(
+    inputs: &RunInputs<'_>,
+    keyed: &[KeyedRow],
+) -> Result<Vec<SnapshotEntry>, String> {
+    inputs
+        .store
+        .snapshot_lookup(
+            &inputs.config.id,
+            inputs.run_id,
+            keyed.iter().map(|(k, _, _)| k.clone()).collect(),
+        )
+        .await
+        .map_err(|e| format!("the snapshot could not be read: {e:#}"))
+}
+
+/// The row to send, with only its new or changed attributes; `None` when
+/// there is nothing to send (a key already seen in this run, an unchanged
+/// row, a known key in `insert` mode), counted in `summary`.
+fn pending_for(
+    inputs: &RunInputs<'_>,
+    attributes: &[Attribute<'_>],
+    (key, number, values): KeyedRow,
+    entry: SnapshotEntry,
+    summary: &mut RunSummary,
+) -> Option<Pending> {
+    if entry.seen_in_run {
+        summary.reject(duplicate(number));
+        return None;
+    }
+    let current: Vec<(u64, u64)> = attributes
+        .iter()
+        .map(|(index, name, _)| {
+            (
+                *name,
+                value_hash(values.get(*index).unwrap_or(&Value::Null)),
             )
-            .await
-            .map_err(|e| format!("the snapshot could not be read: {e:#}"))?;
-        for ((key, number, values), entry) in keyed.into_iter().zip(entries) {
-            if entry.seen_in_run {
-                summary.reject(duplicate(number));
-                continue;
-            }
-            let current: Vec<(u64, u64)> = attributes
+        })
+        .collect();
+    let known = entry.accepted.is_some();
+    let accepted = entry
+        .accepted
+        .as_deref()
+        .filter(|_| !inputs.full_resync)
+        .map(RowHashes::decode);
+    let to_send = changed(&current, accepted.as_ref());
+    if to_send.is_empty() {
+        summary.unchanged += 1;
+        return None;
+    }
+    if known && inputs.config.mode == SyncMode::Insert {
+        summary.skipped += 1;
+        return None;
+    }
+    Some(Pending {
+        row: SyncRow {
+            key,
+            attributes: to_send
                 .iter()
-                .map(|(index, name, _)| {
-                    (
-                        *name,
-                        value_hash(values.get(*index).unwrap_or(&Value::Null)),
-                    )
+                .map(|&i| crate::runtime::Property {
+                    name: attributes[i].2.to_string(),
+                    value: values.get(attributes[i].0).cloned().unwrap_or(Value::Null),
                 })
-                .collect();
-            let known = entry.accepted.is_some();
-            let accepted = entry
-                .accepted
-                .as_deref()
-                .filter(|_| !inputs.full_resync)
-                .map(RowHashes::decode);
-            let to_send = changed(&current, accepted.as_ref());
-            if to_send.is_empty() {
-                summary.unchanged += 1;
-                continue;
-            }
-            if known && config.mode == SyncMode::Insert {
-                summary.skipped += 1;
-                continue;
-            }
-            pending.push(Pending {
-                row: SyncRow {
-                    key,
-                    attributes: to_send
-                        .iter()
-                        .map(|&i| crate::runtime::Property {
-                            name: attributes[i].2.to_string(),
-                            value: values.get(attributes[i].0).cloned().unwrap_or(Value::Null),
-                        })
-                        .collect(),
-                    known,
-                },
-                number,
-                hashes: RowHashes::new(current).encode(),
-            });
-            if pending.len() >= max_rows {
-                let batch = std::mem::take(&mut pending);
-                progress.sent += batch.len() as u64;
-                send(inputs, batch, summary).await?;
-            }
-        }
-        progress.rows_read = summary.rows_read;
-        progress.failed = summary.failed;
-        progress.fraction = match (chunk.position_bytes, total_bytes) {
-            (Some(at), Some(total)) if total > 0 => Some((at as f64 / total as f64).min(1.0)),
-            _ => None,
-        };
-        (inputs.progress)(&progress);
+                .collect(),
+            known,
+        },
+        number,
+        hashes: RowHashes::new(current).encode(),
+    })
+}
+
+/// Share of a file source read so far, when its size is known.
+fn read_fraction(position_bytes: Option<u64>, total_bytes: Option<u64>) -> Option<f64> {
+    match (position_bytes, total_bytes) {
+        (Some(at), Some(total)) if total > 0 => Some((at as f64 / total as f64).min(1.0)),
+        _ => None,
     }
-    if !pending.is_empty() {
-        progress.sent += pending.len() as u64;
-        send(inputs, pending, summary).await?;
-        progress.failed = summary.failed;
-        (inputs.progress)(&progress);
-    }
-    Ok(())
 }
 
 /// A repeated key, named by its row: a source problem never shows a

@@ -11,7 +11,7 @@ use clap::Subcommand;
 use crate::activation::{Activations, Progress, RunSummary, read_file};
 use crate::config::HostConfig;
 use crate::consent::millis_to_rfc3339;
-use crate::store::{RunRecord, RunStatus};
+use crate::store::{RunRecord, RunStatus, RunTrigger};
 
 #[derive(Debug, Subcommand)]
 pub enum ActivationCommand {
@@ -98,7 +98,9 @@ async fn run_once(target: &str, config: Option<PathBuf>, full_resync: bool) -> R
     };
     let bar = ProgressBar::new();
     let record = activations
-        .run_now(&id, "cli", full_resync, &|p: &Progress| bar.show(p))
+        .run_now(&id, RunTrigger::Cli, full_resync, &|p: &Progress| {
+            bar.show(p)
+        })
         .await?;
     bar.finish();
     let activation = store.activation(&id).await?;

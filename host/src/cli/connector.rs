@@ -8,15 +8,16 @@ use serde_json::Value as Json;
 
 use std::sync::Arc;
 
-use super::cassette::{Cassette, Interaction, Tape};
+use super::cassette::{Cassette, Interaction, Tape, TapeReport};
 use super::scaffold;
 use crate::config::HostConfig;
 use crate::egress::EgressOptions;
 use crate::outbound_http::Network;
 use crate::runtime::bindings::Level;
 use crate::runtime::{
-    CallError, CallReport, ConnectorInfo, ConsentRecord, DeliveredKind, InboundRequest, Limits,
-    Outcome, Property, ReceiveError, RecordMetadata, Runtime, RuntimeOptions, Value, mib,
+    CallError, CallReport, Connector, ConnectorInfo, ConsentRecord, DeliveredKind, InboundRequest,
+    IntegrationContext, Limits, Outcome, Property, ReceiveError, RecordMetadata, Runtime,
+    RuntimeOptions, Value, mib,
 };
 
 #[derive(Debug, Subcommand)]
@@ -105,21 +106,7 @@ pub async fn run(command: ConnectorCommand) -> Result<()> {
 /// Runs `connector test`: the connector in the production sandbox, each record
 /// delivered through a [`Tape`] that shows (and records or replays) its HTTP.
 async fn test(args: TestArgs) -> Result<()> {
-    let (mut limits, mut egress) = match &args.host_config {
-        Some(path) => {
-            let host = HostConfig::load(Some(path))?;
-            (host.limits, host.egress)
-        }
-        None => (Limits::default(), EgressOptions::default()),
-    };
-    if let Some(mib) = args.memory_mib {
-        limits.memory_bytes = mib * 1024 * 1024;
-    }
-    if let Some(ms) = args.cpu_ms {
-        limits.cpu_ms = ms;
-    }
-    egress.allow_loopback |= args.allow_loopback;
-    egress.allow_http |= args.allow_http;
+    let (limits, egress) = sandbox_options(&args)?;
     let config = read_json(&args.config)?;
     let replaying = args.cassette.is_some() && !args.live;
     let tape = Arc::new(if replaying {
@@ -140,20 +127,78 @@ async fn test(args: TestArgs) -> Result<()> {
         .load_file(&args.file)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
-    let problems = connector.validate(&config).await?;
-    if !problems.is_empty() {
-        let listed: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
-        bail!(
-            "{} is not a valid config:\n{}",
-            args.config.display(),
-            listed.join("\n")
-        );
-    }
+    ensure_valid_config(&connector, &config, &args.config).await?;
     let integration = connector.integration("cli-test", &config);
     // Now that the connector's schema is known, its `writeOnly` fields are secrets too.
     tape.use_redactor(integration.redactor().clone());
     let limits = runtime.limits().clone();
-    let info = connector.info();
+    let cassette = args.cassette.as_deref();
+    print_setup(connector.info(), &limits, cassette, replaying);
+    let bench = TestBench {
+        connector: &connector,
+        integration: &integration,
+        tape: &tape,
+        limits: &limits,
+        cassette,
+        replaying,
+    };
+    let mut differing = Vec::new();
+    for path in &args.records {
+        if !bench.deliver_record(path).await? {
+            differing.push(path.display().to_string());
+        }
+    }
+    for path in &args.webhooks {
+        bench.receive_webhook(path).await?;
+    }
+    if !differing.is_empty() {
+        bail!(
+            "{} of {} record(s) differ from their cassette: {}",
+            differing.len(),
+            args.records.len(),
+            differing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The sandbox's limits and egress options: the host config's (else the
+/// production defaults), with the command line's overrides.
+fn sandbox_options(args: &TestArgs) -> Result<(Limits, EgressOptions)> {
+    let (mut limits, mut egress) = match &args.host_config {
+        Some(path) => {
+            let host = HostConfig::load(Some(path))?;
+            (host.limits, host.egress)
+        }
+        None => (Limits::default(), EgressOptions::default()),
+    };
+    if let Some(mib) = args.memory_mib {
+        limits.memory_bytes = mib * 1024 * 1024;
+    }
+    if let Some(ms) = args.cpu_ms {
+        limits.cpu_ms = ms;
+    }
+    egress.allow_loopback |= args.allow_loopback;
+    egress.allow_http |= args.allow_http;
+    Ok((limits, egress))
+}
+
+/// Fails with every problem the connector finds in the config at `path`.
+async fn ensure_valid_config(connector: &Connector, config: &Json, path: &Path) -> Result<()> {
+    let problems = connector.validate(config).await?;
+    if !problems.is_empty() {
+        let listed: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+        bail!(
+            "{} is not a valid config:\n{}",
+            path.display(),
+            listed.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// The connector, its limits, and whether cassettes are replayed or recorded.
+fn print_setup(info: &ConnectorInfo, limits: &Limits, cassette: Option<&Path>, replaying: bool) {
     println!(
         "{} {} (WIT {}), limits: {} memory, {} ms CPU, {} ms wall{}",
         info.type_id,
@@ -162,42 +207,46 @@ async fn test(args: TestArgs) -> Result<()> {
         mib(limits.memory_bytes),
         limits.cpu_ms,
         limits.wall_ms,
-        match (&args.cassette, replaying) {
+        match (cassette, replaying) {
             (Some(dir), true) => format!(", replaying cassettes from {}", dir.display()),
             (Some(dir), false) => format!(", recording cassettes into {}", dir.display()),
             (None, _) => String::new(),
         }
     );
-    let mut differing = Vec::new();
-    for path in &args.records {
+}
+
+/// What `connector test` tries each record and webhook body against.
+struct TestBench<'a> {
+    connector: &'a Connector,
+    integration: &'a Arc<IntegrationContext>,
+    tape: &'a Tape,
+    limits: &'a Limits,
+    /// The cassette directory, if any.
+    cassette: Option<&'a Path>,
+    /// Cassettes are replayed rather than recorded.
+    replaying: bool,
+}
+
+impl TestBench<'_> {
+    /// Delivers one record file and prints what happened; false when it
+    /// differs from its cassette.
+    async fn deliver_record(&self, path: &Path) -> Result<bool> {
         let record = read_record(path)?;
         let key = record.key.clone();
-        let recorded = match (&args.cassette, replaying) {
+        let recorded = match (self.cassette, self.replaying) {
             (Some(dir), true) => Some(Cassette::read(&Cassette::path_for(dir, path))?),
             _ => None,
         };
-        tape.begin(recorded.as_ref());
-        let delivery = connector.deliver(&integration, vec![record]).await;
-        let tape_report = tape.finish();
-        let outcome = tape.scrub(&describe_outcome(&delivery.outcomes[0]));
+        self.tape.begin(recorded.as_ref());
+        let delivery = self.connector.deliver(self.integration, vec![record]).await;
+        let tape_report = self.tape.finish();
+        let outcome = self.tape.scrub(&describe_outcome(&delivery.outcomes[0]));
         println!("{key}: {outcome}");
         print_exchanges(&tape_report.exchanges);
-        print_call(&delivery.report, &limits, delivery.error.as_ref());
-        match (&args.cassette, recorded) {
+        print_call(&delivery.report, self.limits, delivery.error.as_ref());
+        match (self.cassette, recorded) {
             (Some(_), Some(recorded)) => {
-                let mut problems = tape_report.unrecorded.clone();
-                for request in &tape_report.unused {
-                    problems.push(format!(
-                        "recorded request never made: {}",
-                        request.describe()
-                    ));
-                }
-                if outcome != recorded.outcome {
-                    problems.push(format!(
-                        "outcome differs from the cassette: recorded `{}`, got `{outcome}`",
-                        recorded.outcome
-                    ));
-                }
+                let problems = replay_problems(&recorded, &tape_report, &outcome);
                 if problems.is_empty() {
                     println!(
                         "  cassette: {} exchange(s) replayed, outcome as recorded",
@@ -207,11 +256,12 @@ async fn test(args: TestArgs) -> Result<()> {
                     for problem in &problems {
                         println!("  FAIL {problem}");
                     }
-                    differing.push(path.display().to_string());
+                    return Ok(false);
                 }
             }
             (Some(dir), None) => {
                 let file = Cassette::path_for(dir, path);
+                let info = self.connector.info();
                 Cassette {
                     connector: format!("{} {}", info.type_id, info.version),
                     outcome,
@@ -222,17 +272,21 @@ async fn test(args: TestArgs) -> Result<()> {
             }
             (None, _) => {}
         }
+        Ok(true)
     }
-    for path in &args.webhooks {
+
+    /// Hands one webhook body to the connector and prints the consent
+    /// updates it reads from it.
+    async fn receive_webhook(&self, path: &Path) -> Result<()> {
         let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let request = InboundRequest {
             headers: vec![("content-type".into(), "application/json".into())],
             body,
         };
         let name = path.display();
-        tape.begin(None);
-        let received = connector.receive(&integration, request).await;
-        print_exchanges(&tape.finish().exchanges);
+        self.tape.begin(None);
+        let received = self.connector.receive(self.integration, request).await;
+        print_exchanges(&self.tape.finish().exchanges);
         match received {
             Ok(receipt) => {
                 println!("{name}: {} update(s)", receipt.updates.len());
@@ -251,16 +305,27 @@ async fn test(args: TestArgs) -> Result<()> {
             Err(ReceiveError::Refused(why)) => println!("{name}: refused (400): {why}"),
             Err(error) => bail!("{name}: {error}"),
         }
+        Ok(())
     }
-    if !differing.is_empty() {
-        bail!(
-            "{} of {} record(s) differ from their cassette: {}",
-            differing.len(),
-            args.records.len(),
-            differing.join(", ")
-        );
+}
+
+/// How a replayed delivery differs from its cassette: requests it made that
+/// were not recorded, recorded ones it never made, and a different outcome.
+fn replay_problems(recorded: &Cassette, tape_report: &TapeReport, outcome: &str) -> Vec<String> {
+    let mut problems = tape_report.unrecorded.clone();
+    for request in &tape_report.unused {
+        problems.push(format!(
+            "recorded request never made: {}",
+            request.describe()
+        ));
     }
-    Ok(())
+    if outcome != recorded.outcome {
+        problems.push(format!(
+            "outcome differs from the cassette: recorded `{}`, got `{outcome}`",
+            recorded.outcome
+        ));
+    }
+    problems
 }
 
 /// Every request and its answer, one line each plus body excerpts.

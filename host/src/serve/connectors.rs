@@ -17,11 +17,12 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::canary::{CanaryPolicy, CanaryRun, Verdict};
-use super::registry::{Registry, RollbackError, version_order};
+use super::registry::{Registry, RollbackError, SlotView, version_order};
 use crate::now_ms;
 use crate::runtime::{ConnectorInfo, Destination, LoadError, Runtime, content_hash};
 use crate::store::{
-    ConnectorStatus, ConnectorStatusChange, ConnectorSwitch, ConnectorVersion, Store,
+    ConnectorAction, ConnectorSource, ConnectorStatus, ConnectorStatusChange, ConnectorSwitch,
+    ConnectorVersion, Store,
 };
 
 /// How an upgrade is asked for.
@@ -33,8 +34,8 @@ pub struct UpgradeOptions {
     pub force: bool,
     /// Run the new version as a canary first.
     pub canary: Option<CanaryPolicy>,
-    /// `upload`, `watcher` or `directory`, for the registry.
-    pub source: &'static str,
+    /// Where the component came from, for the registry.
+    pub source: ConnectorSource,
 }
 
 /// An integration the new version would refuse.
@@ -116,8 +117,7 @@ impl VersionRef {
 #[derive(Debug, Clone, Serialize)]
 pub struct SwitchReport {
     pub type_id: String,
-    /// `install`, `upgrade`, `downgrade`, `canary`, `rollback`.
-    pub action: String,
+    pub action: ConnectorAction,
     pub from: Option<VersionRef>,
     pub to: VersionRef,
     /// When deliveries started going to `to` (for a canary: its share).
@@ -178,7 +178,7 @@ impl ConnectorManager {
             if let Some(canary) = in_service.canary {
                 // A canary's verdict needs its window; a restart ends it.
                 self.record(
-                    "auto_rollback",
+                    ConnectorAction::AutoRollback,
                     type_id,
                     Some(canary.version.clone()),
                     Some(canary.content_hash.clone()),
@@ -209,7 +209,7 @@ impl ConnectorManager {
                 continue;
             }
             let options = UpgradeOptions {
-                source: "directory",
+                source: ConnectorSource::Directory,
                 ..UpgradeOptions::default()
             };
             match self.upgrade(bytes, options).await {
@@ -317,33 +317,62 @@ impl ConnectorManager {
         }
         let _change = self.changes.lock().await;
         let current = self.registry.view(&info.type_id);
-        let mut action = "install";
-        if let Some(view) = &current {
-            if view.canary.is_some() {
-                return Err(UpgradeError::CanaryRunning(info.type_id.clone()));
+        let action = planned_action(current.as_ref(), &info, &options)?;
+        let validated = self.validate_integrations(connector.as_ref()).await?;
+        self.keep_version(&info, &bytes, options.source).await?;
+        let from = current
+            .as_ref()
+            .map(|view| VersionRef::of(view.active.info()));
+        let (detail, statuses) = switch_plan(current.as_ref(), &info, &options);
+        // Kept first, then switched: a store failure leaves the old version serving.
+        self.record(
+            action,
+            &info.type_id,
+            from.as_ref().map(|f| f.version.clone()),
+            from.as_ref().map(|f| f.content_hash.clone()),
+            &info,
+            &detail,
+            statuses,
+        )
+        .await?;
+        let switched_at_ms = now_ms();
+        match &options.canary {
+            Some(policy) if current.is_some() => {
+                self.registry
+                    .start_canary(connector, policy.clone(), switched_at_ms)
+                    .map_err(|e| UpgradeError::Store(e.into()))?;
             }
-            let active = view.active.info();
-            if active.content_hash == info.content_hash {
-                return Err(UpgradeError::AlreadyActive {
-                    type_id: info.type_id.clone(),
-                    version: info.version.clone(),
-                    hash: info.content_hash.clone(),
-                });
+            _ => {
+                self.registry.activate(connector);
             }
-            action = match version_order(&info.version, &active.version) {
-                std::cmp::Ordering::Greater => "upgrade",
-                _ if options.force => "downgrade",
-                _ => {
-                    return Err(UpgradeError::NotNewer {
-                        type_id: info.type_id.clone(),
-                        offered: info.version.clone(),
-                        active: active.version.clone(),
-                    });
-                }
-            };
-        } else if options.canary.is_some() {
-            return Err(UpgradeError::NothingToCompare(info.type_id.clone()));
         }
+        tracing::info!(
+            connector = %info.type_id,
+            %action,
+            from = ?from.as_ref().map(|f| &f.version),
+            to = %info.version,
+            hash = %info.content_hash,
+            %detail,
+            "connector version switched"
+        );
+        Ok(SwitchReport {
+            type_id: info.type_id.clone(),
+            action,
+            from,
+            to: VersionRef::of(&info),
+            switched_at_ms,
+            took_ms: received.elapsed().as_millis() as u64,
+            integrations_validated: validated,
+        })
+    }
+
+    /// Every integration of the new version's type, validated by it; how
+    /// many there were, or the refusal naming each one it would break.
+    async fn validate_integrations(
+        &self,
+        connector: &dyn Destination,
+    ) -> Result<usize, UpgradeError> {
+        let info = connector.info();
         let mut broken = Vec::new();
         let mut validated = 0;
         for integration in self.store.integrations().await? {
@@ -369,7 +398,16 @@ impl ConnectorManager {
                 broken,
             });
         }
+        Ok(validated)
+    }
 
+    /// Keeps the version and its bytes in the store, not yet in service.
+    async fn keep_version(
+        &self,
+        info: &ConnectorInfo,
+        bytes: &[u8],
+        source: ConnectorSource,
+    ) -> anyhow::Result<()> {
         let now = now_ms();
         self.store
             .add_connector_version(
@@ -378,99 +416,17 @@ impl ConnectorManager {
                     version: info.version.clone(),
                     content_hash: info.content_hash.clone(),
                     wit_version: info.wit_version.clone(),
-                    description: serde_json::to_value(&info).unwrap_or_default(),
-                    source: options.source.to_string(),
+                    description: serde_json::to_value(info).unwrap_or_default(),
+                    source,
                     loaded_at_ms: now,
                     status: ConnectorStatus::Inactive,
                     status_reason: None,
                     status_at_ms: now,
                 },
-                &bytes,
+                bytes,
             )
             .await?;
-        let from = current
-            .as_ref()
-            .map(|view| VersionRef::of(view.active.info()));
-        let mut statuses = Vec::new();
-        let detail;
-        match (&current, &options.canary) {
-            (Some(_), Some(policy)) => {
-                action = "canary";
-                detail = format!(
-                    "{} % of first attempts for {} s, rolled back above +{:.1} points of permanent failures",
-                    policy.percent,
-                    policy.window.as_secs(),
-                    policy.max_failure_increase * 100.0
-                );
-                statuses.push(status(&info.content_hash, ConnectorStatus::Canary, None));
-            }
-            (Some(view), None) => {
-                detail = format!("from the {}", options.source);
-                if let Some(old_standby) = &view.standby
-                    && old_standby.info().content_hash != info.content_hash
-                {
-                    statuses.push(status(
-                        &old_standby.info().content_hash,
-                        ConnectorStatus::Inactive,
-                        None,
-                    ));
-                }
-                statuses.push(status(
-                    &view.active.info().content_hash,
-                    ConnectorStatus::Standby,
-                    None,
-                ));
-                statuses.push(status(&info.content_hash, ConnectorStatus::Active, None));
-            }
-            (None, _) => {
-                detail = format!("from the {}", options.source);
-                statuses.push(status(&info.content_hash, ConnectorStatus::Active, None));
-            }
-        }
-        let switch = ConnectorSwitch {
-            id: 0,
-            at_ms: now,
-            type_id: info.type_id.clone(),
-            action: action.to_string(),
-            from_version: from.as_ref().map(|f| f.version.clone()),
-            from_hash: from.as_ref().map(|f| f.content_hash.clone()),
-            to_version: info.version.clone(),
-            to_hash: info.content_hash.clone(),
-            detail: detail.clone(),
-        };
-        // Kept first, then switched: a store failure leaves the old version serving.
-        self.store
-            .record_connector_switch(&switch, &statuses)
-            .await?;
-        let switched_at_ms = now_ms();
-        match &options.canary {
-            Some(policy) if current.is_some() => {
-                self.registry
-                    .start_canary(connector, policy.clone(), switched_at_ms)
-                    .map_err(|e| UpgradeError::Store(e.into()))?;
-            }
-            _ => {
-                self.registry.activate(connector);
-            }
-        }
-        tracing::info!(
-            connector = %info.type_id,
-            action,
-            from = ?from.as_ref().map(|f| &f.version),
-            to = %info.version,
-            hash = %info.content_hash,
-            %detail,
-            "connector version switched"
-        );
-        Ok(SwitchReport {
-            type_id: info.type_id.clone(),
-            action: action.to_string(),
-            from,
-            to: VersionRef::of(&info),
-            switched_at_ms,
-            took_ms: received.elapsed().as_millis() as u64,
-            integrations_validated: validated,
-        })
+        Ok(())
     }
 
     /// Back to the previous version (or the canary dropped), the same way.
@@ -506,7 +462,7 @@ impl ConnectorManager {
             (None, None) => return Err(RollbackError::NoPrevious(type_id.to_string()).into()),
         };
         self.record(
-            "rollback",
+            ConnectorAction::Rollback,
             type_id,
             Some(from.version.clone()),
             Some(from.content_hash.clone()),
@@ -520,7 +476,7 @@ impl ConnectorManager {
         tracing::info!(connector = %type_id, from = %from.version, to = %to.version, "connector rolled back");
         Ok(SwitchReport {
             type_id: type_id.to_string(),
-            action: "rollback".into(),
+            action: ConnectorAction::Rollback,
             from: Some(VersionRef::of(&from)),
             to: VersionRef::of(&to),
             switched_at_ms,
@@ -561,7 +517,7 @@ impl ConnectorManager {
             Verdict::Wait => {}
             Verdict::RollBack(reason) => {
                 self.record(
-                    "auto_rollback",
+                    ConnectorAction::AutoRollback,
                     type_id,
                     Some(candidate.version.clone()),
                     Some(candidate.content_hash.clone()),
@@ -593,7 +549,7 @@ impl ConnectorManager {
                     Some(&reason),
                 ));
                 self.record(
-                    "promote",
+                    ConnectorAction::Promote,
                     type_id,
                     Some(active.version.clone()),
                     Some(active.content_hash.clone()),
@@ -612,7 +568,7 @@ impl ConnectorManager {
     #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
-        action: &str,
+        action: ConnectorAction,
         type_id: &str,
         from_version: Option<String>,
         from_hash: Option<String>,
@@ -624,7 +580,7 @@ impl ConnectorManager {
             id: 0,
             at_ms: now_ms(),
             type_id: type_id.to_string(),
-            action: action.to_string(),
+            action,
             from_version,
             from_hash,
             to_version: to.version.clone(),
@@ -663,7 +619,7 @@ impl ConnectorManager {
             if let Some(watcher) = &mut watcher {
                 for (path, bytes) in watcher.changed_files().await {
                     let options = UpgradeOptions {
-                        source: "watcher",
+                        source: ConnectorSource::Watcher,
                         ..UpgradeOptions::default()
                     };
                     match self.upgrade(bytes, options).await {
@@ -701,6 +657,94 @@ fn in_service_by_type(versions: &[ConnectorVersion]) -> BTreeMap<&str, InService
         }
     }
     by_type
+}
+
+/// What offering `info` does, given the version in service: the version
+/// rules (newer, or forced; never the active one again; no upgrade during
+/// a canary; a canary needs a version to compare with).
+fn planned_action(
+    current: Option<&SlotView>,
+    info: &ConnectorInfo,
+    options: &UpgradeOptions,
+) -> Result<ConnectorAction, UpgradeError> {
+    let Some(view) = current else {
+        if options.canary.is_some() {
+            return Err(UpgradeError::NothingToCompare(info.type_id.clone()));
+        }
+        return Ok(ConnectorAction::Install);
+    };
+    if view.canary.is_some() {
+        return Err(UpgradeError::CanaryRunning(info.type_id.clone()));
+    }
+    let active = view.active.info();
+    if active.content_hash == info.content_hash {
+        return Err(UpgradeError::AlreadyActive {
+            type_id: info.type_id.clone(),
+            version: info.version.clone(),
+            hash: info.content_hash.clone(),
+        });
+    }
+    let action = match version_order(&info.version, &active.version) {
+        std::cmp::Ordering::Greater => ConnectorAction::Upgrade,
+        _ if options.force => ConnectorAction::Downgrade,
+        _ => {
+            return Err(UpgradeError::NotNewer {
+                type_id: info.type_id.clone(),
+                offered: info.version.clone(),
+                active: active.version.clone(),
+            });
+        }
+    };
+    Ok(if options.canary.is_some() {
+        ConnectorAction::Canary
+    } else {
+        action
+    })
+}
+
+/// The switch's detail line and the statuses it sets: a canary beside the
+/// active version, or the new version active with the old one on standby
+/// (and the standby before it out of service).
+fn switch_plan(
+    current: Option<&SlotView>,
+    info: &ConnectorInfo,
+    options: &UpgradeOptions,
+) -> (String, Vec<ConnectorStatusChange>) {
+    let mut statuses = Vec::new();
+    let detail = match (current, &options.canary) {
+        (Some(_), Some(policy)) => {
+            statuses.push(status(&info.content_hash, ConnectorStatus::Canary, None));
+            format!(
+                "{} % of first attempts for {} s, rolled back above +{:.1} points of permanent failures",
+                policy.percent,
+                policy.window.as_secs(),
+                policy.max_failure_increase * 100.0
+            )
+        }
+        (Some(view), None) => {
+            if let Some(old_standby) = &view.standby
+                && old_standby.info().content_hash != info.content_hash
+            {
+                statuses.push(status(
+                    &old_standby.info().content_hash,
+                    ConnectorStatus::Inactive,
+                    None,
+                ));
+            }
+            statuses.push(status(
+                &view.active.info().content_hash,
+                ConnectorStatus::Standby,
+                None,
+            ));
+            statuses.push(status(&info.content_hash, ConnectorStatus::Active, None));
+            format!("from the {}", options.source)
+        }
+        (None, _) => {
+            statuses.push(status(&info.content_hash, ConnectorStatus::Active, None));
+            format!("from the {}", options.source)
+        }
+    };
+    (detail, statuses)
 }
 
 fn status(hash: &str, status: ConnectorStatus, reason: Option<&str>) -> ConnectorStatusChange {

@@ -21,10 +21,10 @@ use tokio::task::JoinSet;
 use super::App;
 use super::canary::CanaryRun;
 use crate::now_ms;
-use crate::pipeline::record_for;
 use crate::pipeline::retry::at_after;
-use crate::runtime::{DeliveredKind, Destination, IntegrationContext, Outcome};
-use crate::store::{AuditRow, Claim, Completion, IntegrationRecord};
+use crate::pipeline::{RetryPolicy, record_for};
+use crate::runtime::{ConsentRecord, DeliveredKind, Destination, IntegrationContext, Outcome};
+use crate::store::{AuditOutcome, AuditRow, Claim, Completion, IntegrationRecord};
 
 /// Per integration: its runtime context per connector version (rebuilt when
 /// the config changes; the allowlist depends on the version's schema and
@@ -146,31 +146,7 @@ struct Batch {
 
 impl Batch {
     async fn deliver(self) {
-        let mut records = Vec::with_capacity(self.claims.len());
-        let mut claims = Vec::with_capacity(self.claims.len());
-        for claim in &self.claims {
-            match self.app.store.user(&claim.organization_user_id).await {
-                Ok(Some(user)) => {
-                    records.push(record_for(&user.state, Vec::new()));
-                    claims.push((claim, user.state.version));
-                }
-                Ok(None) => {
-                    self.finish(
-                        claim,
-                        0,
-                        Completion::Acked,
-                        "skipped",
-                        "user has no state",
-                        &[],
-                        0,
-                    )
-                    .await
-                }
-                Err(error) => {
-                    tracing::error!(error = %format!("{error:#}"), user = %crate::log_safe::escaped(&claim.organization_user_id), "loading user state failed; the lease will expire and the delivery be retried");
-                }
-            }
-        }
+        let (records, claims) = self.load_states().await;
         if records.is_empty() {
             return;
         }
@@ -187,75 +163,15 @@ impl Batch {
             .integration
             .config
             .get("retry")
-            .and_then(|r| super::api::integrations::retry_policy_of(r).ok())
+            .and_then(|r| crate::integrations::retry_policy(r).ok())
             .unwrap_or_else(|| self.app.config.retry.clone());
         let on_candidate = self
             .canary
             .as_ref()
             .is_some_and(|(_, candidate)| *candidate);
-        if let Some((run, candidate)) = &self.canary {
-            let permanent = delivery
-                .outcomes
-                .iter()
-                .filter(|o| matches!(o, Outcome::Failed(f) if !f.retryable))
-                .count();
-            run.record(*candidate, delivery.outcomes.len() as u64, permanent as u64);
-        }
+        self.count_on_canary(&delivery.outcomes);
         for ((claim, version), outcome) in claims.into_iter().zip(delivery.outcomes) {
-            let (completion, label, detail) = match outcome {
-                // The canary's candidate is on trial: what it cannot deliver
-                // is retried on the version it is compared with, never
-                // dead-lettered for it.
-                Outcome::Failed(failure) if on_candidate && !failure.retryable => {
-                    let delay = policy
-                        .next_delay(claim.attempts.saturating_add(1), None, jitter_unit())
-                        .unwrap_or(std::time::Duration::from_secs(1));
-                    (
-                        Completion::Retry {
-                            next_attempt_at_ms: at_after(now_ms(), delay),
-                            error: failure.message.clone(),
-                        },
-                        "failed:canary",
-                        failure.message,
-                    )
-                }
-                Outcome::Delivered(kind) => {
-                    (Completion::Acked, delivered_label(kind), String::new())
-                }
-                Outcome::Skipped(reason) => (Completion::Acked, "skipped", reason),
-                Outcome::Failed(failure) if failure.retryable => {
-                    let unit = jitter_unit();
-                    match policy.next_attempt_at(
-                        now_ms(),
-                        claim.attempts.saturating_add(1),
-                        failure.retry_after_ms,
-                        unit,
-                    ) {
-                        Some(next_attempt_at_ms) => (
-                            Completion::Retry {
-                                next_attempt_at_ms,
-                                error: failure.message.clone(),
-                            },
-                            "failed:retryable",
-                            failure.message,
-                        ),
-                        None => (
-                            Completion::DeadLetter {
-                                error: failure.message.clone(),
-                            },
-                            "dead_letter",
-                            failure.message,
-                        ),
-                    }
-                }
-                Outcome::Failed(failure) => (
-                    Completion::DeadLetter {
-                        error: failure.message.clone(),
-                    },
-                    "failed:permanent",
-                    failure.message,
-                ),
-            };
+            let (completion, label, detail) = completion_for(claim, outcome, &policy, on_candidate);
             self.finish(
                 claim,
                 version,
@@ -269,13 +185,58 @@ impl Batch {
         }
     }
 
+    /// The records of the claimed users' current states, each with its claim
+    /// and the state version sent. A user with no state is acknowledged as
+    /// skipped; one whose state cannot be loaded is left for its lease to
+    /// expire.
+    async fn load_states(&self) -> (Vec<ConsentRecord>, Vec<(&Claim, u64)>) {
+        let mut records = Vec::with_capacity(self.claims.len());
+        let mut claims = Vec::with_capacity(self.claims.len());
+        for claim in &self.claims {
+            match self.app.store.user(&claim.organization_user_id).await {
+                Ok(Some(user)) => {
+                    records.push(record_for(&user.state, Vec::new()));
+                    claims.push((claim, user.state.version));
+                }
+                Ok(None) => {
+                    self.finish(
+                        claim,
+                        0,
+                        Completion::Acked,
+                        AuditOutcome::Skipped,
+                        "user has no state",
+                        &[],
+                        0,
+                    )
+                    .await
+                }
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), user = %crate::log_safe::escaped(&claim.organization_user_id), "loading user state failed; the lease will expire and the delivery be retried");
+                }
+            }
+        }
+        (records, claims)
+    }
+
+    /// Counts the batch's outcomes on the canary running for the connector
+    /// type, if one is.
+    fn count_on_canary(&self, outcomes: &[Outcome]) {
+        if let Some((run, candidate)) = &self.canary {
+            let permanent = outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Failed(f) if !f.retryable))
+                .count();
+            run.record(*candidate, outcomes.len() as u64, permanent as u64);
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         claim: &Claim,
         state_version: u64,
         completion: Completion,
-        outcome: &str,
+        outcome: AuditOutcome,
         detail: &str,
         http_statuses: &[u16],
         duration_ms: u64,
@@ -291,7 +252,7 @@ impl Batch {
             connector_type: info.type_id.clone(),
             connector_version: info.version.clone(),
             connector_hash: info.content_hash.clone(),
-            outcome: outcome.to_string(),
+            outcome,
             detail: detail.to_string(),
             http_statuses: http_statuses.to_vec(),
             duration_ms,
@@ -312,7 +273,7 @@ impl Batch {
             .await
         {
             Ok(true) => {
-                tracing::debug!(integration = %self.integration.id, user = %crate::log_safe::escaped(&claim.organization_user_id), outcome, "delivery recorded")
+                tracing::debug!(integration = %self.integration.id, user = %crate::log_safe::escaped(&claim.organization_user_id), %outcome, "delivery recorded")
             }
             Ok(false) => {
                 tracing::warn!(integration = %self.integration.id, user = %crate::log_safe::escaped(&claim.organization_user_id), "lease lost before the outcome was recorded; another attempt will follow")
@@ -328,11 +289,72 @@ impl Batch {
     }
 }
 
-fn delivered_label(kind: DeliveredKind) -> &'static str {
+/// How to complete a claim after this outcome, its audit label and detail.
+fn completion_for(
+    claim: &Claim,
+    outcome: Outcome,
+    policy: &RetryPolicy,
+    on_candidate: bool,
+) -> (Completion, AuditOutcome, String) {
+    match outcome {
+        // The canary's candidate is on trial: what it cannot deliver
+        // is retried on the version it is compared with, never
+        // dead-lettered for it.
+        Outcome::Failed(failure) if on_candidate && !failure.retryable => {
+            let delay = policy
+                .next_delay(claim.attempts.saturating_add(1), None, jitter_unit())
+                .unwrap_or(std::time::Duration::from_secs(1));
+            (
+                Completion::Retry {
+                    next_attempt_at_ms: at_after(now_ms(), delay),
+                    error: failure.message.clone(),
+                },
+                AuditOutcome::FailedCanary,
+                failure.message,
+            )
+        }
+        Outcome::Delivered(kind) => (Completion::Acked, delivered_label(kind), String::new()),
+        Outcome::Skipped(reason) => (Completion::Acked, AuditOutcome::Skipped, reason),
+        Outcome::Failed(failure) if failure.retryable => {
+            let unit = jitter_unit();
+            match policy.next_attempt_at(
+                now_ms(),
+                claim.attempts.saturating_add(1),
+                failure.retry_after_ms,
+                unit,
+            ) {
+                Some(next_attempt_at_ms) => (
+                    Completion::Retry {
+                        next_attempt_at_ms,
+                        error: failure.message.clone(),
+                    },
+                    AuditOutcome::FailedRetryable,
+                    failure.message,
+                ),
+                None => (
+                    Completion::DeadLetter {
+                        error: failure.message.clone(),
+                    },
+                    AuditOutcome::DeadLetter,
+                    failure.message,
+                ),
+            }
+        }
+        Outcome::Failed(failure) => (
+            Completion::DeadLetter {
+                error: failure.message.clone(),
+            },
+            AuditOutcome::FailedPermanent,
+            failure.message,
+        ),
+    }
+}
+
+fn delivered_label(kind: DeliveredKind) -> AuditOutcome {
     match kind {
-        DeliveredKind::Created => "delivered:created",
-        DeliveredKind::Updated => "delivered:updated",
-        DeliveredKind::Unchanged => "delivered:unchanged",
+        DeliveredKind::Created => AuditOutcome::DeliveredCreated,
+        DeliveredKind::Updated => AuditOutcome::DeliveredUpdated,
+        DeliveredKind::Unchanged => AuditOutcome::DeliveredUnchanged,
     }
 }
 

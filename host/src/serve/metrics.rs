@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::store::AuditOutcome;
+
 /// Upper bounds of the connector call latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
@@ -68,10 +70,10 @@ impl Metrics {
         }
     }
 
-    /// One delivery outcome (`delivered:created`, `failed:retryable`, `dead_letter`, …).
-    pub fn delivery(&self, integration: &str, outcome: &str) {
+    /// One delivery outcome.
+    pub fn delivery(&self, integration: &str, outcome: AuditOutcome) {
         *lock(&self.deliveries)
-            .entry((integration.to_string(), outcome.to_string()))
+            .entry((integration.to_string(), outcome.as_str().to_string()))
             .or_default() += 1;
     }
 
@@ -108,7 +110,7 @@ impl Metrics {
         }
         let retries: u64 = lock(&self.deliveries)
             .iter()
-            .filter(|((_, outcome), _)| outcome == "failed:retryable")
+            .filter(|((_, outcome), _)| outcome == AuditOutcome::FailedRetryable.as_str())
             .map(|(_, count)| count)
             .sum();
         let _ = writeln!(
@@ -211,8 +213,8 @@ mod tests {
         m.events(3, 1);
         m.event_rejected();
         m.call("dotdigital", Duration::from_millis(30), &[201, 429]);
-        m.delivery("dd", "delivered:created");
-        m.delivery("dd", "failed:retryable");
+        m.delivery("dd", AuditOutcome::DeliveredCreated);
+        m.delivery("dd", AuditOutcome::FailedRetryable);
         let text = m.render(4, 2);
         for line in [
             "prefsync_events_total{result=\"recorded\"} 3",

@@ -14,7 +14,6 @@ pub mod metrics;
 pub mod registry;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -121,7 +120,7 @@ impl Server {
             }
             Connectors::Fixed(registry) => (registry, None),
         };
-        let admin_token = auth::admin_token(&config, &data_dir)?;
+        let admin_token = crate::admin_token::admin_token(&config, &data_dir)?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("listening on {}", config.server.listen))?;
@@ -150,7 +149,8 @@ impl Server {
         });
         if let Some(dir) = &app.config.integrations.dir {
             let count =
-                api::integrations::load_dir(app.store.as_ref(), &app.connectors, dir).await?;
+                crate::integrations::load_dir(app.store.as_ref(), app.connectors.as_ref(), dir)
+                    .await?;
             tracing::info!(count, dir = %dir.display(), "integrations loaded from files");
         }
         if let Some(dir) = &app.config.activations.dir {
@@ -254,7 +254,7 @@ pub async fn open_offline(config: &HostConfig) -> Result<(Arc<dyn Store>, Arc<Re
         .bootstrap(&config.connectors.dir)
         .await?;
     if let Some(dir) = &config.integrations.dir {
-        api::integrations::load_dir(store.as_ref(), &registry, dir).await?;
+        crate::integrations::load_dir(store.as_ref(), registry.as_ref(), dir).await?;
     }
     Ok((store, registry))
 }
@@ -347,9 +347,4 @@ async fn shutdown_signal() {
         _ = terminate => {}
     }
     tracing::info!("shutting down");
-}
-
-/// Where a generated admin token is written when none is configured.
-pub fn admin_token_file(data_dir: &Path) -> std::path::PathBuf {
-    data_dir.join("admin-token")
 }

@@ -248,6 +248,16 @@ impl Registry {
     }
 }
 
+impl crate::integrations::ConnectorLookup for Registry {
+    fn connector(&self, type_id: &str) -> Option<Arc<dyn Destination>> {
+        self.get(type_id)
+    }
+
+    fn type_ids(&self) -> Vec<String> {
+        Registry::type_ids(self)
+    }
+}
+
 /// Semver order of two versions; a version that does not parse sorts by
 /// its numeric dot-separated parts.
 pub fn version_order(a: &str, b: &str) -> std::cmp::Ordering {

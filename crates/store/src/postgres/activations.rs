@@ -3,12 +3,11 @@
 //! scheduler skips rows another host holds (`SKIP LOCKED`), so each due run
 //! is started by one host.
 
-use anyhow::anyhow;
 use async_trait::async_trait;
 use serde_json::Value as Json;
 use tokio_postgres::{Row, Transaction};
 
-use super::{PostgresStore, json, to_json, uint};
+use super::{PostgresStore, json, named, to_json, uint};
 use crate::Result;
 use crate::activations::{
     ActivationRecord, ActivationStore, RunRecord, RunStart, RunStatus, SnapshotEntry,
@@ -32,17 +31,15 @@ const RUN_COLUMNS: &str = "id, activation_id, trigger_name, host, full_resync, s
      finished_at_ms, status, summary";
 
 fn run_from_row(row: &Row) -> Result<RunRecord> {
-    let status: String = row.try_get(7)?;
     Ok(RunRecord {
         id: row.try_get(0)?,
         activation_id: row.try_get(1)?,
-        trigger: row.try_get(2)?,
+        trigger: named(row, 2)?,
         host: row.try_get(3)?,
         full_resync: row.try_get(4)?,
         started_at_ms: row.try_get(5)?,
         finished_at_ms: row.try_get(6)?,
-        status: RunStatus::parse(&status)
-            .ok_or_else(|| anyhow!("unknown run status `{status}`"))?,
+        status: named(row, 7)?,
         summary: json(row, 8)?,
     })
 }
@@ -78,7 +75,7 @@ async fn begin_run_in(tx: &Transaction<'_>, id: &str, start: &RunStart) -> Resul
              VALUES ($1, $2, $3, $4, $5, 'running', '{}') RETURNING id",
             &[
                 &id,
-                &start.trigger,
+                &start.trigger.as_str(),
                 &start.host,
                 &start.full_resync,
                 &start.now_ms,

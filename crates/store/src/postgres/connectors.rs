@@ -1,31 +1,26 @@
 //! [`ConnectorStore`] on PostgreSQL: the same tables as SQLite's
 //! (`connector_versions` with the component's bytes, `connector_switches`).
 
-use anyhow::anyhow;
 use async_trait::async_trait;
 use tokio_postgres::Row;
 
-use super::{PostgresStore, json, to_json};
+use super::{PostgresStore, json, named, to_json};
 use crate::Result;
-use crate::connectors::{
-    ConnectorStatus, ConnectorStatusChange, ConnectorStore, ConnectorSwitch, ConnectorVersion,
-};
+use crate::connectors::{ConnectorStatusChange, ConnectorStore, ConnectorSwitch, ConnectorVersion};
 
 const VERSION_COLUMNS: &str = "type_id, version, content_hash, wit_version, description, source, \
      loaded_at_ms, status, status_reason, status_at_ms";
 
 fn version_from_row(row: &Row) -> Result<ConnectorVersion> {
-    let status: String = row.try_get(7)?;
     Ok(ConnectorVersion {
         type_id: row.try_get(0)?,
         version: row.try_get(1)?,
         content_hash: row.try_get(2)?,
         wit_version: row.try_get(3)?,
         description: json(row, 4)?,
-        source: row.try_get(5)?,
+        source: named(row, 5)?,
         loaded_at_ms: row.try_get(6)?,
-        status: ConnectorStatus::parse(&status)
-            .ok_or_else(|| anyhow!("unknown connector status `{status}`"))?,
+        status: named(row, 7)?,
         status_reason: row.try_get(8)?,
         status_at_ms: row.try_get(9)?,
     })
@@ -39,7 +34,7 @@ fn switch_from_row(row: &Row) -> Result<ConnectorSwitch> {
         id: row.try_get(0)?,
         at_ms: row.try_get(1)?,
         type_id: row.try_get(2)?,
-        action: row.try_get(3)?,
+        action: named(row, 3)?,
         from_version: row.try_get(4)?,
         from_hash: row.try_get(5)?,
         to_version: row.try_get(6)?,
@@ -65,7 +60,7 @@ impl ConnectorStore for PostgresStore {
                     &version.content_hash,
                     &version.wit_version,
                     &to_json(&version.description)?,
-                    &version.source,
+                    &version.source.as_str(),
                     &version.loaded_at_ms,
                     &version.status.as_str(),
                     &version.status_reason,
@@ -91,7 +86,7 @@ impl ConnectorStore for PostgresStore {
             &[
                 &switch.at_ms,
                 &switch.type_id,
-                &switch.action,
+                &switch.action.as_str(),
                 &switch.from_version,
                 &switch.from_hash,
                 &switch.to_version,

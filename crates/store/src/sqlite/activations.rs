@@ -7,7 +7,7 @@ use rusqlite::types::Type;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 use serde_json::Value as Json;
 
-use super::{SqliteStore, to_json};
+use super::{SqliteStore, named_column, to_json};
 use crate::Result;
 use crate::activations::{
     ActivationRecord, ActivationStore, RunRecord, RunStart, RunStatus, SnapshotEntry,
@@ -37,22 +37,15 @@ const RUN_COLUMNS: &str = "id, activation_id, trigger_name, host, full_resync, s
      finished_at_ms, status, summary";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    let status: String = row.get(7)?;
     Ok(RunRecord {
         id: row.get(0)?,
         activation_id: row.get(1)?,
-        trigger: row.get(2)?,
+        trigger: named_column(row, 2)?,
         host: row.get(3)?,
         full_resync: row.get(4)?,
         started_at_ms: row.get(5)?,
         finished_at_ms: row.get(6)?,
-        status: RunStatus::parse(&status).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                7,
-                Type::Text,
-                format!("unknown run status `{status}`").into(),
-            )
-        })?,
+        status: named_column(row, 7)?,
         summary: json_at(row, 8)?,
     })
 }
@@ -84,7 +77,7 @@ fn begin_run_in(tx: &Transaction<'_>, id: &str, start: &RunStart) -> Result<Opti
     )?
     .execute(params![
         id,
-        start.trigger,
+        start.trigger.as_str(),
         start.host,
         start.full_resync,
         start.now_ms

@@ -6,18 +6,15 @@ use async_trait::async_trait;
 use rusqlite::types::Type;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{SqliteStore, to_json};
+use super::{SqliteStore, named_column, to_json};
 use crate::Result;
-use crate::connectors::{
-    ConnectorStatus, ConnectorStatusChange, ConnectorStore, ConnectorSwitch, ConnectorVersion,
-};
+use crate::connectors::{ConnectorStatusChange, ConnectorStore, ConnectorSwitch, ConnectorVersion};
 
 const VERSION_COLUMNS: &str = "type_id, version, content_hash, wit_version, description, source, \
      loaded_at_ms, status, status_reason, status_at_ms";
 
 fn version_from_row(row: &Row<'_>) -> rusqlite::Result<ConnectorVersion> {
     let description: String = row.get(4)?;
-    let status: String = row.get(7)?;
     Ok(ConnectorVersion {
         type_id: row.get(0)?,
         version: row.get(1)?,
@@ -25,15 +22,9 @@ fn version_from_row(row: &Row<'_>) -> rusqlite::Result<ConnectorVersion> {
         wit_version: row.get(3)?,
         description: serde_json::from_str(&description)
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, Type::Text, Box::new(e)))?,
-        source: row.get(5)?,
+        source: named_column(row, 5)?,
         loaded_at_ms: row.get(6)?,
-        status: ConnectorStatus::parse(&status).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                7,
-                Type::Text,
-                format!("unknown connector status `{status}`").into(),
-            )
-        })?,
+        status: named_column(row, 7)?,
         status_reason: row.get(8)?,
         status_at_ms: row.get(9)?,
     })
@@ -47,7 +38,7 @@ fn switch_from_row(row: &Row<'_>) -> rusqlite::Result<ConnectorSwitch> {
         id: row.get(0)?,
         at_ms: row.get(1)?,
         type_id: row.get(2)?,
-        action: row.get(3)?,
+        action: named_column(row, 3)?,
         from_version: row.get(4)?,
         from_hash: row.get(5)?,
         to_version: row.get(6)?,
@@ -74,7 +65,7 @@ impl ConnectorStore for SqliteStore {
                     version.content_hash,
                     version.wit_version,
                     to_json(&version.description)?,
-                    version.source,
+                    version.source.as_str(),
                     version.loaded_at_ms,
                     version.status.as_str(),
                     version.status_reason,
@@ -102,7 +93,7 @@ impl ConnectorStore for SqliteStore {
             .execute(params![
                 switch.at_ms,
                 switch.type_id,
-                switch.action,
+                switch.action.as_str(),
                 switch.from_version,
                 switch.from_hash,
                 switch.to_version,
@@ -192,6 +183,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::connectors::{ConnectorAction, ConnectorSource, ConnectorStatus};
 
     fn version(hash: &str, version: &str, status: ConnectorStatus) -> ConnectorVersion {
         ConnectorVersion {
@@ -200,7 +192,7 @@ mod tests {
             content_hash: hash.into(),
             wit_version: "0.1.1".into(),
             description: json!({"type_id": "dotdigital", "version": version}),
-            source: "upload".into(),
+            source: ConnectorSource::Upload,
             loaded_at_ms: 10,
             status,
             status_reason: None,
@@ -231,7 +223,7 @@ mod tests {
             id: 0,
             at_ms: 20,
             type_id: "dotdigital".into(),
-            action: "upgrade".into(),
+            action: ConnectorAction::Upgrade,
             from_version: Some("0.1.0".into()),
             from_hash: Some("aa".into()),
             to_version: "0.2.0".into(),

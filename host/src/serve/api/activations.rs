@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::json_body::JsonBody;
 use crate::activation::{ActivationConfig, ActivationError, ConfigError, present};
 use crate::serve::App;
+use crate::store::RunTrigger;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -142,7 +143,10 @@ async fn run(
     query: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<(StatusCode, Json<Json_>), ApiError> {
     let Query(query) = query?;
-    let begun = app.activations.begin(&id, "api", query.full_resync).await?;
+    let begun = app
+        .activations
+        .begin(&id, RunTrigger::Api, query.full_resync)
+        .await?;
     let run_id = begun.run_id;
     // Awaited when the server stops, like scheduled runs.
     app.activations.spawn(begun).await;

@@ -226,7 +226,7 @@ async fn upload(
         expect_type: query.type_id.clone(),
         force: query.force,
         canary: query.canary()?,
-        source: "upload",
+        source: crate::store::ConnectorSource::Upload,
     };
     match manager.upgrade(body.to_vec(), options).await {
         Ok(report) => Ok((StatusCode::CREATED, Json(json!(report)))),

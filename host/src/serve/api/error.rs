@@ -66,6 +66,26 @@ impl From<crate::ids::IdError> for ApiError {
     }
 }
 
+impl From<crate::integrations::IntegrationError> for ApiError {
+    /// A refused integration: 400 naming the field (with every problem
+    /// listed), 502 when its connector could not run `validate`.
+    fn from(error: crate::integrations::IntegrationError) -> Self {
+        use crate::integrations::IntegrationError as E;
+        match error {
+            E::Syntax(e) => ApiError::json_syntax(&e),
+            E::Invalid { message, problems } => {
+                let listed: Vec<Json_> = problems
+                    .iter()
+                    .map(|p| json!({"path": p.path, "message": p.message}))
+                    .collect();
+                ApiError::bad_request(message).with_details(json!({"problems": listed}))
+            }
+            E::ValidatorFailed { .. } => ApiError::new(StatusCode::BAD_GATEWAY, error.to_string()),
+            E::Field(_) | E::Id(_) => ApiError::bad_request(error.to_string()),
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
         ApiError::internal(error)

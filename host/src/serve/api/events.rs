@@ -3,7 +3,6 @@
 //! event, the user's new state and the outbox rows it raises are one
 //! transaction, so a 202 is never lost and never half-applied.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Json;
@@ -13,11 +12,11 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value as Json_, json};
 
 use super::error::ApiError;
-use crate::consent::{ConsentEvent, EventError, UserState, flatten, parse_batch_until};
+use crate::consent::{EventError, flatten, parse_batch_until};
+use crate::ingest::Ingest;
 use crate::now_ms;
-use crate::pipeline::{change_matters, mapped_properties};
 use crate::serve::App;
-use crate::store::{IngestOutcome, IngestPlan, IntegrationRecord, StoredEvent, UserRecord};
+use crate::store::IngestOutcome;
 
 pub async fn ingest(
     State(app): State<Arc<App>>,
@@ -43,18 +42,11 @@ pub async fn ingest(
             }
         }
     })?;
-    let targets = Targets::load(&app).await?;
+    let ingest = Ingest::start(app.store.as_ref()).await?;
     let mut answers = Vec::with_capacity(batch.events.len());
     let (mut recorded, mut duplicates) = (0, 0);
     for event in &batch.events {
-        let outcome = app
-            .store
-            .ingest(&stored_event(event, None), &|current: Option<
-                &UserRecord,
-            >| {
-                Ok(targets.plan(event, current))
-            })
-            .await?;
+        let outcome = ingest.record(event, None).await?;
         answers.push(match outcome {
             IngestOutcome::Duplicate => {
                 duplicates += 1;
@@ -108,79 +100,5 @@ fn property_json(value: crate::consent::PropertyValue) -> Json_ {
         P::Bool(b) => json!(b),
         P::Number(n) => json!(n),
         P::Text(t) => json!(t),
-    }
-}
-
-/// The event as stored; `origin` names the integration of an inbound webhook.
-pub fn stored_event(event: &ConsentEvent, origin: Option<&str>) -> StoredEvent {
-    StoredEvent {
-        event_id: event.id.clone(),
-        organization_user_id: event.user.organization_user_id.clone(),
-        origin: origin.map(str::to_string),
-        status: match event.status {
-            crate::consent::EventStatus::Confirmed => "confirmed".into(),
-            crate::consent::EventStatus::PendingApproval => "pending_approval".into(),
-        },
-        created_at_ms: event.created_at_ms,
-        received_at_ms: now_ms(),
-        payload: event.raw.clone(),
-    }
-}
-
-/// The enabled integrations and the properties each one maps, read once per request.
-pub struct Targets {
-    integrations: Vec<(IntegrationRecord, BTreeSet<String>)>,
-}
-
-impl Targets {
-    pub async fn load(app: &App) -> Result<Targets, ApiError> {
-        let integrations = app
-            .store
-            .integrations()
-            .await?
-            .into_iter()
-            .filter(|i| i.enabled)
-            .map(|i| {
-                let mapped = mapped_properties(&i.config);
-                (i, mapped)
-            })
-            .collect();
-        Ok(Targets { integrations })
-    }
-
-    /// Merges `event` into the current state; the integrations whose mapped
-    /// properties changed get a delivery (never the event's own origin).
-    pub fn plan(&self, event: &ConsentEvent, current: Option<&UserRecord>) -> IngestPlan {
-        self.plan_from(event, current, None)
-    }
-
-    pub fn plan_from(
-        &self,
-        event: &ConsentEvent,
-        current: Option<&UserRecord>,
-        origin: Option<&str>,
-    ) -> IngestPlan {
-        let mut state = current
-            .map(|u| u.state.clone())
-            .unwrap_or_else(|| UserState::new(event.user.organization_user_id.clone()));
-        let result = state.apply(event);
-        if !result.state_modified() {
-            return IngestPlan::default();
-        }
-        // A user no destination has seen is news to every integration.
-        let new_user = current.is_none() && result.changed;
-        let enqueue = self
-            .integrations
-            .iter()
-            .filter(|(i, mapped)| {
-                Some(i.id.as_str()) != origin
-                    && (new_user || change_matters(mapped, &result.changed_fields))
-            })
-            .map(|(i, _)| i.id.clone())
-            .collect();
-        IngestPlan {
-            state: Some(state),
-            enqueue,
-        }
     }
 }

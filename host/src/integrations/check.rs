@@ -1,0 +1,108 @@
+//! Checking an integration body: the host's fields first (`type_id`, `id`,
+//! `enabled`, `retry`), then the connector's own `validate`, the webhook
+//! rules and the URL rule, every problem at once.
+
+use serde_json::{Value as Json, json};
+
+use super::{ConnectorLookup, IntegrationError, retry_policy, url_problems, webhook};
+use crate::store::IntegrationRecord;
+
+/// Parses and validates an integration body. `path_id` is the id the
+/// request's URL names, when it names one.
+pub async fn checked(
+    connectors: &dyn ConnectorLookup,
+    path_id: Option<&str>,
+    body: &[u8],
+) -> Result<IntegrationRecord, IntegrationError> {
+    let config: Json = serde_json::from_slice(body).map_err(IntegrationError::Syntax)?;
+    let (record, config) = host_fields(path_id, config)?;
+    let Some(connector) = connectors.connector(&record.type_id) else {
+        return Err(IntegrationError::Field(format!(
+            "type_id: unknown connector type `{}` (loaded: {})",
+            record.type_id,
+            list_or_none(&connectors.type_ids())
+        )));
+    };
+    let mut problems =
+        connector
+            .validate(&config)
+            .await
+            .map_err(|e| IntegrationError::ValidatorFailed {
+                type_id: record.type_id.clone(),
+                reason: e.to_string(),
+            })?;
+    problems.extend(webhook::problems(&config, connector.info()));
+    // The host's URL rule backs up the connector's: a field the connector
+    // already found wrong is named once, with the connector's message.
+    let url_problems: Vec<_> = url_problems(&config, &connector.info().config_schema)
+        .into_iter()
+        .filter(|p| !problems.iter().any(|q| q.path == p.path))
+        .collect();
+    problems.extend(url_problems);
+    if !problems.is_empty() {
+        return Err(IntegrationError::problems(
+            "invalid integration: ",
+            problems,
+        ));
+    }
+    Ok(IntegrationRecord { config, ..record })
+}
+
+/// The fields the host owns. Returns the record (without config) and the
+/// config with `id` and `enabled` filled in.
+fn host_fields(
+    path_id: Option<&str>,
+    mut config: Json,
+) -> Result<(IntegrationRecord, Json), IntegrationError> {
+    let field = |message: &str| IntegrationError::Field(message.to_string());
+    let Some(obj) = config.as_object_mut() else {
+        return Err(field("an integration must be a JSON object"));
+    };
+    let type_id = match obj.get("type_id") {
+        Some(Json::String(t)) if !t.trim().is_empty() => t.clone(),
+        None | Some(Json::Null) => return Err(field("type_id: is required")),
+        Some(_) => return Err(field("type_id: must be a non-empty string")),
+    };
+    let id = match (obj.get("id"), path_id) {
+        (None | Some(Json::Null), Some(path)) => path.to_string(),
+        (None | Some(Json::Null), None) => format!("{type_id}-{}", crate::random_hex(4)),
+        (Some(Json::String(id)), Some(path)) if id != path => {
+            return Err(IntegrationError::Field(format!(
+                "id: `{id}` does not match the id in the URL (`{path}`)"
+            )));
+        }
+        (Some(Json::String(id)), _) => id.clone(),
+        (Some(_), _) => return Err(field("id: must be a string")),
+    };
+    crate::ids::check_id(&id)?;
+    let enabled = match obj.get("enabled") {
+        None | Some(Json::Null) => true,
+        Some(Json::Bool(b)) => *b,
+        Some(_) => return Err(field("enabled: must be true or false")),
+    };
+    if let Some(retry) = obj.get("retry") {
+        retry_policy(retry)?;
+    }
+    obj.insert("id".into(), json!(id));
+    obj.insert("enabled".into(), json!(enabled));
+    let now = crate::now_ms();
+    Ok((
+        IntegrationRecord {
+            id,
+            type_id,
+            enabled,
+            config: Json::Null,
+            created_at_ms: now,
+            updated_at_ms: now,
+        },
+        config,
+    ))
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}

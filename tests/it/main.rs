@@ -13,6 +13,7 @@ mod dotdigital_activation;
 mod dotdigital_failing;
 mod dotdigital_strict;
 mod dotdigital_v2;
+mod openapi;
 mod other_world;
 mod pipeline;
 mod postgres;

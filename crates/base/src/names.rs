@@ -34,13 +34,18 @@ pub struct UnknownName {
 /// );
 /// ```
 ///
-/// The crate that uses it depends on `serde` (with `derive`).
+/// The crate that uses it depends on `serde` (with `derive`). Extra derives
+/// go before `enum` (`#[derive(utoipa::ToSchema)]`: the schema's values are
+/// the names).
 #[macro_export]
 macro_rules! named_enum {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident($kind:literal) {
-            $($(#[$variant_meta:meta])* $variant:ident = $text:literal,)+
+            // `tt`, not `literal`: a `literal` fragment reaches derives
+            // passed in `$meta` (`utoipa::ToSchema`) wrapped in an invisible
+            // group, which they do not read as the `serde(rename)` value.
+            $($(#[$variant_meta:meta])* $variant:ident = $text:tt,)+
         }
     ) => {
         $(#[$meta])*

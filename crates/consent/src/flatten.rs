@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::state::{ChannelState, PurposeState, Stamped, UserState};
+use crate::property_names as names;
 
 /// A property's value, before the host turns it into the runtime's record type.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,59 +46,6 @@ impl PropertyValue {
 
     fn choice(value: Option<bool>) -> Self {
         value.map_or(PropertyValue::Null, PropertyValue::Bool)
-    }
-}
-
-/// How each field of the state is named; shared with the merge, which reports
-/// changed fields by these names.
-pub(crate) mod names {
-    use super::super::event::Vendors;
-
-    pub(crate) const ORGANIZATION_USER_ID: &str = "organization_user_id";
-    pub(crate) const USER_ID: &str = "user_id";
-    pub(crate) const COUNTRY: &str = "country";
-    pub(crate) const TCFCS: &str = "consents_tcfcs";
-    pub(crate) const VENDORS: &str = "consents_vendors_";
-    pub(crate) const METADATA: &str = "metadata_";
-    pub(crate) const PURPOSES: &str = "consents_purposes_";
-    pub(crate) const CHANNELS: &str = "consents_channels_";
-
-    pub(crate) fn user_metadata(key: &str) -> String {
-        format!("{METADATA}{key}")
-    }
-
-    pub(crate) fn purpose_enabled(id: &str) -> String {
-        format!("{PURPOSES}{id}_enabled")
-    }
-
-    pub(crate) fn purpose_enabled_li(id: &str) -> String {
-        format!("{PURPOSES}{id}_enabled_li")
-    }
-
-    pub(crate) fn purpose_value(id: &str, preference: &str) -> String {
-        format!("{PURPOSES}{id}_values_{preference}_value")
-    }
-
-    pub(crate) fn purpose_metadata(id: &str, key: &str) -> String {
-        format!("{PURPOSES}{id}_metadata_{key}")
-    }
-
-    pub(crate) fn channel_enabled(id: &str) -> String {
-        format!("{CHANNELS}{id}_enabled")
-    }
-
-    pub(crate) fn channel_metadata(id: &str, key: &str) -> String {
-        format!("{CHANNELS}{id}_metadata_{key}")
-    }
-
-    /// The four vendor lists with their property names, in a fixed order.
-    pub(crate) fn vendor_lists(vendors: &Vendors) -> [(&'static str, &[String]); 4] {
-        [
-            ("consents_vendors_enabled", &vendors.enabled),
-            ("consents_vendors_disabled", &vendors.disabled),
-            ("consents_vendors_enabled_li", &vendors.enabled_li),
-            ("consents_vendors_disabled_li", &vendors.disabled_li),
-        ]
     }
 }
 

@@ -11,7 +11,7 @@
 use serde_json::{Map, Value, json};
 
 use super::event::{ConsentEvent, parse_body};
-use super::flatten::names;
+use crate::property_names as names;
 
 /// Why an update cannot be applied; the text names the property.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

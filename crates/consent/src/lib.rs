@@ -25,6 +25,7 @@
 pub mod event;
 pub mod flatten;
 pub mod inbound;
+mod property_names;
 pub mod state;
 pub mod time;
 

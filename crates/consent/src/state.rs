@@ -14,7 +14,8 @@ use serde_json::Value;
 use super::event::{
     ChannelChange, ConsentEvent, EventStatus, EventUser, Field, PurposeChange, Vendors,
 };
-use super::flatten::names;
+
+use crate::property_names as names;
 
 /// A value and the event that wrote it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,7 +22,7 @@ use crate::egress::EgressOptions;
 use crate::outbound_http::{OutboundHttp, Transport};
 use crate::{
     ACTIVATION_INTERFACE, ArtifactCache, CONNECTOR_INTERFACE, Connector, ConnectorInfo,
-    INBOUND_INTERFACE, Limits, LoadError, SUPPORTED_WIT, content_hash, kv,
+    INBOUND_INTERFACE, Limits, LoadError, SUPPORTED_WIT, Source, content_hash, kv,
 };
 
 /// How the runtime is set up.
@@ -129,50 +129,16 @@ impl Runtime {
     /// async threads, pre-instantiates it and asks it to `describe` itself.
     pub async fn load(&self, bytes: Vec<u8>) -> Result<Arc<Connector>, LoadError> {
         check_header(&bytes)?;
-        let shared = self.shared.clone();
         let hash = content_hash(&bytes);
-        let (component, source) = {
-            let hash = hash.clone();
-            tokio::task::spawn_blocking(move || {
-                shared.artifacts.load(&shared.engine, &bytes, &hash)
-            })
-            .await
-            .map_err(|e| LoadError::Compile(e.to_string()))?
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?
-        };
+        let (component, source) = self.compile(bytes, hash.clone()).await?;
         let wit_version = connector_version_of(&self.shared.engine, &component)?;
-        let pre = self
-            .shared
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = DestinationPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let world = DestinationIndices::new(pre.instance_pre())
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        // The optional capability: present → it must be complete.
-        let inbound = if exports_interface(&self.shared.engine, &component, INBOUND_INTERFACE) {
-            Some(
-                InboundIndices::new(pre.instance_pre())
-                    .map_err(|e| LoadError::Link(format!("{e:#}")))?,
-            )
-        } else {
-            None
-        };
-        let activation = if exports_interface(&self.shared.engine, &component, ACTIVATION_INTERFACE)
-        {
-            Some(
-                ActivationIndices::new(pre.instance_pre())
-                    .map_err(|e| LoadError::Link(format!("{e:#}")))?,
-            )
-        } else {
-            None
-        };
+        let linked = self.link(&component)?;
         let mut connector = Connector {
             shared: self.shared.clone(),
-            pre,
-            world,
-            inbound,
-            activation,
+            pre: linked.pre,
+            world: linked.world,
+            inbound: linked.inbound,
+            activation: linked.activation,
             info: ConnectorInfo {
                 type_id: String::new(),
                 version: String::new(),
@@ -197,38 +163,7 @@ impl Runtime {
             .describe()
             .await
             .map_err(|e| LoadError::Describe(e.to_string()))?;
-        // A type id keys the registry and the store and is a URL segment.
-        prefsync_base::ids::check_id(&description.type_id)
-            .map_err(|e| LoadError::Describe(format!("type id {e}")))?;
-        let config_schema = serde_json::from_str(&description.config_schema)
-            .map_err(|e| LoadError::Describe(format!("config schema is not JSON: {e}")))?;
-        let claims_inbound = description
-            .capabilities
-            .contains(bindings::Capabilities::INBOUND_WEBHOOKS);
-        if claims_inbound != connector.inbound.is_some() {
-            tracing::warn!(
-                connector = %description.type_id,
-                claims_inbound,
-                exports_inbound = connector.inbound.is_some(),
-                "the `inbound-webhooks` capability disagrees with the component's exports; the exports decide"
-            );
-        }
-        connector.info = ConnectorInfo {
-            type_id: description.type_id,
-            version: description.version,
-            display_name: description.display_name,
-            config_schema,
-            default_hosts: description.default_hosts,
-            max_concurrency: description.max_concurrency.max(1),
-            max_batch_size: description.max_batch_size.max(1),
-            batching: description
-                .capabilities
-                .contains(bindings::Capabilities::BATCHING),
-            // What the component exports decides; the flag is its claim.
-            inbound_webhooks: connector.inbound.is_some(),
-            activations: connector.activation.is_some(),
-            ..connector.info
-        };
+        connector.info = described_info(description, &connector)?;
         tracing::info!(
             connector = %connector.info.type_id,
             connector_version = %connector.info.version,
@@ -239,6 +174,94 @@ impl Runtime {
         );
         Ok(Arc::new(connector))
     }
+
+    /// Compiles the component, or takes it from the artifact cache, on a
+    /// blocking thread.
+    async fn compile(
+        &self,
+        bytes: Vec<u8>,
+        hash: String,
+    ) -> Result<(Component, Source), LoadError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.artifacts.load(&shared.engine, &bytes, &hash))
+            .await
+            .map_err(|e| LoadError::Compile(e.to_string()))?
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))
+    }
+
+    /// Pre-instantiates the component against the host's imports and finds
+    /// its exports; an optional capability that is present must be complete.
+    fn link(&self, component: &Component) -> Result<Linked, LoadError> {
+        let link_error = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
+        let pre = self
+            .shared
+            .linker
+            .instantiate_pre(component)
+            .map_err(link_error)?;
+        let pre = DestinationPre::new(pre).map_err(link_error)?;
+        let world = DestinationIndices::new(pre.instance_pre()).map_err(link_error)?;
+        let engine = &self.shared.engine;
+        let inbound = exports_interface(engine, component, INBOUND_INTERFACE)
+            .then(|| InboundIndices::new(pre.instance_pre()).map_err(link_error))
+            .transpose()?;
+        let activation = exports_interface(engine, component, ACTIVATION_INTERFACE)
+            .then(|| ActivationIndices::new(pre.instance_pre()).map_err(link_error))
+            .transpose()?;
+        Ok(Linked {
+            pre,
+            world,
+            inbound,
+            activation,
+        })
+    }
+}
+
+/// A component linked: its pre-instance and the indices of what it exports.
+struct Linked {
+    pre: DestinationPre<CallState>,
+    world: DestinationIndices,
+    inbound: Option<InboundIndices>,
+    activation: Option<ActivationIndices>,
+}
+
+/// The connector's info from its `describe`: the type id checked (it keys
+/// the registry and the store and is a URL segment), the schema parsed, and
+/// the capabilities decided by what the component exports (the flags are
+/// only its claim).
+fn described_info(
+    description: bindings::Description,
+    connector: &Connector,
+) -> Result<ConnectorInfo, LoadError> {
+    prefsync_base::ids::check_id(&description.type_id)
+        .map_err(|e| LoadError::Describe(format!("type id {e}")))?;
+    let config_schema = serde_json::from_str(&description.config_schema)
+        .map_err(|e| LoadError::Describe(format!("config schema is not JSON: {e}")))?;
+    let claims_inbound = description
+        .capabilities
+        .contains(bindings::Capabilities::INBOUND_WEBHOOKS);
+    if claims_inbound != connector.inbound.is_some() {
+        tracing::warn!(
+            connector = %description.type_id,
+            claims_inbound,
+            exports_inbound = connector.inbound.is_some(),
+            "the `inbound-webhooks` capability disagrees with the component's exports; the exports decide"
+        );
+    }
+    Ok(ConnectorInfo {
+        type_id: description.type_id,
+        version: description.version,
+        display_name: description.display_name,
+        config_schema,
+        default_hosts: description.default_hosts,
+        max_concurrency: description.max_concurrency.max(1),
+        max_batch_size: description.max_batch_size.max(1),
+        batching: description
+            .capabilities
+            .contains(bindings::Capabilities::BATCHING),
+        inbound_webhooks: connector.inbound.is_some(),
+        activations: connector.activation.is_some(),
+        ..connector.info.clone()
+    })
 }
 
 /// Core module and component binaries differ in the header's version field.

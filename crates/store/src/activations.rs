@@ -25,6 +25,7 @@ pub struct ActivationRecord {
 
 prefsync_base::named_enum! {
     /// Where a run stands.
+    #[derive(utoipa::ToSchema)]
     pub enum RunStatus("activation run status") {
         Running = "running",
         /// Finished, every row written or unchanged, under the warning threshold.
@@ -40,6 +41,7 @@ prefsync_base::named_enum! {
 
 prefsync_base::named_enum! {
     /// What started a run.
+    #[derive(utoipa::ToSchema)]
     pub enum RunTrigger("activation run trigger") {
         /// The activation's schedule.
         Schedule = "schedule",
@@ -58,7 +60,7 @@ impl RunStatus {
 }
 
 /// One run of an activation, as the history shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub id: i64,
     pub activation_id: String,

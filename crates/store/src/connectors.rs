@@ -14,6 +14,7 @@ use super::Result;
 
 prefsync_base::named_enum! {
     /// Where a version stands.
+    #[derive(utoipa::ToSchema)]
     pub enum ConnectorStatus("connector status") {
         /// Makes the deliveries.
         Active = "active",
@@ -30,6 +31,7 @@ prefsync_base::named_enum! {
 
 prefsync_base::named_enum! {
     /// Where a version came from.
+    #[derive(utoipa::ToSchema)]
     #[derive(Default)]
     pub enum ConnectorSource("connector source") {
         /// Found in the connector directory at start.
@@ -44,6 +46,7 @@ prefsync_base::named_enum! {
 
 prefsync_base::named_enum! {
     /// What a switch did.
+    #[derive(utoipa::ToSchema)]
     pub enum ConnectorAction("connector switch action") {
         /// The first version of a type.
         Install = "install",
@@ -63,7 +66,7 @@ prefsync_base::named_enum! {
 }
 
 /// One version of a connector, as the registry keeps it (without its bytes).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ConnectorVersion {
     pub type_id: String,
     pub version: String,
@@ -81,7 +84,7 @@ pub struct ConnectorVersion {
 }
 
 /// One change of the version in service, for the registry's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ConnectorSwitch {
     /// Assigned by the store.
     pub id: i64,
@@ -124,4 +127,25 @@ pub trait ConnectorStore: Send + Sync {
     /// The id of the newest switch of any type (0 without one): hosts
     /// sharing the store poll it to follow each other's switches.
     async fn latest_connector_switch_id(&self) -> Result<i64>;
+}
+
+/// Values the stores' tests share.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::{ConnectorAction, ConnectorSwitch};
+
+    /// An upgrade of `dotdigital` to `version`.
+    pub fn switch(version: &str) -> ConnectorSwitch {
+        ConnectorSwitch {
+            id: 0,
+            at_ms: 20,
+            type_id: "dotdigital".into(),
+            action: ConnectorAction::Upgrade,
+            from_version: Some("0.1.0".into()),
+            from_hash: Some("aa".into()),
+            to_version: version.into(),
+            to_hash: "bb".into(),
+            detail: "from the upload".into(),
+        }
+    }
 }

@@ -57,17 +57,33 @@ pub struct IntegrationRecord {
 }
 
 /// One accepted event, kept for history and idempotency.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     /// Didomi's event id; the primary key (a second copy is a duplicate).
     pub event_id: String,
     pub organization_user_id: String,
     /// The integration an inbound webhook came from; `None` for Didomi events.
     pub origin: Option<String>,
+    #[schema(schema_with = event_status_schema)]
     pub status: EventStatus,
     pub created_at_ms: i64,
     pub received_at_ms: i64,
     pub payload: Json,
+}
+
+/// The schema of [`EventStatus`] (the consent crate knows no OpenAPI).
+fn event_status_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([
+            EventStatus::Confirmed.as_str(),
+            EventStatus::PendingApproval.as_str(),
+        ]))
+        .description(Some(
+            "Whether the event is final: `confirmed` (the default) or `pending_approval` (merges nothing).",
+        ))
+        .build()
 }
 
 /// A user's merged state.
@@ -96,7 +112,7 @@ pub enum IngestOutcome {
 }
 
 /// One (integration, user) row of the outbox.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OutboxEntry {
     pub integration_id: String,
     pub organization_user_id: String,
@@ -115,6 +131,7 @@ pub struct OutboxEntry {
 
 prefsync_base::named_enum! {
     /// Where a delivery stands; stores compute the name in SQL.
+    #[derive(utoipa::ToSchema)]
     pub enum DeliveryStatus("delivery status") {
         /// Due, or waiting for a retry.
         Pending = "pending",
@@ -126,6 +143,7 @@ prefsync_base::named_enum! {
 
 prefsync_base::named_enum! {
     /// What one attempt of a delivery came to, as the audit keeps it.
+    #[derive(utoipa::ToSchema)]
     pub enum AuditOutcome("audit outcome") {
         /// The destination created the contact.
         DeliveredCreated = "delivered:created",
@@ -185,7 +203,7 @@ pub enum Completion {
 }
 
 /// A delivery that was given up on; replay puts it back in the outbox.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub id: i64,
     pub integration_id: String,
@@ -198,7 +216,7 @@ pub struct DeadLetter {
 }
 
 /// One delivery attempt: the proof that a consent reached a destination.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
     /// Assigned by the store; ignored on append.
     pub id: i64,

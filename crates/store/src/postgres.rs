@@ -1153,6 +1153,69 @@ mod tests {
         );
     }
 
+    /// Before 0.2 the registry's tables were `plugin_*`: a database made
+    /// then keeps its versions and switches, and its switch ids go on.
+    #[tokio::test]
+    async fn a_database_from_before_the_rename_keeps_its_registry() {
+        use crate::connectors::{ConnectorAction, ConnectorSource, ConnectorStore};
+        let url = fresh_database().await;
+        {
+            let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+            tokio::spawn(connection);
+            let tx = client.transaction().await.unwrap();
+            tx.batch_execute("CREATE TABLE prefsync_schema (version BIGINT NOT NULL)")
+                .await
+                .unwrap();
+            for (index, sql) in MIGRATIONS[..2].iter().enumerate() {
+                tx.batch_execute(sql).await.expect("an old migration");
+                tx.execute(
+                    "INSERT INTO prefsync_schema (version) VALUES ($1)",
+                    &[&(index as i64 + 1)],
+                )
+                .await
+                .unwrap();
+            }
+            tx.batch_execute(
+                "INSERT INTO plugin_versions (type_id, content_hash, version, wit_version,
+                     description, source, loaded_at_ms, status, status_reason, status_at_ms, wasm)
+                 VALUES ('dotdigital', 'aa', '0.1.0', '0.1.1', '{}', 'watcher', 10,
+                         'active', NULL, 10, '\\x0061736d');
+                 INSERT INTO plugin_switches (at_ms, type_id, action, from_version,
+                     from_hash, to_version, to_hash, detail)
+                 VALUES (10, 'dotdigital', 'install', NULL, NULL, '0.1.0', 'aa', 'from the watcher');",
+            )
+            .await
+            .expect("rows of the old tables");
+            tx.commit().await.unwrap();
+        }
+        let store = PostgresStore::connect(&url).await.expect("migrates");
+        let versions = store.connector_versions(None).await.expect("versions");
+        assert_eq!(versions.len(), 1);
+        assert_eq!(versions[0].source, ConnectorSource::Watcher);
+        assert_eq!(
+            store
+                .connector_wasm("dotdigital", "aa")
+                .await
+                .expect("wasm"),
+            Some(b"\0asm".to_vec())
+        );
+        store
+            .record_connector_switch(&crate::connectors::tests_support::switch("0.2.0"), &[])
+            .await
+            .expect("a new switch");
+        let switches = store
+            .connector_switches("dotdigital", 10)
+            .await
+            .expect("switches");
+        assert_eq!(
+            switches
+                .iter()
+                .map(|s| (s.id, s.action))
+                .collect::<Vec<_>>(),
+            [(1, ConnectorAction::Install), (2, ConnectorAction::Upgrade)]
+        );
+    }
+
     #[tokio::test]
     async fn two_hosts_claiming_at_once_never_take_the_same_row() {
         let url = fresh_database().await;

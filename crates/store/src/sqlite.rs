@@ -1231,6 +1231,67 @@ mod tests {
         assert_eq!(mode, "wal");
     }
 
+    /// Before 0.2 the registry's tables were `plugin_*`: a database made
+    /// then keeps its versions and switches (ids included) through the
+    /// migration that renames them.
+    #[tokio::test]
+    async fn a_database_from_before_the_rename_keeps_its_registry() {
+        use crate::connectors::{
+            ConnectorAction, ConnectorSource, ConnectorStatus, ConnectorStore,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("prefsync.db");
+        {
+            let conn = Connection::open(&path).expect("raw open");
+            for (index, sql) in MIGRATIONS[..4].iter().enumerate() {
+                conn.execute_batch(sql).expect("an old migration");
+                conn.pragma_update(None, "user_version", index as i64 + 1)
+                    .expect("version");
+            }
+            conn.execute_batch(
+                "INSERT INTO plugin_versions (type_id, content_hash, version, wit_version,
+                     description, source, loaded_at_ms, status, status_reason, status_at_ms, wasm)
+                 VALUES ('dotdigital', 'aa', '0.1.0', '0.1.1', '{}', 'directory', 10,
+                         'active', NULL, 10, x'0061736d');
+                 INSERT INTO plugin_switches (id, at_ms, type_id, action, from_version,
+                     from_hash, to_version, to_hash, detail)
+                 VALUES (7, 10, 'dotdigital', 'install', NULL, NULL, '0.1.0', 'aa', 'from the directory');",
+            )
+            .expect("rows of the old tables");
+        }
+        let store = SqliteStore::open(&path).expect("migrates");
+        let versions = store.connector_versions(None).await.expect("versions");
+        assert_eq!(versions.len(), 1);
+        assert_eq!(
+            (versions[0].source, versions[0].status),
+            (ConnectorSource::Directory, ConnectorStatus::Active)
+        );
+        assert_eq!(
+            store
+                .connector_wasm("dotdigital", "aa")
+                .await
+                .expect("wasm"),
+            Some(b"\0asm".to_vec())
+        );
+        let switches = store
+            .connector_switches("dotdigital", 10)
+            .await
+            .expect("switches");
+        assert_eq!(
+            switches
+                .iter()
+                .map(|s| (s.id, s.action))
+                .collect::<Vec<_>>(),
+            [(7, ConnectorAction::Install)]
+        );
+        assert_eq!(store.latest_connector_switch_id().await.expect("latest"), 7);
+        store
+            .record_connector_switch(&crate::connectors::tests_support::switch("0.2.0"), &[])
+            .await
+            .expect("a new switch");
+        assert_eq!(store.latest_connector_switch_id().await.expect("latest"), 8);
+    }
+
     #[tokio::test]
     async fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::schedule::{Cron, parse_interval};
 
 /// One activation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationConfig {
     /// 1 to 64 letters, digits, `-`, `_` or `.`; from the file name when a
@@ -42,16 +42,18 @@ pub struct ActivationConfig {
 }
 
 /// The model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     /// A CSV file whose first row names the columns; empty cells are null.
     Csv {
         /// The file, under the host's `[activations] source_dir` (a relative
         /// path is resolved against it; file sources are refused without it).
+        #[schema(value_type = String)]
         path: PathBuf,
         /// One ASCII character; `,` unless said.
         #[serde(default = "default_delimiter")]
+        #[schema(value_type = String, min_length = 1, max_length = 1)]
         delimiter: char,
     },
     /// A query's result set.
@@ -71,7 +73,7 @@ fn default_delimiter() -> char {
 }
 
 /// The matching key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// The model column holding each row's key.
@@ -81,7 +83,7 @@ pub struct KeyConfig {
 }
 
 /// One attribute kept up to date.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeMapping {
     /// The destination attribute, exactly as the destination names it.
@@ -91,7 +93,7 @@ pub struct AttributeMapping {
 }
 
 /// Which rows the destination may create or change.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncMode {
     /// Insert new rows, update changed ones.
@@ -114,7 +116,7 @@ impl SyncMode {
 }
 
 /// `every` or `cron`, not both; `timezone` only beside `cron`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// An interval: a number and a unit, `30s`, `15m`, `6h`, `1d` (at least 1s).
@@ -132,7 +134,7 @@ pub struct ScheduleConfig {
 }
 
 /// When a run warns, and where the warning goes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WarningsConfig {
     /// Share of the rows read that may be rejected (by the source checks or
@@ -283,7 +285,7 @@ impl ActivationConfig {
                 }
             }
             SourceConfig::Sql { url, query } => {
-                if let Err(why) = super::source::SqlUrl::parse(url) {
+                if let Err(why) = SqlUrl::parse(url) {
                     push("source.url", why);
                 }
                 if query.trim().is_empty() {
@@ -405,6 +407,35 @@ fn webhook_url_problem(url: &str) -> Result<(), &'static str> {
         );
     }
     Ok(())
+}
+
+/// A SQL source's connection string, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl SqlUrl {
+    pub fn parse(url: &str) -> Result<SqlUrl, String> {
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(
+                    "`sqlite:` needs a file: `sqlite:///absolute/path.db` or `sqlite:relative.db` (relative to `[activations] source_dir`)"
+                        .into(),
+                );
+            }
+            return Ok(SqlUrl::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(SqlUrl::Postgres(url.to_string()));
+        }
+        Err(format!(
+            "`{}` is not a connection string this host reads; use `sqlite:///path.db` or `postgres://user:password@host/db`",
+            crate::store::postgres::redacted_url(url)
+        ))
+    }
 }
 
 #[cfg(test)]

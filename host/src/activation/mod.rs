@@ -298,39 +298,8 @@ impl Activations {
                 ..RunSummary::default()
             },
         };
-        let share = summary.rejected_share();
-        let threshold = config.warnings.rejected_share;
-        let status = if let Some(error) = &summary.error {
-            summary.warnings.push(format!("the run failed: {error}"));
-            RunStatus::Failed
-        } else if summary.rows_read > 0 && share > threshold {
-            summary.warnings.push(format!(
-                "{} of {} rows rejected ({:.1}%), above the {:.1}% threshold",
-                summary.failed,
-                summary.rows_read,
-                share * 100.0,
-                threshold * 100.0
-            ));
-            RunStatus::Warning
-        } else {
-            RunStatus::Succeeded
-        };
-        let previous = self
-            .store
-            .runs(&config.id, 2)
-            .await?
-            .into_iter()
-            .find(|r| r.id != begun.run_id && r.status != RunStatus::Running);
-        let recovered = status == RunStatus::Succeeded
-            && previous.as_ref().is_some_and(|p| p.status.is_unhealthy());
-        let mut summary_json = serde_json::to_value(&summary).map_err(anyhow::Error::from)?;
-        if status.is_unhealthy() || recovered {
-            let event = if recovered { "recovered" } else { "warning" };
-            let notice = self
-                .notify(config, begun.run_id, event, status, &summary)
-                .await;
-            summary_json["notice"] = notice;
-        }
+        let status = judged(config, &mut summary);
+        let summary_json = self.summary_with_notice(&begun, status, &summary).await?;
         let finished = now_ms();
         let next = config
             .schedule()
@@ -366,6 +335,34 @@ impl Activations {
             .into_iter()
             .find(|r| r.id == begun.run_id);
         run.ok_or_else(|| ActivationError::NotFound(config.id.clone()))
+    }
+
+    /// The summary as stored; an unhealthy run, or the first healthy one
+    /// after an unhealthy one, is announced and the notice kept with it.
+    async fn summary_with_notice(
+        &self,
+        begun: &BegunRun,
+        status: RunStatus,
+        summary: &RunSummary,
+    ) -> Result<serde_json::Value, ActivationError> {
+        let config = &begun.config;
+        let previous = self
+            .store
+            .runs(&config.id, 2)
+            .await?
+            .into_iter()
+            .find(|r| r.id != begun.run_id && r.status != RunStatus::Running);
+        let recovered = status == RunStatus::Succeeded
+            && previous.as_ref().is_some_and(|p| p.status.is_unhealthy());
+        let mut summary_json = serde_json::to_value(summary).map_err(anyhow::Error::from)?;
+        if status.is_unhealthy() || recovered {
+            let event = if recovered { "recovered" } else { "warning" };
+            let notice = self
+                .notify(config, begun.run_id, event, status, summary)
+                .await;
+            summary_json["notice"] = notice;
+        }
+        Ok(summary_json)
     }
 
     /// Begins and executes a run in the caller's task.
@@ -541,5 +538,26 @@ impl run::Lease for StoreLease {
                 true
             }
         }
+    }
+}
+/// How a finished run stands: failed, above its rejected-share threshold
+/// (a warning), or succeeded; the reason is added to its warnings.
+fn judged(config: &ActivationConfig, summary: &mut RunSummary) -> RunStatus {
+    let share = summary.rejected_share();
+    let threshold = config.warnings.rejected_share;
+    if let Some(error) = &summary.error {
+        summary.warnings.push(format!("the run failed: {error}"));
+        RunStatus::Failed
+    } else if summary.rows_read > 0 && share > threshold {
+        summary.warnings.push(format!(
+            "{} of {} rows rejected ({:.1}%), above the {:.1}% threshold",
+            summary.failed,
+            summary.rows_read,
+            share * 100.0,
+            threshold * 100.0
+        ));
+        RunStatus::Warning
+    } else {
+        RunStatus::Succeeded
     }
 }

@@ -6,46 +6,17 @@
 //! carries what a file or a database holds: only line, row and column
 //! numbers, column names the activation gave, and classified causes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio::sync::mpsc;
 
-use super::config::{Problem, SourceConfig};
+use super::config::{Problem, SourceConfig, SqlUrl};
 use super::confine::SourceAccess;
 use crate::egress::{self, EgressOptions};
 use crate::runtime::Value;
 
 /// Chunks read ahead of the run.
 const CHUNKS_AHEAD: usize = 2;
-
-/// A SQL source's connection string, checked.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SqlUrl {
-    Sqlite(PathBuf),
-    Postgres(String),
-}
-
-impl SqlUrl {
-    pub fn parse(url: &str) -> Result<SqlUrl, String> {
-        if let Some(rest) = url.strip_prefix("sqlite:") {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            if path.is_empty() {
-                return Err(
-                    "`sqlite:` needs a file: `sqlite:///absolute/path.db` or `sqlite:relative.db` (relative to `[activations] source_dir`)"
-                        .into(),
-                );
-            }
-            return Ok(SqlUrl::Sqlite(PathBuf::from(path)));
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(SqlUrl::Postgres(url.to_string()));
-        }
-        Err(format!(
-            "`{}` is not a connection string this host reads; use `sqlite:///path.db` or `postgres://user:password@host/db`",
-            crate::store::postgres::redacted_url(url)
-        ))
-    }
-}
 
 /// One row of the model, or the reason the source could not give it.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::config::HostConfig;
 use crate::runtime::{Runtime, RuntimeOptions};
@@ -85,27 +85,8 @@ impl Server {
     /// configured directories, binds the listener and starts serving and
     /// dispatching.
     pub async fn start(config: HostConfig, connectors: Connectors) -> Result<Server> {
-        let data_dir = config.storage.data_dir.clone();
-        // 0700 when created here: it holds the database and the admin token.
-        crate::store::private_files::create_private_dir(&data_dir)
-            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-        let store: Arc<dyn Store> = match &config.storage.url {
-            Some(url) => Arc::new(PostgresStore::connect(url).await?),
-            None => Arc::new(SqliteStore::open(&config.storage.sqlite_path())?),
-        };
-        // States written before future-dated events were refused may hold
-        // stamps that would beat every later change: moved back to now.
-        let repair_at = crate::now_ms();
-        let repaired = store
-            .clamp_future_stamps(config.ingest.latest_accepted_ms(repair_at), repair_at)
-            .await
-            .context("clamping consent stamps dated in the future")?;
-        if repaired > 0 {
-            tracing::info!(
-                users = repaired,
-                "consent stamps dated in the future moved back to the start time, so later changes win"
-            );
-        }
+        let store = open_store(&config).await?;
+        clamp_future_stamps(store.as_ref(), &config).await?;
         let (connectors, manager) = match connectors {
             Connectors::Managed(runtime) => {
                 let registry = Arc::new(Registry::default());
@@ -120,7 +101,7 @@ impl Server {
             }
             Connectors::Fixed(registry) => (registry, None),
         };
-        let admin_token = crate::admin_token::admin_token(&config, &data_dir)?;
+        let admin_token = crate::admin_token::admin_token(&config, &config.storage.data_dir)?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("listening on {}", config.server.listen))?;
@@ -147,31 +128,9 @@ impl Server {
             metrics: metrics::Metrics::default(),
             admin_token,
         });
-        if let Some(dir) = &app.config.integrations.dir {
-            let count =
-                crate::integrations::load_dir(app.store.as_ref(), app.connectors.as_ref(), dir)
-                    .await?;
-            tracing::info!(count, dir = %dir.display(), "integrations loaded from files");
-        }
-        if let Some(dir) = &app.config.activations.dir {
-            let count = app.activations.load_dir(dir).await?;
-            tracing::info!(count, dir = %dir.display(), "activations loaded from files");
-        }
+        load_config_dirs(&app).await?;
         let (stop_dispatch, stopped) = tokio::sync::watch::channel(false);
-        let dispatcher = tokio::spawn(dispatch::run(app.clone(), owner, stopped.clone()));
-        let scheduler = tokio::spawn(app.activations.clone().schedule(
-            std::time::Duration::from_millis(app.config.activations.poll_ms),
-            stopped.clone(),
-        ));
-        let supervisor = app.manager.clone().map(|manager| {
-            let watch_dir = app
-                .config
-                .connectors
-                .watch
-                .then(|| app.config.connectors.dir.clone());
-            let tick = std::time::Duration::from_millis(app.config.connectors.watch_interval_ms);
-            tokio::spawn(manager.supervise(watch_dir, tick, stopped))
-        });
+        let background = Background::spawn(&app, owner, stopped);
         let (stop, stop_requested) = tokio::sync::oneshot::channel::<()>();
         let router = router(app.clone());
         let task = tokio::spawn(async move {
@@ -182,11 +141,7 @@ impl Server {
                 .await;
             // Stop claiming, and let the deliveries in flight finish and be recorded.
             let _ = stop_dispatch.send(true);
-            let _ = dispatcher.await;
-            let _ = scheduler.await;
-            if let Some(supervisor) = supervisor {
-                let _ = supervisor.await;
-            }
+            background.finish().await;
             served.context("serving HTTP")
         });
         Ok(Server {
@@ -231,18 +186,7 @@ impl Server {
 /// integration files loaded; for commands that work without serving
 /// (`prefsync activation run`).
 pub async fn open_offline(config: &HostConfig) -> Result<(Arc<dyn Store>, Arc<Registry>)> {
-    crate::store::private_files::create_private_dir(&config.storage.data_dir).with_context(
-        || {
-            format!(
-                "creating the data directory {}",
-                config.storage.data_dir.display()
-            )
-        },
-    )?;
-    let store: Arc<dyn Store> = match &config.storage.url {
-        Some(url) => Arc::new(PostgresStore::connect(url).await?),
-        None => Arc::new(SqliteStore::open(&config.storage.sqlite_path())?),
-    };
+    let store = open_store(config).await?;
     let runtime = Runtime::new(RuntimeOptions {
         limits: config.limits.clone(),
         egress: config.egress.clone(),
@@ -257,6 +201,92 @@ pub async fn open_offline(config: &HostConfig) -> Result<(Arc<dyn Store>, Arc<Re
         crate::integrations::load_dir(store.as_ref(), registry.as_ref(), dir).await?;
     }
     Ok((store, registry))
+}
+
+/// The configured store (PostgreSQL, or the SQLite file in the data dir),
+/// the data dir created owner-only (0700) if missing: it holds the database
+/// and the admin token.
+async fn open_store(config: &HostConfig) -> Result<Arc<dyn Store>> {
+    let data_dir = &config.storage.data_dir;
+    crate::store::private_files::create_private_dir(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    Ok(match &config.storage.url {
+        Some(url) => Arc::new(PostgresStore::connect(url).await?),
+        None => Arc::new(SqliteStore::open(&config.storage.sqlite_path())?),
+    })
+}
+
+/// States written before future-dated events were refused may hold stamps
+/// that would beat every later change: they are moved back to now.
+async fn clamp_future_stamps(store: &dyn Store, config: &HostConfig) -> Result<()> {
+    let repair_at = crate::now_ms();
+    let repaired = store
+        .clamp_future_stamps(config.ingest.latest_accepted_ms(repair_at), repair_at)
+        .await
+        .context("clamping consent stamps dated in the future")?;
+    if repaired > 0 {
+        tracing::info!(
+            users = repaired,
+            "consent stamps dated in the future moved back to the start time, so later changes win"
+        );
+    }
+    Ok(())
+}
+
+/// Config as code: the integrations and activations of their directories.
+async fn load_config_dirs(app: &App) -> Result<()> {
+    if let Some(dir) = &app.config.integrations.dir {
+        let count =
+            crate::integrations::load_dir(app.store.as_ref(), app.connectors.as_ref(), dir).await?;
+        tracing::info!(count, dir = %dir.display(), "integrations loaded from files");
+    }
+    if let Some(dir) = &app.config.activations.dir {
+        let count = app.activations.load_dir(dir).await?;
+        tracing::info!(count, dir = %dir.display(), "activations loaded from files");
+    }
+    Ok(())
+}
+
+/// The server's background work: the dispatcher, the activation scheduler
+/// and (with managed connectors) the connector supervisor, all stopped by
+/// one signal.
+struct Background {
+    dispatcher: tokio::task::JoinHandle<()>,
+    scheduler: tokio::task::JoinHandle<()>,
+    supervisor: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    fn spawn(app: &Arc<App>, owner: String, stopped: tokio::sync::watch::Receiver<bool>) -> Self {
+        let dispatcher = tokio::spawn(dispatch::run(app.clone(), owner, stopped.clone()));
+        let scheduler = tokio::spawn(app.activations.clone().schedule(
+            std::time::Duration::from_millis(app.config.activations.poll_ms),
+            stopped.clone(),
+        ));
+        let supervisor = app.manager.clone().map(|manager| {
+            let watch_dir = app
+                .config
+                .connectors
+                .watch
+                .then(|| app.config.connectors.dir.clone());
+            let tick = std::time::Duration::from_millis(app.config.connectors.watch_interval_ms);
+            tokio::spawn(manager.supervise(watch_dir, tick, stopped))
+        });
+        Background {
+            dispatcher,
+            scheduler,
+            supervisor,
+        }
+    }
+
+    /// Waits for each to end (after the stop signal).
+    async fn finish(self) {
+        let _ = self.dispatcher.await;
+        let _ = self.scheduler.await;
+        if let Some(supervisor) = self.supervisor {
+            let _ = supervisor.await;
+        }
+    }
 }
 
 /// The API's routes; admin routes require the admin bearer token.
@@ -279,9 +309,10 @@ pub fn router(app: Arc<App>) -> Router {
             auth::require_ingest,
         ));
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/metrics", get(prometheus))
+        .route("/v1/openapi.json", get(api::openapi::document))
         .merge(admin)
         .merge(ingest)
         // Authenticated by each integration's shared secret, not a bearer token.
@@ -297,25 +328,80 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn ready(State(app): State<Arc<App>>) -> (StatusCode, axum::Json<serde_json::Value>) {
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "health",
+    responses((status = 200, description = "Alive.", content_type = "text/plain", body = String, example = "ok"))
+)]
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The answer of `GET /readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// Whether the store answers.
+    pub ready: bool,
+    /// The connector types loaded (when ready).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connectors: Option<Vec<String>>,
+    /// Deliveries waiting (when ready).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_depth: Option<u64>,
+}
+
+/// Readiness: the store reachable, the connectors loaded.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "The store does not answer: `{\"ready\": false}`.", body = Readiness),
+    )
+)]
+pub(crate) async fn ready(State(app): State<Arc<App>>) -> (StatusCode, axum::Json<Readiness>) {
     match app.store.queue_depth().await {
         Ok(depth) => (
             StatusCode::OK,
-            axum::Json(
-                json!({"ready": true, "connectors": app.connectors.type_ids(), "queue_depth": depth}),
-            ),
+            axum::Json(Readiness {
+                ready: true,
+                connectors: Some(app.connectors.type_ids()),
+                queue_depth: Some(depth),
+            }),
         ),
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "store not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"ready": false})),
+                axum::Json(Readiness {
+                    ready: false,
+                    connectors: None,
+                    queue_depth: None,
+                }),
             )
         }
     }
 }
 
-async fn prometheus(State(app): State<Arc<App>>) -> Result<String, api::error::ApiError> {
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "prometheus",
+    tag = "health",
+    responses(
+        (status = 200, description = "The Prometheus text exposition format.", content_type = "text/plain", body = String),
+        (status = 500, description = "The store failed.", body = api::error::ErrorBody),
+    )
+)]
+pub(crate) async fn prometheus(
+    State(app): State<Arc<App>>,
+) -> Result<String, api::error::ApiError> {
     let depth = app.store.queue_depth().await?;
     let dead = app
         .store

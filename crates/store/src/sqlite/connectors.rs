@@ -183,7 +183,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::connectors::{ConnectorAction, ConnectorSource, ConnectorStatus};
+    use crate::connectors::{ConnectorSource, ConnectorStatus};
 
     fn version(hash: &str, version: &str, status: ConnectorStatus) -> ConnectorVersion {
         ConnectorVersion {
@@ -219,17 +219,7 @@ mod tests {
                 .await
                 .unwrap()
         );
-        let switch = ConnectorSwitch {
-            id: 0,
-            at_ms: 20,
-            type_id: "dotdigital".into(),
-            action: ConnectorAction::Upgrade,
-            from_version: Some("0.1.0".into()),
-            from_hash: Some("aa".into()),
-            to_version: "0.2.0".into(),
-            to_hash: "bb".into(),
-            detail: String::new(),
-        };
+        let switch = crate::connectors::tests_support::switch("0.2.0");
         let statuses = [
             ConnectorStatusChange {
                 content_hash: "aa".into(),

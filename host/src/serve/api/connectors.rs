@@ -12,15 +12,20 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use serde::Deserialize;
-use serde_json::{Value as Json_, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::openapi::schema_as;
 use crate::serve::App;
 use crate::serve::ConnectorManager;
-use crate::serve::canary::CanaryPolicy;
-use crate::serve::connectors::{RollbackFailure, UpgradeError, UpgradeOptions};
+use crate::serve::canary::{CanaryPolicy, Counts};
+use crate::serve::connectors::{
+    RollbackFailure, SwitchReport, UpgradeError, UpgradeOptions, VersionRef,
+};
 use crate::serve::registry::RollbackError;
+use crate::store::{ConnectorAction, ConnectorSwitch, ConnectorVersion};
 
 /// Switches a type's history shows.
 const SWITCHES_SHOWN: u32 = 200;
@@ -46,10 +51,44 @@ const PREFIX: &str = "/v1/connectors";
 /// Redirect to the same path under `/v1/connectors`, query kept, so clients
 /// repeat the request, body and all. Kept for one minor version; needs no
 /// token, as it reveals nothing but the new path.
+#[allow(deprecated)] // the handlers are deprecated for the document, still served
 pub fn renamed_routes() -> Router<Arc<App>> {
     Router::new()
-        .route(OLD_PREFIX, any(redirect_renamed))
-        .route(&format!("{OLD_PREFIX}/{{*rest}}"), any(redirect_renamed))
+        .route(OLD_PREFIX, any(redirect_prefix))
+        .route(&format!("{OLD_PREFIX}/{{*rest}}"), any(redirect_rest))
+}
+
+/// `/v1/plugins`: renamed `/v1/connectors`.
+#[utoipa::path(
+    method(get, post, put, delete, patch),
+    path = "/v1/plugins",
+    operation_id = "connectors_redirect_prefix",
+    tag = "connectors",
+    responses(
+        (status = 308, description = "Permanent redirect to the same path under `/v1/connectors`, query kept; repeat the request there.",
+            headers(("Location" = String, description = "The new path.")), body = ErrorBody),
+    )
+)]
+#[deprecated = "renamed /v1/connectors; kept for one minor version"]
+async fn redirect_prefix(uri: Uri) -> Response {
+    redirect_renamed(uri).await
+}
+
+/// `/v1/plugins/{rest}`: renamed `/v1/connectors/{rest}`.
+#[utoipa::path(
+    method(get, post, put, delete, patch),
+    path = "/v1/plugins/{rest}",
+    operation_id = "connectors_redirect_rest",
+    tag = "connectors",
+    params(("rest" = String, Path, description = "The rest of the path (may hold `/`).")),
+    responses(
+        (status = 308, description = "Permanent redirect to the same path under `/v1/connectors`, query kept; repeat the request there.",
+            headers(("Location" = String, description = "The new path.")), body = ErrorBody),
+    )
+)]
+#[deprecated = "renamed /v1/connectors/{rest}; kept for one minor version"]
+async fn redirect_rest(uri: Uri) -> Response {
+    redirect_renamed(uri).await
 }
 
 async fn redirect_renamed(uri: Uri) -> Response {
@@ -62,7 +101,10 @@ async fn redirect_renamed(uri: Uri) -> Response {
     (
         StatusCode::PERMANENT_REDIRECT,
         [(header::LOCATION, location)],
-        Json(json!({ "error": message })),
+        Json(ErrorBody {
+            error: message,
+            details: Default::default(),
+        }),
     )
         .into_response()
 }
@@ -76,22 +118,174 @@ fn manager(app: &App) -> Result<&Arc<ConnectorManager>, ApiError> {
     })
 }
 
-async fn list(State(app): State<Arc<App>>) -> Result<Json<Json_>, ApiError> {
-    let mut connectors = Vec::new();
-    for type_id in app.connectors.type_ids() {
-        connectors.push(describe_type(&app, &type_id, false).await?);
-    }
-    Ok(Json(json!({ "connectors": connectors })))
+/// The connector registry: every type loaded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectorList {
+    /// One entry per connector type.
+    pub connectors: Vec<ConnectorType>,
 }
 
+/// One connector type: what serves, every version kept and (shown alone) its switches.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectorType {
+    /// The connector type.
+    pub type_id: String,
+    /// The version making the deliveries.
+    pub active: LoadedVersion,
+    /// The previous version, kept loaded for a rollback.
+    pub standby: Option<LoadedVersion>,
+    /// A running canary, if any.
+    pub canary: Option<CanaryView>,
+    /// Every version the registry keeps (none on a server with a fixed set of destinations).
+    pub versions: Vec<ConnectorVersion>,
+    /// The type's switches, newest first (`GET /v1/connectors/{type_id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switches: Option<Vec<ConnectorSwitch>>,
+}
+
+/// A loaded version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoadedVersion {
+    /// The connector's semver version.
+    pub version: String,
+    /// SHA-256 of the component, hex.
+    pub content_hash: String,
+    /// The WIT package version it was built against.
+    pub wit_version: String,
+}
+
+/// A running canary and its tallies.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CanaryView {
+    /// The version on trial.
+    pub candidate: LoadedVersion,
+    /// Share of first attempts it takes, 1–99.
+    pub percent: u8,
+    /// How long it runs before it is promoted, in seconds.
+    pub window_s: u64,
+    /// Rolled back above this increase of the permanent-failure rate (0–1).
+    pub max_failure_increase: f64,
+    /// Deliveries it must make before its rate counts.
+    pub min_deliveries: u64,
+    /// When it started (ms since the Unix epoch).
+    pub started_at_ms: i64,
+    /// The active version's tallies since.
+    pub old: CountsView,
+    /// The candidate's tallies.
+    pub new: CountsView,
+}
+
+/// Deliveries and permanent failures of one version during a canary.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct CountsView(pub Counts);
+
+/// Deliveries and permanent failures of one version during a canary.
+// Documents [`Counts`].
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct CountsDoc {
+    /// Deliveries made.
+    deliveries: u64,
+    /// Of which failed for good.
+    permanent_failures: u64,
+}
+schema_as!(CountsView => CountsDoc);
+
+/// What an upload or a rollback switched.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct SwitchAnswer(pub SwitchReport);
+
+/// What an upload or a rollback switched.
+// Documents [`SwitchReport`].
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct SwitchReportDoc {
+    /// The connector type.
+    type_id: String,
+    /// What the switch did.
+    action: ConnectorAction,
+    /// The version before, if any.
+    from: Option<VersionRefDoc>,
+    /// The version after.
+    to: VersionRefDoc,
+    /// When deliveries started going to `to` (for a canary: its share).
+    switched_at_ms: i64,
+    /// From receiving the component to the switch.
+    took_ms: u64,
+    /// Integrations of the type the new version validated.
+    integrations_validated: u64,
+}
+schema_as!(SwitchAnswer => SwitchReportDoc);
+
+/// A version as a switch names it.
+#[derive(ToSchema)]
+#[schema(as = VersionRef)]
+#[allow(dead_code)] // documentation only: [`VersionRef`]
+pub struct VersionRefDoc {
+    /// The connector's semver version.
+    version: String,
+    /// SHA-256 of the component, hex.
+    content_hash: String,
+}
+
+/// Keeps [`VersionRefDoc`] in step with the type it documents.
+const _: fn(VersionRef) -> VersionRefDoc = |v| VersionRefDoc {
+    version: v.version,
+    content_hash: v.content_hash,
+};
+
+/// A `.wasm` connector component.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // documentation only
+pub struct WasmComponent(Vec<u8>);
+
+/// The connector registry.
+#[utoipa::path(
+    get,
+    path = "/v1/connectors",
+    operation_id = "connectors_list",
+    tag = "connectors",
+    responses(
+        (status = 200, description = "Every connector type loaded.", body = ConnectorList),
+        (status = 401, description = "Missing or wrong bearer token.", body = ErrorBody),
+        (status = 500, description = "The store failed.", body = ErrorBody),
+    ),
+    security(("admin" = []))
+)]
+async fn list(State(app): State<Arc<App>>) -> Result<Json<ConnectorList>, ApiError> {
+    let mut connectors = Vec::new();
+    for type_id in app.connectors.type_ids() {
+        connectors.extend(describe_type(&app, &type_id, false).await?);
+    }
+    Ok(Json(ConnectorList { connectors }))
+}
+
+/// One connector type, with its switches.
+#[utoipa::path(
+    get,
+    path = "/v1/connectors/{type_id}",
+    operation_id = "connectors_show",
+    tag = "connectors",
+    params(("type_id" = String, Path, description = "The connector type.")),
+    responses(
+        (status = 200, description = "The type.", body = ConnectorType),
+        (status = 401, description = "Missing or wrong bearer token.", body = ErrorBody),
+        (status = 404, description = "No such type is loaded (the loaded ones are listed).", body = ErrorBody),
+        (status = 500, description = "The store failed.", body = ErrorBody),
+    ),
+    security(("admin" = []))
+)]
 async fn show(
     State(app): State<Arc<App>>,
     Path(type_id): Path<String>,
-) -> Result<Json<Json_>, ApiError> {
-    if app.connectors.view(&type_id).is_none() {
-        return Err(unknown_type(&app, &type_id));
+) -> Result<Json<ConnectorType>, ApiError> {
+    match describe_type(&app, &type_id, true).await? {
+        Some(described) => Ok(Json(described)),
+        None => Err(unknown_type(&app, &type_id)),
     }
-    Ok(Json(describe_type(&app, &type_id, true).await?))
 }
 
 fn unknown_type(app: &App, type_id: &str) -> ApiError {
@@ -103,50 +297,60 @@ fn unknown_type(app: &App, type_id: &str) -> ApiError {
 
 /// One type: what serves, every version the registry keeps, and (with
 /// `history`) its switches.
-async fn describe_type(app: &App, type_id: &str, history: bool) -> Result<Json_, ApiError> {
+/// `None` when the type is not loaded.
+async fn describe_type(
+    app: &App,
+    type_id: &str,
+    history: bool,
+) -> Result<Option<ConnectorType>, ApiError> {
     let Some(view) = app.connectors.view(type_id) else {
-        return Ok(Json_::Null);
+        return Ok(None);
     };
     let version = |d: &Arc<dyn crate::runtime::Destination>| {
         let info = d.info();
-        json!({"version": info.version, "content_hash": info.content_hash, "wit_version": info.wit_version})
+        LoadedVersion {
+            version: info.version.clone(),
+            content_hash: info.content_hash.clone(),
+            wit_version: info.wit_version.clone(),
+        }
     };
-    let canary = view.canary.as_ref().map(|run| {
-        json!({
-            "candidate": version(&run.candidate),
-            "percent": run.policy.percent,
-            "window_s": run.policy.window.as_secs(),
-            "max_failure_increase": run.policy.max_failure_increase,
-            "min_deliveries": run.policy.min_deliveries,
-            "started_at_ms": run.started_at_ms,
-            "old": run.old.counts(),
-            "new": run.new.counts(),
-        })
+    let canary = view.canary.as_ref().map(|run| CanaryView {
+        candidate: version(&run.candidate),
+        percent: run.policy.percent,
+        window_s: run.policy.window.as_secs(),
+        max_failure_increase: run.policy.max_failure_increase,
+        min_deliveries: run.policy.min_deliveries,
+        started_at_ms: run.started_at_ms,
+        old: CountsView(run.old.counts()),
+        new: CountsView(run.new.counts()),
     });
     let versions = match &app.manager {
         Some(_) => app.store.connector_versions(Some(type_id)).await?,
         None => Vec::new(),
     };
-    let mut out = json!({
-        "type_id": type_id,
-        "active": version(&view.active),
-        "standby": view.standby.as_ref().map(version),
-        "canary": canary,
-        "versions": versions,
-    });
-    if history && app.manager.is_some() {
-        out["switches"] = json!(
+    let switches = if history && app.manager.is_some() {
+        Some(
             app.store
                 .connector_switches(type_id, SWITCHES_SHOWN)
-                .await?
-        );
-    }
-    Ok(out)
+                .await?,
+        )
+    } else {
+        None
+    };
+    Ok(Some(ConnectorType {
+        type_id: type_id.to_string(),
+        active: version(&view.active),
+        standby: view.standby.as_ref().map(version),
+        canary,
+        versions,
+        switches,
+    }))
 }
 
 /// Query of `POST /v1/connectors`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UploadQuery {
     /// Refuse the component unless it is this connector type.
     type_id: Option<String>,
@@ -210,11 +414,33 @@ impl UploadQuery {
     }
 }
 
+/// Installs a connector type or upgrades one (optionally through a canary).
+#[utoipa::path(
+    post,
+    path = "/v1/connectors",
+    operation_id = "connectors_upload",
+    tag = "connectors",
+    params(UploadQuery),
+    request_body(
+        description = "The connector component (`.wasm`), at most `connectors.max_upload_bytes`.",
+        content((WasmComponent = "application/wasm"), (WasmComponent = "application/octet-stream"))
+    ),
+    responses(
+        (status = 201, description = "Installed or switched (or a canary started).", body = SwitchAnswer),
+        (status = 400, description = "An empty body or a bad query parameter.", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token.", body = ErrorBody),
+        (status = 409, description = "Not newer than the active version (without `force`), already active, a canary running, or a server with a fixed set of destinations.", body = ErrorBody),
+        (status = 413, description = "The body is over `connectors.max_upload_bytes`.", body = ErrorBody),
+        (status = 422, description = "Not a usable connector, another type than `type_id`, or it would break integrations (`integrations`).", body = ErrorBody),
+        (status = 500, description = "The store failed.", body = ErrorBody),
+    ),
+    security(("admin" = []))
+)]
 async fn upload(
     State(app): State<Arc<App>>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Json_>), ApiError> {
+) -> Result<(StatusCode, Json<SwitchAnswer>), ApiError> {
     let manager = manager(&app)?;
     let Query(query) = query?;
     if body.is_empty() {
@@ -229,7 +455,7 @@ async fn upload(
         source: crate::store::ConnectorSource::Upload,
     };
     match manager.upgrade(body.to_vec(), options).await {
-        Ok(report) => Ok((StatusCode::CREATED, Json(json!(report)))),
+        Ok(report) => Ok((StatusCode::CREATED, Json(SwitchAnswer(report)))),
         Err(error) => Err(upgrade_error(error)),
     }
 }
@@ -252,13 +478,29 @@ fn upgrade_error(error: UpgradeError) -> ApiError {
     }
 }
 
+/// Back to the previous version, or the end of a running canary.
+#[utoipa::path(
+    post,
+    path = "/v1/connectors/{type_id}/rollback",
+    operation_id = "connectors_rollback",
+    tag = "connectors",
+    params(("type_id" = String, Path, description = "The connector type.")),
+    responses(
+        (status = 200, description = "Rolled back.", body = SwitchAnswer),
+        (status = 401, description = "Missing or wrong bearer token.", body = ErrorBody),
+        (status = 404, description = "No such type is loaded.", body = ErrorBody),
+        (status = 409, description = "No previous version to go back to, or a server with a fixed set of destinations.", body = ErrorBody),
+        (status = 500, description = "The store failed.", body = ErrorBody),
+    ),
+    security(("admin" = []))
+)]
 async fn rollback(
     State(app): State<Arc<App>>,
     Path(type_id): Path<String>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<SwitchAnswer>, ApiError> {
     let manager = manager(&app)?;
     match manager.rollback(&type_id).await {
-        Ok(report) => Ok(Json(json!(report))),
+        Ok(report) => Ok(Json(SwitchAnswer(report))),
         Err(RollbackFailure::Refused(RollbackError::UnknownType(_))) => {
             Err(unknown_type(&app, &type_id))
         }

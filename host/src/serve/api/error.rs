@@ -9,9 +9,111 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value as Json_, json};
 
 use crate::serve::App;
+
+/// The body of every error answer: `error`, and the extras of some errors.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    /// What is wrong, naming the field, line or column where it can.
+    pub error: String,
+    /// Structured extras (`problems`, `line`, `column`, `at`, `field`, …).
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, Json_>,
+}
+
+impl utoipa::PartialSchema for ErrorBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Type};
+        let integer = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .description(Some(description))
+        };
+        let text = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description))
+        };
+        let problem = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "path",
+                text("Where, as a JSON path (`authentication.password`)."),
+            )
+            .required("path")
+            .property("message", text("What is wrong there."))
+            .required("message");
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "An error answer. `error` says what is wrong; some errors add extras: \
+                 `problems` (a refused integration or activation, every problem at once), \
+                 `line` and `column` (a JSON syntax error), `at` and `field` (an invalid event), \
+                 `accepted` (415: the media types taken), `integrations` (an upgrade that \
+                 would break integrations).",
+            ))
+            .property(
+                "error",
+                text("What is wrong, naming the field, line or column where it can."),
+            )
+            .required("error")
+            .property(
+                "problems",
+                ArrayBuilder::new()
+                    .items(problem)
+                    .description(Some("Every problem of a refused document.")),
+            )
+            .property("line", integer("Line of a JSON syntax error (1-based)."))
+            .property(
+                "column",
+                integer("Column of a JSON syntax error (1-based)."),
+            )
+            .property(
+                "at",
+                text("Which item of an events body: `body`, `[2]`, `line 3`, `line 3[1]`."),
+            )
+            .property(
+                "field",
+                text(
+                    "Path of the wrong field inside the item; empty when the item itself is wrong.",
+                ),
+            )
+            .property(
+                "accepted",
+                ArrayBuilder::new()
+                    .items(ObjectBuilder::new().schema_type(Type::String))
+                    .description(Some("The media types the endpoint takes (415).")),
+            )
+            .property(
+                "integrations",
+                ArrayBuilder::new()
+                    .items(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Object)
+                            .property("id", text("The integration."))
+                            .required("id")
+                            .property(
+                                "problems",
+                                ArrayBuilder::new()
+                                    .items(ObjectBuilder::new().schema_type(Type::String)),
+                            )
+                            .required("problems"),
+                    )
+                    .description(Some(
+                        "Integrations the uploaded version would break, with their problems.",
+                    )),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .examples([json!({"error": "no integration `crm`"})])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorBody {}
 
 /// An API error; `details` carries structured extras (problem lists, positions).
 #[derive(Debug)]
@@ -101,9 +203,13 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": self.message});
-        if let (Some(Json_::Object(extra)), Some(obj)) = (self.details, body.as_object_mut()) {
-            obj.extend(extra);
+        let mut body = ErrorBody {
+            error: self.message,
+            details: serde_json::Map::new(),
+        };
+        if let Some(Json_::Object(extra)) = self.details {
+            // `error` stays the message, as when the extras were merged in.
+            body.details = extra.into_iter().filter(|(k, _)| k != "error").collect();
         }
         (self.status, Json(body)).into_response()
     }

@@ -9,10 +9,13 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
+use serde::Serialize;
 use serde_json::Value as Json_;
+use utoipa::ToSchema;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::json_body::JsonBody;
+use super::openapi::schema_as;
 use crate::integrations::{checked, present};
 use crate::serve::App;
 
@@ -25,29 +28,168 @@ pub fn routes() -> Router<Arc<App>> {
         )
 }
 
-async fn list(State(app): State<Arc<App>>) -> Result<Json<Json_>, ApiError> {
-    let all = app.store.integrations().await?;
-    Ok(Json(Json_::Array(
-        all.iter()
-            .map(|r| present(app.connectors.as_ref(), r))
-            .collect(),
-    )))
+/// An integration in Didomi's integration format. The host checks `type_id`,
+/// `id`, `enabled` and `retry`; the connector's `validate` checks the rest
+/// (`authentication`, `properties`, `mappings` …) and names every problem.
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "id": "dotdigital-main",
+    "type_id": "dotdigital",
+    "enabled": true,
+    "authentication": {
+        "url": "https://r1-api.dotdigital.com",
+        "username": "API_USER@apiconnector.com",
+        "password": "API_PASSWORD"
+    },
+    "properties": {},
+    "mappings": [
+        {"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"},
+        {"id": "EMAIL_OPTIN", "value": "consents_channels_email_enabled"}
+    ],
+    "upsert_mode": true,
+    "retry": {"max_retries": 6}
+}))]
+#[allow(dead_code)] // documentation only: the body is checked by `crate::integrations`
+pub struct IntegrationDocument {
+    /// The connector type (a loaded connector's `type_id`).
+    type_id: String,
+    /// 1 to 64 letters, digits, `-`, `_` or `.`; generated when left out on create,
+    /// must agree with the path on replace.
+    id: Option<String>,
+    /// Whether it receives deliveries (default true).
+    enabled: Option<bool>,
+    /// Its retry policy (every field optional, range-checked).
+    #[schema(value_type = Option<Object>)]
+    retry: Option<Json_>,
+    /// Credentials, as the connector's schema names them; secrets never come back out.
+    #[schema(value_type = Option<Object>)]
+    authentication: Option<Json_>,
+    /// The connector's settings.
+    #[schema(value_type = Option<Object>)]
+    properties: Option<Json_>,
+    /// Destination field (`id`) ← prefsync property (`value`).
+    mappings: Option<Vec<Mapping>>,
+    /// Whether the destination may create contacts.
+    upsert_mode: Option<bool>,
+    /// Whether the integration receives webhooks (`POST /v1/webhooks/{id}`).
+    enable_webhooks: Option<bool>,
+    /// Anything else the connector's schema takes.
+    #[serde(flatten)]
+    other: std::collections::HashMap<String, Json_>,
 }
 
+/// One mapping of Didomi's integration format.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct Mapping {
+    /// The destination's field, exactly as the destination names it.
+    id: String,
+    /// The prefsync property (or model column) its value comes from.
+    value: String,
+}
+
+/// An integration as shown: its document with secrets redacted, and its times.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only: the value is `integrations::present`'s
+pub struct IntegrationViewDoc {
+    #[serde(flatten)]
+    document: IntegrationDocument,
+    /// When it was created (ms since the Unix epoch).
+    created_at_ms: i64,
+    /// When it last changed (ms since the Unix epoch).
+    updated_at_ms: i64,
+}
+
+/// An integration as shown (`integrations::present`: secrets redacted).
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct IntegrationView(pub Json_);
+schema_as!(IntegrationView => IntegrationViewDoc);
+
+/// Every integration.
+#[utoipa::path(
+    get,
+    path = "/v1/integrations",
+    operation_id = "integrations_list",
+    tag = "integrations",
+    responses(
+        (status = 200, description = "Every integration, secrets redacted.", body = Vec<IntegrationView>),
+        (status = 401, description = "Missing or wrong bearer token.", body = ErrorBody),
+        (status = 500, description = "The store failed.", body = ErrorBody),
+    ),
+    security(("admin" = []))
+)]
+async fn list(State(app): State<Arc<App>>) -> Result<Json<Vec<IntegrationView>>, ApiError> {
+    let all = app.store.integrations().await?;
+    Ok(Json(
+        all.iter()
+            .map(|r| IntegrationView(present(app.connectors.as_ref(), r)))
+            .collect(),
+    ))
+}
+
+/// One integration.
+#[utoipa::path(
+    get,
+    path = "/v1/integrations/{id}",
+    operation_id = "integrations_show",
+    tag = "integrations",
+    params(("id" = String, Path, description = "The integration's id.")),
+    responses(
+        (status = 200, description = "The integration, secrets redacted.", body = IntegrationView),
+        (status = 401, description = "Missing or wrong bearer token.", body = ErrorBody),
+        (status = 404, description = "No such integration.", body = ErrorBody),
+        (status = 500, description = "The store failed.", body = ErrorBody),
+    ),
+    security(("admin" = []))
+)]
 async fn show(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<IntegrationView>, ApiError> {
     match app.store.integration(&id).await? {
-        Some(record) => Ok(Json(present(app.connectors.as_ref(), &record))),
+        Some(record) => Ok(Json(IntegrationView(present(
+            app.connectors.as_ref(),
+            &record,
+        )))),
         None => Err(ApiError::not_found(format!("no integration `{id}`"))),
     }
 }
 
+/// Creates an integration, checked by the host and its connector.
+#[utoipa::path(
+    post,
+    path = "/v1/integrations",
+    operation_id = "integrations_create",
+    tag = "integrations",
+    request_body(content((IntegrationDocument = "application/json", example = json!({
+        "id": "dotdigital-main",
+        "type_id": "dotdigital",
+        "authentication": {
+            "url": "https://r1-api.dotdigital.com",
+            "username": "API_USER@apiconnector.com",
+            "password": "API_PASSWORD"
+        },
+        "properties": {},
+        "mappings": [{"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"}],
+        "upsert_mode": true
+    })))),
+    responses(
+        (status = 201, description = "Created; secrets redacted.", body = IntegrationView),
+        (status = 400, description = "Refused: a syntax error (`line`, `column`), a bad field, or every problem the connector found (`problems`).", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token.", body = ErrorBody),
+        (status = 409, description = "The id exists already.", body = ErrorBody),
+        (status = 413, description = "The body is over `server.max_body_bytes`.", body = ErrorBody),
+        (status = 415, description = "Not `application/json`.", body = ErrorBody),
+        (status = 500, description = "The store failed.", body = ErrorBody),
+        (status = 502, description = "The connector could not run `validate`.", body = ErrorBody),
+    ),
+    security(("admin" = []))
+)]
 async fn create(
     State(app): State<Arc<App>>,
     JsonBody(body): JsonBody,
-) -> Result<(StatusCode, Json<Json_>), ApiError> {
+) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
     let record = checked(app.connectors.as_ref(), None, &body).await?;
     // One conditional insert: of concurrent creates of one id, one wins.
     if !app.store.insert_integration(&record).await? {
@@ -61,15 +203,45 @@ async fn create(
     }
     Ok((
         StatusCode::CREATED,
-        Json(present(app.connectors.as_ref(), &record)),
+        Json(IntegrationView(present(app.connectors.as_ref(), &record))),
     ))
 }
 
+/// Replaces an integration, checked as a create is.
+#[utoipa::path(
+    put,
+    path = "/v1/integrations/{id}",
+    operation_id = "integrations_replace",
+    tag = "integrations",
+    params(("id" = String, Path, description = "The integration's id.")),
+    request_body(content((IntegrationDocument = "application/json", example = json!({
+        "type_id": "dotdigital",
+        "enabled": false,
+        "authentication": {
+            "url": "https://r1-api.dotdigital.com",
+            "username": "API_USER@apiconnector.com",
+            "password": "API_PASSWORD"
+        },
+        "properties": {},
+        "mappings": [{"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"}]
+    })))),
+    responses(
+        (status = 200, description = "Replaced; secrets redacted.", body = IntegrationView),
+        (status = 400, description = "Refused (see create); or the body's id is not the path's.", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token.", body = ErrorBody),
+        (status = 404, description = "No such integration.", body = ErrorBody),
+        (status = 413, description = "The body is over `server.max_body_bytes`.", body = ErrorBody),
+        (status = 415, description = "Not `application/json`.", body = ErrorBody),
+        (status = 500, description = "The store failed.", body = ErrorBody),
+        (status = 502, description = "The connector could not run `validate`.", body = ErrorBody),
+    ),
+    security(("admin" = []))
+)]
 async fn replace(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
-) -> Result<Json<Json_>, ApiError> {
+) -> Result<Json<IntegrationView>, ApiError> {
     crate::ids::check_id(&id)?;
     if app.store.integration(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no integration `{id}`")));
@@ -77,9 +249,27 @@ async fn replace(
     let record = checked(app.connectors.as_ref(), Some(&id), &body).await?;
     app.store.put_integration(&record).await?;
     let stored = app.store.integration(&id).await?.unwrap_or(record);
-    Ok(Json(present(app.connectors.as_ref(), &stored)))
+    Ok(Json(IntegrationView(present(
+        app.connectors.as_ref(),
+        &stored,
+    ))))
 }
 
+/// Deletes an integration.
+#[utoipa::path(
+    delete,
+    path = "/v1/integrations/{id}",
+    operation_id = "integrations_remove",
+    tag = "integrations",
+    params(("id" = String, Path, description = "The integration's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "Missing or wrong bearer token.", body = ErrorBody),
+        (status = 404, description = "No such integration.", body = ErrorBody),
+        (status = 500, description = "The store failed.", body = ErrorBody),
+    ),
+    security(("admin" = []))
+)]
 async fn remove(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,

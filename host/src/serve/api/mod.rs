@@ -7,4 +7,5 @@ pub mod error;
 pub mod events;
 pub mod integrations;
 pub mod json_body;
+pub mod openapi;
 pub mod webhooks;

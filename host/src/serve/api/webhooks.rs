@@ -19,9 +19,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
-use serde_json::{Value as Json_, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::ingest::Ingest;
 use crate::ingest::inbound::Webhook;
 use crate::integrations::webhook::{self, WebhookSettings};
@@ -36,14 +37,48 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/v1/webhooks/{id}", post(receive))
 }
 
+/// What a webhook changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAnswer {
+    /// Updates applied as events.
+    pub applied: u64,
+    /// Of those, updates equal to the current state: nothing to deliver.
+    pub without_deliveries: u64,
+    /// Updates already received.
+    pub duplicates: u64,
+    /// Why parts of the webhook were ignored (users Didomi never sent …).
+    pub ignored: Vec<String>,
+}
+
 /// Receives one webhook: the integration's shared secret checked, the
 /// connector's reading of the request, its updates applied as events.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}",
+    operation_id = "webhooks_receive",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The integration (with `enable_webhooks: true`).")),
+    request_body(
+        description = "The destination's notification, as it sends it; its connector reads it.",
+        content((Object = "application/json"), (String = "application/x-www-form-urlencoded"), (String = "text/plain"))
+    ),
+    responses(
+        (status = 200, description = "Read and applied.", body = WebhookAnswer),
+        (status = 400, description = "The connector refused the request, or an update is not usable.", body = ErrorBody),
+        (status = 401, description = "Missing or wrong shared secret.", body = ErrorBody),
+        (status = 404, description = "The integration does not receive webhooks.", body = ErrorBody),
+        (status = 413, description = "The body is over `server.max_body_bytes`.", body = ErrorBody),
+        (status = 500, description = "The connector or the store failed.", body = ErrorBody),
+        (status = 503, description = "The connector failed in a way worth retrying.", body = ErrorBody),
+    ),
+    security(("webhook_secret" = []))
+)]
 async fn receive(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Json_>), ApiError> {
+) -> Result<(StatusCode, Json<WebhookAnswer>), ApiError> {
     let (integration, connector, settings) = receiver(&app, &id).await?;
     check_secret(&id, &settings, &headers)?;
     let context = connector.integration(&id, &integration.config);
@@ -79,12 +114,12 @@ async fn receive(
     tracing::info!(integration = %id, applied = summary.applied, unchanged = summary.without_deliveries, duplicates = summary.duplicates, ignored = summary.ignored.len(), "webhook received");
     Ok((
         StatusCode::OK,
-        Json(json!({
-            "applied": summary.applied,
-            "without_deliveries": summary.without_deliveries,
-            "duplicates": summary.duplicates,
-            "ignored": summary.ignored,
-        })),
+        Json(WebhookAnswer {
+            applied: summary.applied,
+            without_deliveries: summary.without_deliveries,
+            duplicates: summary.duplicates,
+            ignored: summary.ignored,
+        }),
     ))
 }
 

@@ -61,6 +61,12 @@ pub struct ServerConfig {
     pub ingest_token: Option<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a stop (SIGTERM, Ctrl-C) waits for the requests and
+    /// deliveries in flight, in ms. Past it they are cut short and the
+    /// process exits 0: a delivery cut short stays leased and is delivered
+    /// again when its lease ends, so nothing is lost. Keep it under the
+    /// orchestrator's grace period (Kubernetes: 30 s).
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +76,7 @@ impl Default for ServerConfig {
             admin_token: None,
             ingest_token: None,
             max_body_bytes: 1024 * 1024,
+            shutdown_grace_ms: 20_000,
         }
     }
 }
@@ -230,8 +237,9 @@ const DAY_MS: u64 = 24 * HOUR_MS;
 /// wide enough for any real deployment, narrow enough that no value
 /// overflows the arithmetic it feeds. `retry.*` has its own checks
 /// ([`RetryPolicy::check`]).
-pub const NUMERIC_RANGES: [(&str, u64, u64); 17] = [
+pub const NUMERIC_RANGES: [(&str, u64, u64); 18] = [
     ("server.max_body_bytes", 1, GIB),
+    ("server.shutdown_grace_ms", 0, HOUR_MS),
     ("connectors.watch_interval_ms", 10, DAY_MS),
     ("connectors.max_upload_bytes", 1, 4 * GIB),
     ("activations.poll_ms", 10, DAY_MS),
@@ -327,6 +335,7 @@ impl HostConfig {
         let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         let values: [u64; NUMERIC_RANGES.len()] = [
             wide(self.server.max_body_bytes),
+            self.server.shutdown_grace_ms,
             self.connectors.watch_interval_ms,
             wide(self.connectors.max_upload_bytes),
             self.activations.poll_ms,

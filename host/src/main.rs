@@ -20,7 +20,7 @@ async fn main() -> std::process::ExitCode {
     match prefsync::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", prefsync::cli::error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -228,3 +228,27 @@ async fn connector_test_reads_webhooks_with_a_connector_that_can() {
         "{stderr}"
     );
 }
+
+#[test]
+fn version_names_the_connector_contract_and_errors_say_each_cause_once() {
+    let out = Command::new(prefsync_bin())
+        .arg("--version")
+        .output()
+        .expect("running prefsync");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("prefsync:connector@0.1.x"), "{stdout}");
+
+    let missing = std::env::temp_dir().join("prefsync-no-such-dir/missing.toml");
+    let out = Command::new(prefsync_bin())
+        .args(["serve", "--config"])
+        .arg(&missing)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("running prefsync");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+    assert!(!stderr.contains("stack backtrace"), "{stderr}");
+}

@@ -202,3 +202,121 @@ async fn killed_hosts_lose_no_accepted_event() {
         patches.len()
     );
 }
+
+/// A stop waits at most `[server] shutdown_grace_ms` for a destination that
+/// answers slowly, exits 0, and the delivery it cut short is still owed
+/// (leased, neither done nor dead-lettered) when the host comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_keeps_its_grace_and_loses_no_delivery() {
+    let mock = Dotdigital::start(
+        "apiuser-1@apiconnector.com",
+        "pw-0123456789",
+        &[("NEWSLETTER", FieldType::Boolean)],
+    )
+    .await
+    .unwrap();
+    // Slower than the grace (and than the 5 s the stop is given below), well
+    // within the call's own limits.
+    mock.state
+        .set_outage(Some(Fault::Slow(Duration::from_secs(8))));
+    let dir = tempfile::tempdir().unwrap();
+    let connector_dir = dir.path().join("connectors");
+    std::fs::create_dir_all(&connector_dir).unwrap();
+    std::fs::copy(guests::DOTDIGITAL, connector_dir.join("dotdigital.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("prefsync.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\nshutdown_grace_ms = 500\n\
+             [storage]\ndata_dir = {:?}\n[connectors]\ndir = {:?}\n\
+             [egress]\nallow_loopback = true\nallow_http = true\n[limits]\nwall_ms = 60000\n\
+             request_timeout_ms = 60000\n[dispatch]\nlease_ms = 120000\npoll_ms = 50\n",
+            dir.path().join("data"),
+            connector_dir
+        ),
+    )
+    .unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let (server, url) = start(dir.path());
+    let integration = json!({
+        "id": "dd", "type_id": "dotdigital",
+        "authentication": {"url": mock.url(), "username": "apiuser-1@apiconnector.com", "password": "pw-0123456789"},
+        "mappings": [{"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"}],
+        "upsert_mode": true
+    });
+    let created = client
+        .post(format!("{url}/v1/integrations"))
+        .bearer_auth(TOKEN)
+        .json(&integration)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let event = json!({
+        "id": "ev-grace", "created_at": "2026-11-23T10:00:00Z",
+        "user": {"organization_user_id": "ann@example.com"},
+        "consents": {"purposes": [{"id": "newsletter", "enabled": true}]}
+    });
+    let posted = client
+        .post(format!("{url}/v1/events"))
+        .bearer_auth(TOKEN)
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 202);
+    let deliveries = |url: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("{url}/v1/deliveries?integration=dd"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // The delivery is in flight: the destination has the request.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mock.state.requests().is_empty() {
+        assert!(Instant::now() < deadline, "the delivery never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(deliveries(url.clone()).await[0]["status"], "in_flight");
+
+    let asked = Instant::now();
+    let (clean, log) = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    let took = asked.elapsed();
+    assert!(clean, "the stop did not exit 0 within 10 s:\n{log}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the stop took {took:?}, past its 500 ms grace:\n{log}"
+    );
+    assert!(log.contains("shutdown grace elapsed"), "{log}");
+
+    // Back up: the delivery is still owed, under the lease the stopped host
+    // took (it is delivered again when that ends), and nothing is dead.
+    let (server, url) = start(dir.path());
+    let rows = deliveries(url.clone()).await;
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert_eq!(rows[0]["status"], "in_flight", "{rows}");
+    assert_eq!(rows[0]["acked_version"], 0, "{rows}");
+    let dead: Value = client
+        .get(format!("{url}/v1/dead-letters"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dead, json!([]));
+    server.kill();
+}

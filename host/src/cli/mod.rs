@@ -7,9 +7,15 @@ mod scaffold;
 
 use clap::{Parser, Subcommand};
 
+/// `prefsync --version`: the release and the connector contract it loads.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nconnector contract (WIT): prefsync:connector@0.1.x"
+);
+
 /// prefsync: consent-sync engine with sandboxed WebAssembly connectors.
 #[derive(Debug, Parser)]
-#[command(name = "prefsync", version, about)]
+#[command(name = "prefsync", version, long_version = LONG_VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -40,6 +46,24 @@ pub fn renamed_command(args: &[std::ffi::OsString]) -> Option<&'static str> {
         .then_some("`prefsync plugin` is now `prefsync connector`; the old name works for now")
 }
 
+/// An error as the command line shows it: the message and each cause once.
+/// A cause whose text the messages before it already hold (an error that
+/// prints its source, then the source itself) is left out.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -49,5 +73,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Connector(command) => connector::run(command).await,
         Command::Activation(command) => activation::run(command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct ReadError {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_error_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let error = anyhow::Error::new(ReadError {
+            path: "/missing.toml".into(),
+            source: io,
+        })
+        .context("loading the config");
+        assert_eq!(
+            error_text(&error),
+            "loading the config: cannot read /missing.toml: No such file or directory"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&plain), "outer: inner");
+    }
+
+    #[test]
+    fn the_long_version_names_every_supported_contract() {
+        for line in crate::runtime::SUPPORTED_WIT {
+            assert!(
+                LONG_VERSION.contains(&format!("prefsync:connector@{line}.x")),
+                "{line}"
+            );
+        }
+        assert!(LONG_VERSION.starts_with(env!("CARGO_PKG_VERSION")));
     }
 }

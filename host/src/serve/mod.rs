@@ -133,17 +133,14 @@ impl Server {
         let background = Background::spawn(&app, owner, stopped);
         let (stop, stop_requested) = tokio::sync::oneshot::channel::<()>();
         let router = router(app.clone());
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stop_requested.await;
-                })
-                .await;
-            // Stop claiming, and let the deliveries in flight finish and be recorded.
-            let _ = stop_dispatch.send(true);
-            background.finish().await;
-            served.context("serving HTTP")
-        });
+        let grace = std::time::Duration::from_millis(app.config.server.shutdown_grace_ms);
+        let task = tokio::spawn(serve_then_drain(
+            listener,
+            router,
+            stop_requested,
+            (stop_dispatch, background),
+            grace,
+        ));
         Ok(Server {
             addr,
             app,
@@ -280,12 +277,77 @@ impl Background {
     }
 
     /// Waits for each to end (after the stop signal).
-    async fn finish(self) {
-        let _ = self.dispatcher.await;
-        let _ = self.scheduler.await;
-        if let Some(supervisor) = self.supervisor {
+    async fn finish(&mut self) {
+        let _ = (&mut self.dispatcher).await;
+        let _ = (&mut self.scheduler).await;
+        if let Some(supervisor) = &mut self.supervisor {
             let _ = supervisor.await;
         }
+    }
+
+    /// Ends each now; the dispatcher's deliveries in flight end with it.
+    fn abort(&self) {
+        self.dispatcher.abort();
+        self.scheduler.abort();
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.abort();
+        }
+    }
+}
+
+/// Serves until the stop signal, then drains within `grace` of it: first
+/// the HTTP requests in flight, then the background work (the dispatcher
+/// stops claiming and lets its deliveries finish and be recorded). Past
+/// the grace, what still runs is dropped and the stop goes on: a delivery
+/// cut short stays claimed under its lease, so it is delivered again (by
+/// another host, or this one restarted) once the lease ends; nothing is
+/// lost, and an orchestrator's own grace period (Kubernetes: 30 s) is kept.
+async fn serve_then_drain(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop_requested: tokio::sync::oneshot::Receiver<()>,
+    (stop_background, mut background): (tokio::sync::watch::Sender<bool>, Background),
+    grace: std::time::Duration,
+) -> Result<()> {
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            let _ = stop_requested.await;
+            stopping.notify_one();
+        }
+    };
+    let serve = axum::serve(listener, router)
+        .with_graceful_shutdown(signal)
+        .into_future();
+    tokio::pin!(serve);
+    tokio::select! {
+        // Ended without a stop (the listener failed): no deadline to keep.
+        served = &mut serve => {
+            let _ = stop_background.send(true);
+            background.finish().await;
+            return served.context("serving HTTP");
+        }
+        () = stopping.notified() => {}
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    let served = tokio::time::timeout_at(deadline, &mut serve).await;
+    let _ = stop_background.send(true);
+    let drained = served.is_ok()
+        && tokio::time::timeout_at(deadline, background.finish())
+            .await
+            .is_ok();
+    if !drained {
+        background.abort();
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "shutdown grace elapsed: requests and deliveries still in flight were cut short; \
+             their deliveries stay leased and are delivered again when the lease ends"
+        );
+    }
+    match served {
+        Ok(served) => served.context("serving HTTP"),
+        Err(_) => Ok(()),
     }
 }
 

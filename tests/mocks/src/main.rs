@@ -23,7 +23,18 @@ use prefsync_mocks::dotdigital::{Dotdigital, FieldType};
 use prefsync_mocks::engage::{Engage, FieldType as EngageField};
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
+    // A usage error is one line, never a backtrace.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let kind = args.next().unwrap_or_default();
     let mut port: u16 = 0;

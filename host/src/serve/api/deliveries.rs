@@ -95,14 +95,13 @@ async fn deliveries(
     let Query(query) = query?;
     let status = match query.status.as_deref() {
         None => None,
-        Some("pending") => Some(DeliveryStatus::Pending),
-        Some("in_flight") => Some(DeliveryStatus::InFlight),
-        Some("done") => Some(DeliveryStatus::Done),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "status: `{other}` is not one of pending, in_flight, done"
-            )));
-        }
+        Some(name) => Some(DeliveryStatus::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(format!(
+                "status: `{name}` is not one of {}",
+                names.join(", ")
+            ))
+        })?),
     };
     let filter = DeliveryFilter {
         integration_id: query.integration,

@@ -252,3 +252,126 @@ fn version_names_the_connector_contract_and_errors_say_each_cause_once() {
     assert!(stderr.contains("missing.toml"), "{stderr}");
     assert!(!stderr.contains("stack backtrace"), "{stderr}");
 }
+
+/// Writes a config whose directories hold what `files` lists; returns it.
+fn config_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["connectors", "integrations", "activations", "sources"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    std::fs::copy(
+        guests::DOTDIGITAL,
+        dir.path().join("connectors/dotdigital.wasm"),
+    )
+    .unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let at = |sub: &str| dir.path().join(sub);
+    std::fs::write(
+        dir.path().join("prefsync.toml"),
+        format!(
+            "[storage]\ndata_dir = {:?}\n[connectors]\ndir = {:?}\n[integrations]\ndir = {:?}\n\
+             [activations]\ndir = {:?}\nsource_dir = {:?}\n[egress]\nallow_loopback = true\nallow_http = true\n",
+            at("data"),
+            at("connectors"),
+            at("integrations"),
+            at("activations"),
+            at("sources"),
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn config_check(dir: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(prefsync_bin())
+        .args(["config", "check", "--config"])
+        .arg(dir.join("prefsync.toml"))
+        .output()
+        .expect("running prefsync");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const GOOD_INTEGRATION: &str = r#"{
+    "type_id": "dotdigital",
+    "authentication": {
+        "url": "http://127.0.0.1:18081",
+        "username": "demo-apiuser@apiconnector.com",
+        "password": "demo-password"
+    },
+    "mappings": [{ "id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled" }],
+    "upsert_mode": true
+}"#;
+
+#[test]
+fn config_check_passes_a_good_config_and_names_file_line_and_field_of_each_problem() {
+    let good = config_dir(&[
+        ("integrations/dd.json", GOOD_INTEGRATION),
+        (
+            "sources/users.csv",
+            "email,first_name\nann@example.com,Ann\n",
+        ),
+        (
+            "activations/users.json",
+            r#"{"integration": "dd", "source": {"type": "csv", "path": "users.csv"},
+                "key": {"column": "email", "field": "email"},
+                "mappings": [{"id": "FIRSTNAME", "value": "first_name"}]}"#,
+        ),
+    ]);
+    let (ok, stdout, stderr) = config_check(good.path());
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ok: ")
+            && stdout
+                .contains("1 connector type(s) (dotdigital), 1 integration(s), 1 activation(s)"),
+        "{stdout}"
+    );
+    assert!(
+        !good.path().join("data").exists(),
+        "a check wrote the data dir"
+    );
+
+    let bad_url = GOOD_INTEGRATION.replace("http://127.0.0.1:18081", "javascript:alert(1)");
+    let unknown_type = GOOD_INTEGRATION.replace("\"dotdigital\"", "\"nope\"");
+    let bad = config_dir(&[
+        ("integrations/bad-url.json", &bad_url),
+        (
+            "integrations/broken.json",
+            "{\n  \"type_id\": \"dotdigital\",\n  \"mappings\": [,]\n}",
+        ),
+        ("integrations/unknown.json", &unknown_type),
+        (
+            "activations/users.json",
+            "{\n  \"integration\": \"dd\",\n  \"source\": {\"type\": \"csv\", \"path\": \"users.csv\"},\n  \"key\": {\"column\": \"email\", \"field\": \"email\"},\n  \"mappings\": [],\n  \"schedule\": {\"every\": \"soon\"}\n}",
+        ),
+    ]);
+    let (ok, stdout, stderr) = config_check(bad.path());
+    assert!(!ok, "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let has = |file: &str, line: usize, text: &str| {
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("{file}:{line}: ")) && l.contains(text))
+    };
+    assert!(has("bad-url.json", 4, "authentication.url"), "{stdout}");
+    assert!(
+        has("broken.json", 3, "column 16: expected value"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("at line"), "{stdout}");
+    assert!(
+        has("unknown.json", 2, "type_id: unknown connector type `nope`"),
+        "{stdout}"
+    );
+    assert!(has("users.json", 6, "schedule"), "{stdout}");
+    assert!(
+        !stdout.contains("alert(1)"),
+        "a problem quoted the value: {stdout}"
+    );
+    assert!(stderr.contains("problem(s) found"), "{stderr}");
+}

@@ -20,7 +20,7 @@ use crate::secrets::redact_config;
 use crate::store::IntegrationRecord;
 
 pub use check::checked;
-pub use load::load_dir;
+pub use load::{FileError, check_file, json_files, load_dir};
 pub use retry::retry_policy;
 pub use urls::{config_url_problem, url_problems};
 

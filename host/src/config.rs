@@ -19,6 +19,8 @@ pub const ADMIN_TOKEN_ENV: &str = "PREFSYNC_ADMIN_TOKEN";
 pub const INGEST_TOKEN_ENV: &str = "PREFSYNC_INGEST_TOKEN";
 /// Environment variable that supplies `storage.url` (it may hold a password).
 pub const STORAGE_URL_ENV: &str = "PREFSYNC_STORAGE_URL";
+/// Environment variable that supplies `log.format` (it wins over the file).
+pub const LOG_FORMAT_ENV: &str = "PREFSYNC_LOG_FORMAT";
 
 /// The whole host configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -46,6 +48,52 @@ pub struct HostConfig {
     pub activations: ActivationsConfig,
     /// What `POST /v1/events` accepts.
     pub ingest: IngestConfig,
+    /// How the log is written.
+    pub log: LogConfig,
+}
+
+/// `[log]`. The level is `PREFSYNC_LOG` (an `EnvFilter`: `info`,
+/// `prefsync=debug,warn` …): `info` for `serve`, `warn` for the other commands.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (for people; colour only on a terminal) or `json` (one object
+    /// per line, for Vector, Loki, Elasticsearch …). `PREFSYNC_LOG_FORMAT`
+    /// wins over this.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// The format to log in before the config is loaded: `PREFSYNC_LOG_FORMAT`,
+    /// else `[log] format` of the file at `path` (read leniently: a broken
+    /// file is reported by the full load, in the format found so far), else
+    /// text. The error names what to fix when the variable holds no format.
+    pub fn before_load(path: Option<&Path>) -> Result<LogFormat, String> {
+        if let Ok(value) = std::env::var(LOG_FORMAT_ENV) {
+            return match value.trim() {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err(format!("{LOG_FORMAT_ENV} must be `text` or `json`")),
+            };
+        }
+        let format = path
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|table| table.get("log")?.get("format")?.as_str().map(str::to_owned));
+        Ok(match format.as_deref() {
+            Some("json") => LogFormat::Json,
+            _ => LogFormat::Text,
+        })
+    }
 }
 
 /// `[server]`.

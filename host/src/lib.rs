@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod integrations;
+pub mod logging;
 pub mod pipeline;
 pub mod serve;
 

@@ -13,6 +13,7 @@ mod dotdigital_activation;
 mod dotdigital_failing;
 mod dotdigital_strict;
 mod dotdigital_v2;
+mod logs;
 mod openapi;
 mod other_world;
 mod pipeline;

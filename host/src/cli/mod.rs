@@ -65,6 +65,20 @@ pub fn renamed_command(args: &[std::ffi::OsString]) -> Option<&'static str> {
         .then_some("`prefsync plugin` is now `prefsync connector`; the old name works for now")
 }
 
+impl Cli {
+    /// The config file the command reads (its `[log] format` applies from
+    /// the first line) and the log level when `PREFSYNC_LOG` is unset:
+    /// `info` for `serve` (start-up lines, one line per request), `warn`
+    /// for commands that print their own output.
+    pub fn log_defaults(&self) -> (Option<&std::path::Path>, &'static str) {
+        match &self.command {
+            Command::Serve { config } => (config.as_deref(), "info"),
+            Command::Config(ConfigCommand::Check { config }) => (config.as_deref(), "warn"),
+            Command::Connector(_) | Command::Activation(_) => (None, "warn"),
+        }
+    }
+}
+
 /// An error as the command line shows it: the message and each cause once.
 /// A cause whose text the messages before it already hold (an error that
 /// prints its source, then the source itself) is left out.

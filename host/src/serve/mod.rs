@@ -12,6 +12,7 @@ pub mod connectors;
 mod dispatch;
 pub mod metrics;
 pub mod registry;
+mod request_log;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -380,6 +381,7 @@ pub fn router(app: Arc<App>) -> Router {
         // Authenticated by each integration's shared secret, not a bearer token.
         .merge(api::webhooks::routes())
         .merge(api::connectors::renamed_routes())
+        .route_layer(axum::middleware::from_fn(request_log::keep_route))
         .fallback(api::error::no_route)
         .layer(DefaultBodyLimit::max(app.config.server.max_body_bytes))
         // Outermost, so axum's own plain-text errors (405, 413) become JSON too.
@@ -387,6 +389,8 @@ pub fn router(app: Arc<App>) -> Router {
             app.clone(),
             api::error::json_errors,
         ))
+        // Outside everything, so the line has the status the client gets.
+        .layer(axum::middleware::from_fn(request_log::log_request))
         .with_state(app)
 }
 

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use prefsync_tests::guests;
+use prefsync_tests::mocks::MockServer;
 use prefsync_tests::mocks::dotdigital::{Dotdigital, Fault, FieldType};
 use prefsync_tests::support::ServeProcess;
 use serde_json::{Value, json};
@@ -51,8 +52,10 @@ impl Lcg {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_hosts_lose_no_accepted_event() {
+/// A Dotdigital mock, and a directory whose `prefsync.toml` serves the
+/// Dotdigital connector with `server` added to `[server]` and `tail` (the
+/// `[limits]` and `[dispatch]` of the test) at the end.
+async fn dotdigital_host(server: &str, tail: &str) -> (MockServer<Dotdigital>, tempfile::TempDir) {
     let mock = Dotdigital::start(
         "apiuser-1@apiconnector.com",
         "pw-0123456789",
@@ -64,23 +67,21 @@ async fn killed_hosts_lose_no_accepted_event() {
     let connector_dir = dir.path().join("connectors");
     std::fs::create_dir_all(&connector_dir).unwrap();
     std::fs::copy(guests::DOTDIGITAL, connector_dir.join("dotdigital.wasm")).unwrap();
-    // Short leases so work of a killed host is taken over within seconds.
     std::fs::write(
         dir.path().join("prefsync.toml"),
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n[storage]\ndata_dir = {:?}\n[connectors]\ndir = {:?}\n\
-             [egress]\nallow_loopback = true\nallow_http = true\n[limits]\nwall_ms = 2000\n[dispatch]\nlease_ms = 2500\npoll_ms = 50\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n{server}[storage]\ndata_dir = {:?}\n\
+             [connectors]\ndir = {:?}\n[egress]\nallow_loopback = true\nallow_http = true\n{tail}",
             dir.path().join("data"),
             connector_dir
         ),
     )
     .unwrap();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    (mock, dir)
+}
 
-    let (mut child, url) = start(dir.path());
+/// Creates the integration `dd` against the mock.
+async fn create_integration(client: &reqwest::Client, url: &str, mock: &MockServer<Dotdigital>) {
     let integration = json!({
         "id": "dd", "type_id": "dotdigital",
         "authentication": {"url": mock.url(), "username": "apiuser-1@apiconnector.com", "password": "pw-0123456789"},
@@ -95,6 +96,23 @@ async fn killed_hosts_lose_no_accepted_event() {
         .await
         .unwrap();
     assert_eq!(created.status().as_u16(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_hosts_lose_no_accepted_event() {
+    // Short leases so work of a killed host is taken over within seconds.
+    let (mock, dir) = dotdigital_host(
+        "",
+        "[limits]\nwall_ms = 2000\n[dispatch]\nlease_ms = 2500\npoll_ms = 50\n",
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+
+    let (mut child, url) = start(dir.path());
+    create_integration(&client, &url, &mock).await;
 
     // Every delivery takes a while, so kills land while some are in flight
     // and their leases must be taken over after the restart.
@@ -208,52 +226,21 @@ async fn killed_hosts_lose_no_accepted_event() {
 /// (leased, neither done nor dead-lettered) when the host comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_keeps_its_grace_and_loses_no_delivery() {
-    let mock = Dotdigital::start(
-        "apiuser-1@apiconnector.com",
-        "pw-0123456789",
-        &[("NEWSLETTER", FieldType::Boolean)],
+    let (mock, dir) = dotdigital_host(
+        "shutdown_grace_ms = 500\n",
+        "[limits]\nwall_ms = 60000\nrequest_timeout_ms = 60000\n[dispatch]\nlease_ms = 120000\npoll_ms = 50\n",
     )
-    .await
-    .unwrap();
+    .await;
     // Slower than the grace (and than the 5 s the stop is given below), well
     // within the call's own limits.
     mock.state
         .set_outage(Some(Fault::Slow(Duration::from_secs(8))));
-    let dir = tempfile::tempdir().unwrap();
-    let connector_dir = dir.path().join("connectors");
-    std::fs::create_dir_all(&connector_dir).unwrap();
-    std::fs::copy(guests::DOTDIGITAL, connector_dir.join("dotdigital.wasm")).unwrap();
-    std::fs::write(
-        dir.path().join("prefsync.toml"),
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\nshutdown_grace_ms = 500\n\
-             [storage]\ndata_dir = {:?}\n[connectors]\ndir = {:?}\n\
-             [egress]\nallow_loopback = true\nallow_http = true\n[limits]\nwall_ms = 60000\n\
-             request_timeout_ms = 60000\n[dispatch]\nlease_ms = 120000\npoll_ms = 50\n",
-            dir.path().join("data"),
-            connector_dir
-        ),
-    )
-    .unwrap();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
     let (server, url) = start(dir.path());
-    let integration = json!({
-        "id": "dd", "type_id": "dotdigital",
-        "authentication": {"url": mock.url(), "username": "apiuser-1@apiconnector.com", "password": "pw-0123456789"},
-        "mappings": [{"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"}],
-        "upsert_mode": true
-    });
-    let created = client
-        .post(format!("{url}/v1/integrations"))
-        .bearer_auth(TOKEN)
-        .json(&integration)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status().as_u16(), 201);
+    create_integration(&client, &url, &mock).await;
     let event = json!({
         "id": "ev-grace", "created_at": "2026-11-23T10:00:00Z",
         "user": {"organization_user_id": "ann@example.com"},
@@ -294,7 +281,7 @@ async fn a_stop_keeps_its_grace_and_loses_no_delivery() {
         .await
         .unwrap();
     let took = asked.elapsed();
-    assert!(clean, "the stop did not exit 0 within 10 s:\n{log}");
+    assert!(clean, "the stop did not exit 0:\n{log}");
     assert!(
         took < Duration::from_secs(5),
         "the stop took {took:?}, past its 500 ms grace:\n{log}"

@@ -51,6 +51,7 @@ async fn json_lines_carry_one_line_per_request_with_its_id_and_no_secret() {
         made_id.len() == 16 && made_id.bytes().all(|b| b.is_ascii_hexdigit()),
         "{made_id}"
     );
+    drop(client);
     let (clean, log) = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .unwrap();

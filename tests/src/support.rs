@@ -223,13 +223,14 @@ impl ServeProcess {
     }
 
     /// Stops the process with SIGTERM; returns whether it exited cleanly
-    /// within 10 s, and its log.
+    /// within 30 s (a loaded CI machine may take a while to schedule it),
+    /// and its log.
     pub fn terminate(mut self) -> (bool, String) {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let mut clean = false;
-        for _ in 0..200 {
+        for _ in 0..600 {
             if let Ok(Some(status)) = self.child.try_wait() {
                 clean = status.success();
                 break;

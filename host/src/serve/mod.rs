@@ -323,13 +323,18 @@ async fn serve_then_drain(
         .into_future();
     tokio::pin!(serve);
     tokio::select! {
+        // The stop first: it ends `serve` too (at once when no request is
+        // open), and then both are ready; the stop's deadline must be kept.
+        // `notify_one` happens before the signal ends, so its permit is
+        // there whenever a stop is what ended `serve`.
+        biased;
+        () = stopping.notified() => {}
         // Ended without a stop (the listener failed): no deadline to keep.
         served = &mut serve => {
             let _ = stop_background.send(true);
             background.finish().await;
             return served.context("serving HTTP");
         }
-        () = stopping.notified() => {}
     }
     let deadline = tokio::time::Instant::now() + grace;
     let served = tokio::time::timeout_at(deadline, &mut serve).await;

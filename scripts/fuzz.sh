@@ -9,4 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-50000}"
 seed="${2:-1}"
-exec cargo run --quiet -p prefsync-fuzz -- all --runs "$runs" --seed "$seed"
+# Built with the feature resolution of `cargo test --workspace` (which
+# scripts/test.sh has just run): with `-p prefsync-fuzz` alone, wasmtime and
+# much else would be compiled a second time (about 6 minutes on two cores).
+cargo build --quiet --workspace --tests --bin prefsync-fuzz
+exec "${CARGO_TARGET_DIR:-target}/debug/prefsync-fuzz" all --runs "$runs" --seed "$seed"

@@ -128,16 +128,15 @@ pub fn mocks_bin() -> PathBuf {
 fn build_bin(package: &str, bin: &str, release: bool) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut cmd = std::process::Command::new(env!("CARGO"));
-    cmd.current_dir(&root).args([
-        "build",
-        "-p",
-        package,
-        "--bin",
-        bin,
-        "--message-format=json",
-    ]);
+    cmd.current_dir(&root)
+        .args(["build", "--bin", bin, "--message-format=json"]);
     if release {
-        cmd.arg("--release");
+        cmd.args(["--release", "-p", package]);
+    } else {
+        // The feature resolution of `cargo test --workspace` (dev-dependencies
+        // included), whose dependency builds are then reused: with `-p`
+        // alone, wasmtime and much else would be compiled a second time.
+        cmd.args(["--workspace", "--tests"]);
     }
     let out = cmd
         .stderr(std::process::Stdio::inherit())
@@ -147,7 +146,12 @@ fn build_bin(package: &str, bin: &str, release: bool) -> PathBuf {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == bin)
+        // The binary itself, not the unit tests of its `main.rs` (same target name).
+        .filter(|msg| {
+            msg["reason"] == "compiler-artifact"
+                && msg["target"]["name"] == bin
+                && msg["profile"]["test"] == false
+        })
         .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
         .unwrap_or_else(|| panic!("cargo reported no {bin} executable"))
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod ingest;
 pub mod integrations;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod serve;
 

@@ -16,7 +16,7 @@ const API_SECRET: &str = "Engage-S3cret-value";
 
 /// A server with the Selligent connector next to Dotdigital, whose file
 /// sources read [`Server::models_dir`].
-fn server() -> Server {
+pub(crate) fn server() -> Server {
     Server::try_start("", |dir| {
         std::fs::copy(
             guests::SELLIGENT,
@@ -58,7 +58,7 @@ fn engage_integration(url: &str) -> Value {
     })
 }
 
-fn activation(id: &str, integration: &str, source: Value) -> Value {
+pub(crate) fn activation(id: &str, integration: &str, source: Value) -> Value {
     json!({
         "id": id,
         "integration": integration,
@@ -72,7 +72,7 @@ fn activation(id: &str, integration: &str, source: Value) -> Value {
     })
 }
 
-const FIRST: &str = "email,first_name,city,age\n\
+pub(crate) const FIRST: &str = "email,first_name,city,age\n\
     ann@example.com,Ann,Lyon,41\n\
     bob@example.com,Bob,Paris,35\n\
     cid@example.com,Cid,Nantes,29\n\

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod contract;
 mod crash;
+mod deploy;
 mod dotdigital;
 mod dotdigital_activation;
 mod dotdigital_failing;

@@ -663,11 +663,13 @@ async fn events_reach_the_destination_once_per_meaningful_change() {
     for line in [
         "prefsync_events_total{result=\"recorded\"} 4",
         "prefsync_events_total{result=\"duplicate\"} 1",
-        "prefsync_deliveries_total{integration=\"dd\",outcome=\"delivered:created\"} 1",
-        "prefsync_deliveries_total{integration=\"dd\",outcome=\"delivered:updated\"} 1",
-        "prefsync_queue_depth 0",
-        "prefsync_outbound_http_responses_total{connector=\"dotdigital\",status=\"201\"} 1",
-        "prefsync_connector_call_seconds_count{connector=\"dotdigital\"} 2",
+        "prefsync_deliveries_total{integration=\"dd\",outcome=\"delivered\",change=\"created\"} 1",
+        "prefsync_deliveries_total{integration=\"dd\",outcome=\"delivered\",change=\"updated\"} 1",
+        "prefsync_queue_pending_deliveries{integration=\"dd\"} 0",
+        "prefsync_queue_oldest_pending_age_seconds{integration=\"dd\"} 0.0",
+        "prefsync_dead_letters{integration=\"dd\"} 0",
+        "prefsync_connector_http_responses_total{connector=\"dotdigital\",status=\"201\"} 1",
+        "prefsync_connector_call_duration_seconds_count{connector=\"dotdigital\"} 2",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),

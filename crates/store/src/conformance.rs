@@ -505,6 +505,83 @@ macro_rules! store_conformance_tests {
         assert_eq!((next.version, next.attempts), (2, 0));
     }
 
+    /// What `queue_stats` says of "crm": (pending, oldest since, dead letters).
+    async fn crm_stats(store: &dyn Store) -> (u64, Option<i64>, u64) {
+        let stats = store.queue_stats().await.expect("stats");
+        let crm = stats
+            .iter()
+            .find(|s| s.integration_id == "crm")
+            .expect("crm listed");
+        (crm.pending, crm.oldest_pending_since_ms, crm.dead_letters)
+    }
+
+    async fn ack(store: &dyn Store, claim: &Claim, now_ms: i64) {
+        assert!(
+            store
+                .complete(
+                    claim,
+                    &Completion::Acked,
+                    &audit(claim, "delivered:updated", now_ms),
+                    now_ms
+                )
+                .await
+                .expect("complete")
+        );
+    }
+
+    #[tokio::test]
+    async fn queue_stats_follow_the_oldest_waiting_change_and_the_dead_letters() {
+        let (_dir, store) = open().await;
+        for id in ["crm", "other"] {
+            store.put_integration(&integration(id, 1)).await.expect("put");
+        }
+        let ids: Vec<String> = store
+            .queue_stats()
+            .await
+            .expect("stats")
+            .into_iter()
+            .map(|s| s.integration_id)
+            .collect();
+        assert_eq!(ids, ["crm", "other"], "every integration, zeros included");
+        assert_eq!(crm_stats(&*store).await, (0, None, 0));
+
+        change(&*store, "e1", 100, &["crm"]).await;
+        // A newer change to a row already waiting keeps the older wait.
+        change(&*store, "e2", 150, &["crm"]).await;
+        assert_eq!(crm_stats(&*store).await, (1, Some(100), 0));
+
+        // A change that arrives during a call waits from the call's end.
+        let claim = claim_one(&*store, "a", 200).await;
+        change(&*store, "e3", 250, &["crm"]).await;
+        ack(&*store, &claim, 300).await;
+        assert_eq!(crm_stats(&*store).await, (1, Some(300), 0));
+        // A retry keeps the wait.
+        let claim = claim_one(&*store, "a", 300).await;
+        let retry = Completion::Retry {
+            next_attempt_at_ms: 350,
+            error: "503".to_string(),
+        };
+        assert!(
+            store
+                .complete(&claim, &retry, &audit(&claim, "failed:retryable", 320), 320)
+                .await
+                .expect("complete")
+        );
+        assert_eq!(crm_stats(&*store).await, (1, Some(300), 0));
+        let claim = claim_one(&*store, "a", 400).await;
+        ack(&*store, &claim, 400).await;
+        assert_eq!(crm_stats(&*store).await, (0, None, 0));
+
+        change(&*store, "e4", 500, &["crm"]).await;
+        dead_letter(&*store, 600).await;
+        assert_eq!(crm_stats(&*store).await, (0, None, 1));
+        let id = store.dead_letters(None).await.expect("dead")[0].id;
+        assert!(store.replay_dead_letter(id, 700).await.expect("replay"));
+        assert_eq!(crm_stats(&*store).await, (1, Some(700), 0));
+        let other = store.queue_stats().await.expect("stats")[1].clone();
+        assert_eq!((other.pending, other.dead_letters), (0, 0));
+    }
+
     #[tokio::test]
     async fn a_retry_waits_for_its_time_and_counts_attempts() {
         let (_dir, store) = with_one_change().await;

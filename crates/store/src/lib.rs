@@ -215,6 +215,34 @@ pub struct DeadLetter {
     pub replayed_at_ms: Option<i64>,
 }
 
+/// One integration's waiting work, as an on-call person watches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    pub integration_id: String,
+    /// Outbox rows with work left (wanted > acked).
+    pub pending: u64,
+    /// When the oldest of those started waiting; `None` when none waits.
+    /// Exact to within one connector call: a change that arrives during a
+    /// call counts from the call's end.
+    pub oldest_pending_since_ms: Option<i64>,
+    /// Dead letters not replayed yet.
+    pub dead_letters: u64,
+}
+
+/// [`Store::queue_stats`] in SQL both stores speak. The `WHERE` clauses are
+/// those of the partial indexes `outbox_pending` and
+/// `dead_letters_unreplayed`, word for word, so the planners use them.
+const QUEUE_STATS: &str = "
+    SELECT i.id, COALESCE(q.pending, 0), q.oldest, COALESCE(d.dead, 0)
+    FROM integrations i
+    LEFT JOIN (SELECT integration_id, COUNT(*) AS pending, MIN(pending_since_ms) AS oldest
+               FROM outbox WHERE wanted_version > acked_version
+               GROUP BY integration_id) q ON q.integration_id = i.id
+    LEFT JOIN (SELECT integration_id, COUNT(*) AS dead
+               FROM dead_letters WHERE replayed_at_ms IS NULL
+               GROUP BY integration_id) d ON d.integration_id = i.id
+    ORDER BY i.id";
+
 /// One delivery attempt: the proof that a consent reached a destination.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
@@ -306,6 +334,10 @@ pub trait Store: ConnectorStore + ActivationStore + Send + Sync + 'static {
     ) -> Result<Vec<(OutboxEntry, DeliveryStatus)>>;
     /// Rows with work left (wanted > acked).
     async fn queue_depth(&self) -> Result<u64>;
+    /// Every integration's pending work and unreplayed dead letters, ordered
+    /// by id; integrations with nothing waiting are listed with zeros. Reads
+    /// partial indexes, so its cost follows the waiting work, not the table.
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>>;
 
     async fn dead_letters(&self, integration_id: Option<&str>) -> Result<Vec<DeadLetter>>;
     /// Puts a dead letter's (integration, user) back in the outbox, due now;

@@ -26,7 +26,8 @@ use tokio_postgres::{NoTls, Row, Transaction};
 
 use super::{
     AuditRow, Claim, Completion, DeadLetter, DeliveryFilter, DeliveryStatus, IngestOutcome,
-    IngestPlan, IntegrationRecord, OutboxEntry, Result, Store, StoredEvent, UserRecord,
+    IngestPlan, IntegrationRecord, OutboxEntry, QUEUE_STATS, QueueStats, Result, Store,
+    StoredEvent, UserRecord,
 };
 use prefsync_consent::UserState;
 
@@ -177,6 +178,17 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE plugin_versions RENAME TO connector_versions;
     ALTER TABLE plugin_switches RENAME TO connector_switches;
     ALTER INDEX plugin_switches_by_type RENAME TO connector_switches_by_type;
+    "#,
+    // 4: what on-call watches, cheap to read: when each row's oldest waiting
+    // change arrived, and partial indexes over just the waiting rows and the
+    // unreplayed dead letters.
+    r#"
+    ALTER TABLE outbox ADD COLUMN pending_since_ms BIGINT NOT NULL DEFAULT 0;
+    UPDATE outbox SET pending_since_ms = updated_at_ms;
+    CREATE INDEX outbox_pending ON outbox (integration_id, pending_since_ms)
+        WHERE wanted_version > acked_version;
+    CREATE INDEX dead_letters_unreplayed ON dead_letters (integration_id)
+        WHERE replayed_at_ms IS NULL;
     "#,
 ];
 
@@ -427,11 +439,14 @@ async fn enqueue(
 ) -> Result<()> {
     tx.execute(
         "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
-             acked_version, attempts, next_attempt_at_ms, updated_at_ms, origin)
-         VALUES ($1, $2, $3, 0, 0, $4, $4, $5)
+             acked_version, attempts, next_attempt_at_ms, updated_at_ms, origin,
+             pending_since_ms)
+         VALUES ($1, $2, $3, 0, 0, $4, $4, $5, $4)
          ON CONFLICT (integration_id, organization_user_id) DO UPDATE SET
              wanted_version = excluded.wanted_version,
              origin = excluded.origin,
+             pending_since_ms = CASE WHEN outbox.acked_version >= outbox.wanted_version
+                 THEN excluded.pending_since_ms ELSE outbox.pending_since_ms END,
              attempts = CASE WHEN outbox.acked_version >= outbox.wanted_version
                  THEN 0 ELSE outbox.attempts END,
              last_error = CASE WHEN outbox.acked_version >= outbox.wanted_version
@@ -497,9 +512,11 @@ async fn replay(tx: &Transaction<'_>, id: i64, now_ms: i64) -> Result<bool> {
     }
     tx.execute(
         "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
-             acked_version, attempts, next_attempt_at_ms, updated_at_ms)
-         VALUES ($1, $2, $3, $4, 0, $5, $5)
+             acked_version, attempts, next_attempt_at_ms, updated_at_ms, pending_since_ms)
+         VALUES ($1, $2, $3, $4, 0, $5, $5, $5)
          ON CONFLICT (integration_id, organization_user_id) DO UPDATE SET
+             pending_since_ms = CASE WHEN outbox.acked_version >= outbox.wanted_version
+                 THEN excluded.pending_since_ms ELSE outbox.pending_since_ms END,
              wanted_version = GREATEST(outbox.wanted_version, excluded.wanted_version),
              acked_version = LEAST(outbox.acked_version, excluded.acked_version),
              attempts = 0,
@@ -828,7 +845,7 @@ impl Store for PostgresStore {
                         "UPDATE outbox SET acked_version = GREATEST(acked_version, $5),
                              attempts = 0, last_error = NULL, lease_owner = NULL,
                              lease_until_ms = NULL, next_attempt_at_ms = $6,
-                             updated_at_ms = $6 {HELD}"
+                             updated_at_ms = $6, pending_since_ms = $6 {HELD}"
                     ),
                     &[key[0], key[1], key[2], key[3], &version, &now_ms],
                 )
@@ -863,7 +880,7 @@ impl Store for PostgresStore {
                             "UPDATE outbox SET acked_version = GREATEST(acked_version, $5),
                                  attempts = 0, last_error = $6, lease_owner = NULL,
                                  lease_until_ms = NULL, next_attempt_at_ms = $7,
-                                 updated_at_ms = $7 {HELD}"
+                                 updated_at_ms = $7, pending_since_ms = $7 {HELD}"
                         ),
                         &[key[0], key[1], key[2], key[3], &version, error, &now_ms],
                     )
@@ -977,6 +994,23 @@ impl Store for PostgresStore {
             .await?
             .try_get(0)?;
         Ok(uint(count))
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
+        let client = self.client().await?;
+        client
+            .query(QUEUE_STATS, &[])
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(QueueStats {
+                    integration_id: row.try_get(0)?,
+                    pending: uint(row.try_get(1)?),
+                    oldest_pending_since_ms: row.try_get(2)?,
+                    dead_letters: uint(row.try_get(3)?),
+                })
+            })
+            .collect()
     }
 
     async fn dead_letters(&self, integration_id: Option<&str>) -> Result<Vec<DeadLetter>> {

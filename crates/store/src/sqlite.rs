@@ -51,7 +51,8 @@ use serde::de::DeserializeOwned;
 
 use super::{
     AuditRow, Claim, Completion, DeadLetter, DeliveryFilter, DeliveryStatus, IngestOutcome,
-    IngestPlan, IntegrationRecord, OutboxEntry, Result, Store, StoredEvent, UserRecord,
+    IngestPlan, IntegrationRecord, OutboxEntry, QUEUE_STATS, QueueStats, Result, Store,
+    StoredEvent, UserRecord,
 };
 use prefsync_consent::UserState;
 
@@ -210,6 +211,17 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE plugin_switches RENAME TO connector_switches;
     DROP INDEX plugin_switches_by_type;
     CREATE INDEX connector_switches_by_type ON connector_switches (type_id, id);
+    "#,
+    // 6: what on-call watches, cheap to read: when each row's oldest waiting
+    // change arrived, and partial indexes over just the waiting rows and the
+    // unreplayed dead letters.
+    r#"
+    ALTER TABLE outbox ADD COLUMN pending_since_ms INTEGER NOT NULL DEFAULT 0;
+    UPDATE outbox SET pending_since_ms = updated_at_ms;
+    CREATE INDEX outbox_pending ON outbox (integration_id, pending_since_ms)
+        WHERE wanted_version > acked_version;
+    CREATE INDEX dead_letters_unreplayed ON dead_letters (integration_id)
+        WHERE replayed_at_ms IS NULL;
     "#,
 ];
 
@@ -525,11 +537,14 @@ fn enqueue(
     // In SET, every column reference reads the row as it was before the update.
     tx.prepare_cached(
         "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
-             acked_version, attempts, next_attempt_at_ms, updated_at_ms, origin)
-         VALUES (?1, ?2, ?3, 0, 0, ?4, ?4, ?5)
+             acked_version, attempts, next_attempt_at_ms, updated_at_ms, origin,
+             pending_since_ms)
+         VALUES (?1, ?2, ?3, 0, 0, ?4, ?4, ?5, ?4)
          ON CONFLICT (integration_id, organization_user_id) DO UPDATE SET
              wanted_version = excluded.wanted_version,
              origin = excluded.origin,
+             pending_since_ms = CASE WHEN acked_version >= wanted_version
+                 THEN excluded.pending_since_ms ELSE pending_since_ms END,
              attempts = CASE WHEN acked_version >= wanted_version THEN 0 ELSE attempts END,
              last_error = CASE WHEN acked_version >= wanted_version THEN NULL ELSE last_error END,
              next_attempt_at_ms = CASE WHEN acked_version >= wanted_version
@@ -603,9 +618,11 @@ fn replay(tx: &Transaction<'_>, id: i64, now_ms: i64) -> Result<bool> {
     // the integration was deleted and created again: then it is recreated.
     tx.prepare_cached(
         "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
-             acked_version, attempts, next_attempt_at_ms, updated_at_ms)
-         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)
+             acked_version, attempts, next_attempt_at_ms, updated_at_ms, pending_since_ms)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?5)
          ON CONFLICT (integration_id, organization_user_id) DO UPDATE SET
+             pending_since_ms = CASE WHEN acked_version >= wanted_version
+                 THEN excluded.pending_since_ms ELSE pending_since_ms END,
              wanted_version = MAX(wanted_version, excluded.wanted_version),
              acked_version = MIN(acked_version, excluded.acked_version),
              attempts = 0,
@@ -936,7 +953,8 @@ impl Store for SqliteStore {
                     .prepare_cached(&format!(
                         "UPDATE outbox SET acked_version = MAX(acked_version, ?5), attempts = 0,
                              last_error = NULL, lease_owner = NULL, lease_until_ms = NULL,
-                             next_attempt_at_ms = ?6, updated_at_ms = ?6 {HELD}"
+                             next_attempt_at_ms = ?6, updated_at_ms = ?6,
+                             pending_since_ms = ?6 {HELD}"
                     ))?
                     .execute(params![integration_id, user, owner, until, version, now_ms])?,
                 Completion::Retry {
@@ -963,7 +981,7 @@ impl Store for SqliteStore {
                             "UPDATE outbox SET acked_version = MAX(acked_version, ?5),
                                  attempts = 0, last_error = ?6, lease_owner = NULL,
                                  lease_until_ms = NULL, next_attempt_at_ms = ?7,
-                                 updated_at_ms = ?7 {HELD}"
+                                 updated_at_ms = ?7, pending_since_ms = ?7 {HELD}"
                         ))?
                         .execute(params![
                             integration_id,
@@ -1086,6 +1104,22 @@ impl Store for SqliteStore {
                 "SELECT COUNT(*) FROM outbox WHERE wanted_version > acked_version",
             )?;
             Ok(stmt.query_row([], |row| u64_column(row, 0))?)
+        })
+        .await
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>> {
+        self.transaction("queue_stats", false, move |tx| {
+            let mut stmt = tx.prepare_cached(QUEUE_STATS)?;
+            let rows = stmt.query_map([], |row| {
+                Ok(QueueStats {
+                    integration_id: row.get(0)?,
+                    pending: u64_column(row, 1)?,
+                    oldest_pending_since_ms: row.get(2)?,
+                    dead_letters: u64_column(row, 3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }

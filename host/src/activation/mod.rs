@@ -79,6 +79,7 @@ pub struct Activations {
     http: HostHttp,
     /// Runs started in the background (API, scheduler), awaited at stop.
     background: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Activations {
@@ -98,7 +99,14 @@ impl Activations {
             access: SourceAccess::from_config(config),
             http: HostHttp::new(config.egress.clone(), WEBHOOK_TIMEOUT)?,
             background: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
+            metrics: crate::metrics::Metrics::default(),
         })
+    }
+
+    /// Counts runs in `metrics` (a server's registry).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Executes a begun run in the background; [`Activations::finish_background`]
@@ -315,6 +323,18 @@ impl Activations {
                 next,
             )
             .await?;
+        self.metrics.activation_run(
+            &config.id,
+            status,
+            std::time::Duration::from_millis(summary.duration_ms),
+            crate::metrics::RunRows {
+                inserted: summary.inserted,
+                updated: summary.updated,
+                unchanged: summary.unchanged,
+                failed: summary.failed,
+                skipped: summary.skipped,
+            },
+        );
         tracing::info!(
             activation = %config.id,
             run = begun.run_id,

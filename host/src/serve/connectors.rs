@@ -136,6 +136,7 @@ pub struct ConnectorManager {
     changes: tokio::sync::Mutex<()>,
     /// The newest switch in the store this host has followed.
     followed_switch: std::sync::atomic::AtomicI64,
+    metrics: crate::metrics::Metrics,
 }
 
 impl ConnectorManager {
@@ -146,7 +147,14 @@ impl ConnectorManager {
             registry,
             changes: tokio::sync::Mutex::new(()),
             followed_switch: std::sync::atomic::AtomicI64::new(0),
+            metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// Counts this manager's switches in `metrics` (a server's registry).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -587,7 +595,11 @@ impl ConnectorManager {
             to_hash: to.content_hash.clone(),
             detail: detail.to_string(),
         };
-        self.store.record_connector_switch(&switch, &statuses).await
+        self.store
+            .record_connector_switch(&switch, &statuses)
+            .await?;
+        self.metrics.connector_switch(type_id, action);
+        Ok(())
     }
 
     /// Until `stop`: judges canaries and follows the store's versions every

@@ -10,7 +10,6 @@ mod auth;
 pub mod canary;
 pub mod connectors;
 mod dispatch;
-pub mod metrics;
 pub mod registry;
 mod request_log;
 
@@ -25,6 +24,7 @@ use axum::routing::get;
 use serde::Serialize;
 
 use crate::config::HostConfig;
+use crate::metrics::{Metrics, VersionInService};
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::store::{PostgresStore, SqliteStore, Store};
 
@@ -39,7 +39,7 @@ pub struct App {
     /// fixed set of destinations (the pipeline benchmark).
     pub manager: Option<Arc<ConnectorManager>>,
     pub config: Arc<HostConfig>,
-    pub metrics: metrics::Metrics,
+    pub metrics: Metrics,
     /// Activations: their runs and scheduler.
     pub activations: Arc<crate::activation::Activations>,
     /// Woken when new work is committed, so the dispatcher need not wait for its poll.
@@ -88,14 +88,14 @@ impl Server {
     pub async fn start(config: HostConfig, connectors: Connectors) -> Result<Server> {
         let store = open_store(&config).await?;
         clamp_future_stamps(store.as_ref(), &config).await?;
+        let metrics = Metrics::new();
         let (connectors, manager) = match connectors {
             Connectors::Managed(runtime) => {
                 let registry = Arc::new(Registry::default());
-                let manager = Arc::new(ConnectorManager::new(
-                    runtime,
-                    store.clone(),
-                    registry.clone(),
-                ));
+                let manager = Arc::new(
+                    ConnectorManager::new(runtime, store.clone(), registry.clone())
+                        .with_metrics(metrics.clone()),
+                );
                 manager.bootstrap(&config.connectors.dir).await?;
                 tracing::info!(connectors = ?registry.type_ids(), dir = %config.connectors.dir.display(), "connectors loaded");
                 (registry, Some(manager))
@@ -112,12 +112,15 @@ impl Server {
                 format!("prefsync-{}-{}", std::process::id(), crate::random_hex(3))
             });
         let lookup = connectors.clone();
-        let activations = Arc::new(crate::activation::Activations::new(
-            store.clone(),
-            Arc::new(move |type_id: &str| lookup.get(type_id)),
-            owner.clone(),
-            &config,
-        )?);
+        let activations = Arc::new(
+            crate::activation::Activations::new(
+                store.clone(),
+                Arc::new(move |type_id: &str| lookup.get(type_id)),
+                owner.clone(),
+                &config,
+            )?
+            .with_metrics(metrics.clone()),
+        );
         let app = Arc::new(App {
             store,
             activations,
@@ -126,7 +129,7 @@ impl Server {
             ingest_token: config.server.ingest_token.clone(),
             config: Arc::new(config),
             work: tokio::sync::Notify::new(),
-            metrics: metrics::Metrics::default(),
+            metrics,
             admin_token,
         });
         load_config_dirs(&app).await?;
@@ -466,22 +469,56 @@ pub(crate) async fn ready(State(app): State<Arc<App>>) -> (StatusCode, axum::Jso
     operation_id = "prometheus",
     tag = "health",
     responses(
-        (status = 200, description = "The Prometheus text exposition format.", content_type = "text/plain", body = String),
+        (status = 200, description = "The Prometheus text exposition format (0.0.4).", content_type = "text/plain", body = String),
         (status = 500, description = "The store failed.", body = api::error::ErrorBody),
     )
 )]
 pub(crate) async fn prometheus(
     State(app): State<Arc<App>>,
-) -> Result<String, api::error::ApiError> {
-    let depth = app.store.queue_depth().await?;
-    let dead = app
-        .store
-        .dead_letters(None)
-        .await?
-        .iter()
-        .filter(|d| d.replayed_at_ms.is_none())
-        .count() as u64;
-    Ok(app.metrics.render(depth, dead) + &metrics::render_connectors(&app.connectors))
+) -> Result<impl axum::response::IntoResponse, api::error::ApiError> {
+    let queues = app.store.queue_stats().await?;
+    let text = app
+        .metrics
+        .render(
+            &queues,
+            &versions_in_service(&app.connectors),
+            crate::now_ms(),
+        )
+        .await;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        text,
+    ))
+}
+
+/// The connector versions in service, by role, for `prefsync_connector_info`.
+fn versions_in_service(registry: &Registry) -> Vec<VersionInService> {
+    let mut versions = Vec::new();
+    for type_id in registry.type_ids() {
+        let Some(view) = registry.view(&type_id) else {
+            continue;
+        };
+        let canary = view.canary.as_ref().map(|run| run.candidate.clone());
+        for (role, destination) in [
+            ("active", Some(view.active.clone())),
+            ("standby", view.standby.clone()),
+            ("canary", canary),
+        ] {
+            if let Some(destination) = destination {
+                let info = destination.info();
+                versions.push(VersionInService {
+                    connector: type_id.clone(),
+                    role,
+                    version: info.version.clone(),
+                    hash: info.content_hash.clone(),
+                });
+            }
+        }
+    }
+    versions
 }
 
 async fn shutdown_signal() {

@@ -173,6 +173,27 @@ impl http::Host for CallState {
     }
 }
 
+/// The tracing target of connectors' own log lines. The JSON log format
+/// writes their `fields` (a JSON object's text here) as a real object.
+pub const GUEST_LOG_TARGET: &str = "prefsync_runtime::guest";
+
+/// A connector's log fields as a JSON object's text, `record_key` left out
+/// (it is the line's `record`). Keys and values are redacted, then escaped
+/// so that the text holds no control character or line separator, raw or
+/// decoded: it cannot forge a line in either log format.
+fn fields_json(redactor: &prefsync_base::secrets::Redactor, fields: &[(String, String)]) -> String {
+    let object: serde_json::Map<String, serde_json::Value> = fields
+        .iter()
+        .filter(|(k, _)| k != "record_key")
+        .map(|(k, v)| {
+            let safe =
+                |text: &str| prefsync_base::log_safe::escaped(&redactor.redact(text)).into_owned();
+            (safe(k), serde_json::Value::String(safe(v)))
+        })
+        .collect();
+    serde_json::Value::Object(object).to_string()
+}
+
 impl log::Host for CallState {
     async fn log(
         &mut self,
@@ -184,24 +205,25 @@ impl log::Host for CallState {
         let redactor = integration.redactor();
         let message = redactor.redact(&message);
         let record = redactor.redact(self.record_for(&fields)).into_owned();
-        let rendered: Vec<String> = fields
-            .iter()
-            .filter(|(k, _)| k != "record_key")
-            .map(|(k, v)| format!("{}={}", redactor.redact(k), redactor.redact(v)))
-            .collect();
-        let rendered = rendered.join(" ");
         if self.stats.log.len() < MAX_KEPT_LOG_LINES {
+            let rendered: Vec<String> = fields
+                .iter()
+                .filter(|(k, _)| k != "record_key")
+                .map(|(k, v)| format!("{}={}", redactor.redact(k), redactor.redact(v)))
+                .collect();
             self.stats.log.push(GuestLogLine {
                 level,
                 message: message.clone().into_owned(),
-                fields: rendered.clone(),
+                fields: rendered.join(" "),
             });
         } else {
             self.stats.log_lines_dropped += 1;
         }
+        let fields = fields_json(&redactor, &fields);
         macro_rules! emit {
             ($level:expr) => {
                 tracing::event!(
+                    target: GUEST_LOG_TARGET,
                     $level,
                     connector = %self.tags.connector,
                     connector_version = %self.tags.connector_version,
@@ -209,7 +231,7 @@ impl log::Host for CallState {
                     // Guest text carries record keys (user ids): escaped, so
                     // it cannot forge a log line.
                     record = %prefsync_base::log_safe::escaped(&record),
-                    fields = %prefsync_base::log_safe::escaped(&rendered),
+                    fields = %fields,
                     "{}",
                     prefsync_base::log_safe::escaped(&message)
                 )
@@ -247,5 +269,34 @@ impl cache::Host for CallState {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_fields_become_a_json_object_redacted_and_escaped() {
+        let redactor = prefsync_base::secrets::Redactor::from_config(
+            &serde_json::json!({"authentication": {"api_key": "k3y-Secret-123"}}),
+            &serde_json::Value::Null,
+        );
+        let fields = [
+            ("status".to_string(), "429".to_string()),
+            ("record_key".to_string(), "ann".to_string()),
+            ("auth".to_string(), "Bearer k3y-Secret-123".to_string()),
+            ("body".to_string(), "a\nINFO forged\u{2028}".to_string()),
+        ];
+        let text = fields_json(&redactor, &fields);
+        assert!(!text.contains("k3y-Secret-123"), "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() || c == '\u{2028}'),
+            "{text}"
+        );
+        let object: serde_json::Value = serde_json::from_str(&text).expect("a JSON object");
+        assert_eq!(object["status"], "429");
+        assert!(object.get("record_key").is_none(), "{object}");
+        assert_eq!(object["body"], "a\\nINFO forged\\u{2028}");
     }
 }

@@ -30,7 +30,7 @@ pub use bindings::{
     Receipt, RecordMetadata, RowFailure, RowOutcome, SyncBatch, SyncMode, SyncRow,
     ValidationProblem, Value,
 };
-pub use call::{CallStats, GuestLogLine};
+pub use call::{CallStats, GUEST_LOG_TARGET, GuestLogLine};
 pub use connector::{CallReport, Connector, ConnectorInfo, Delivery};
 pub use destination::Destination;
 pub use destination::testing;

@@ -168,7 +168,7 @@ impl PgConnectionString {
         let mut config: tokio_postgres::Config =
             rest.parse().map_err(|e: tokio_postgres::Error| {
                 TlsSetupError(format!(
-                    "it is not a PostgreSQL connection string ({})",
+                    "it is not a PostgreSQL connection string this host reads ({})",
                     error_chain(&e)
                 ))
             })?;

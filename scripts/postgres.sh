@@ -74,6 +74,14 @@ case "$command" in
         exit 1
       fi
     fi
+    if ! command -v openssl >/dev/null; then
+      if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >&2
+      else
+        echo "openssl is not installed; install it to make the test server's TLS certificate" >&2
+        exit 1
+      fi
+    fi
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     if [[ $(id -u) -eq 0 ]]; then chown postgres "$dir"; fi

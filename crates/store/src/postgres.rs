@@ -1464,6 +1464,19 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn without_sslrootcert_verify_full_checks_against_the_system_s_roots() {
+            test_ca().await;
+            let url = url("localhost", "postgres", "sslmode=verify-full").await;
+            let error = refused(&url).await;
+            assert!(
+                error.contains(
+                    "TLS: the server's certificate is not signed by a trusted root (the system's roots; sslmode=verify-full): check sslrootcert"
+                ),
+                "{error}"
+            );
+        }
+
+        #[tokio::test]
         async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
             let ca = test_ca().await;
             let url_for = |mode: &str| {

@@ -1357,11 +1357,13 @@ mod tests {
             format!("{url}?{pin}{params}")
         }
 
+        /// Percent-encoded: in a connection string `+` is no space.
         fn rootcert(path: &Path) -> String {
             format!(
                 "sslrootcert={}",
                 url::form_urlencoded::byte_serialize(path.display().to_string().as_bytes())
                     .collect::<String>()
+                    .replace('+', "%20")
             )
         }
 

@@ -2,20 +2,21 @@
 //! (the store and activation sources): libpq's `sslmode` and `sslrootcert`
 //! read from the connection string, and the rustls connector they call for.
 //!
-//! | `sslmode`     | TLS                          | certificate checked                       |
-//! |---------------|------------------------------|-------------------------------------------|
-//! | `disable`     | never                        | —                                         |
-//! | `prefer` (default) | when the server offers it, else plain text | no (chain only if `sslrootcert` is given) |
-//! | `require`     | always                       | no (chain only if `sslrootcert` is given, as libpq) |
-//! | `verify-ca`   | always                       | chain up to the root certificate          |
-//! | `verify-full` | always                       | chain, and the host name                  |
+//! | `sslmode`          | TLS                              | the certificate checked        |
+//! |--------------------|----------------------------------|--------------------------------|
+//! | `disable`          | never                            | —                              |
+//! | `prefer` (default) | if the server offers it          | no; the chain with sslrootcert |
+//! | `require`          | always                           | no; the chain with sslrootcert |
+//! | `verify-ca`        | always                           | the chain up to the roots      |
+//! | `verify-full`      | always                           | the chain and the host name    |
 //!
 //! `sslrootcert` names a PEM file of root certificates; `sslrootcert=system`
 //! (verify-full only, as libpq), or none with `verify-*`, checks against the
-//! system's roots. tokio-postgres
-//! parses only `disable`/`prefer`/`require` itself, so both parameters are
-//! taken out of the string here (URL form `postgres://…?sslmode=…` and
-//! `key=value` form) before tokio-postgres parses the rest.
+//! system's roots. tokio-postgres parses only `disable`/`prefer`/`require`
+//! itself, so both parameters are taken out of the string here (URL form
+//! `postgres://…?sslmode=…` and `key=value` form) before tokio-postgres
+//! parses the rest. Unlike libpq, `prefer` does not fall back to plain text
+//! when a TLS handshake fails, only when the server offers no TLS.
 //!
 //! One rustls crypto provider: aws-lc-rs, the one reqwest already brings.
 //! No channel binding is offered (SCRAM still authenticates the password).
@@ -271,7 +272,9 @@ fn strip_url_params(url: &str) -> (String, Vec<(String, String)>) {
     let mut kept = Vec::new();
     let mut taken = Vec::new();
     for pair in query.split('&') {
-        let decoded = url::form_urlencoded::parse(pair.as_bytes()).next();
+        // Percent-decoding only, as tokio-postgres: `+` is no space here.
+        let plus_kept = pair.replace('+', "%2B");
+        let decoded = url::form_urlencoded::parse(plus_kept.as_bytes()).next();
         match decoded {
             Some((key, value)) if key == "sslmode" || key == "sslrootcert" => {
                 taken.push((key.into_owned(), value.into_owned()))
@@ -697,13 +700,13 @@ mod tests {
     #[test]
     fn url_parameters_are_taken_out_and_the_rest_kept() {
         let parsed = PgConnectionString::parse(
-            "postgres://u:pw@db.internal:5433/app?application_name=x&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
+            "postgres://u:pw@db.internal:5433/app?application_name=x&sslmode=verify-full&sslrootcert=%2Fetc%2Fc+a.pem",
         )
         .unwrap();
         assert_eq!(parsed.ssl_mode, SslMode::VerifyFull);
         assert_eq!(
             parsed.root_cert,
-            Some(RootCert::File(PathBuf::from("/etc/ca.pem")))
+            Some(RootCert::File(PathBuf::from("/etc/c+a.pem")))
         );
         assert_eq!(
             parsed.config.get_ssl_mode(),

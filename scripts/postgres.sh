@@ -6,6 +6,12 @@
 # missing (root only; otherwise it says what to install). The server runs
 # with fsync off, as tests need no durability across a power loss;
 # PREFSYNC_PG_FSYNC=on keeps it on (benchmarks).
+#
+# TLS is on (plain connections are still accepted): DIR/ca.crt is a test CA
+# that signed the server's certificate, which names `localhost` only (not
+# 127.0.0.1), for the sslmode tests; they find DIR through `SHOW
+# ssl_cert_file`. The role `prefsync_tls_only` (created by those tests) may
+# only connect over TLS.
 set -euo pipefail
 
 command=${1:-}
@@ -33,6 +39,27 @@ as_owner() {
   fi
 }
 
+# A test CA and a server certificate for `localhost` signed by it, in DIR,
+# owned by the server's user (it refuses a key file others can read).
+make_certs() {
+  local d=$1
+  # (`&&`: errexit does not apply inside a subshell followed by `||`.)
+  (
+    cd "$d" && umask 077 &&
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+        -subj "/CN=prefsync test CA" -keyout ca.key -out ca.crt \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=localhost" -keyout server.key -out server.csr &&
+      printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >server.ext &&
+      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile server.ext -out server.crt &&
+      chmod 644 ca.crt server.crt &&
+      rm -f server.csr server.ext ca.key ca.srl
+  ) >"$d/certs.log" 2>&1 || { cat "$d/certs.log" >&2; exit 1; }
+  if [[ $(id -u) -eq 0 ]]; then chown postgres "$d/server.key" "$d/server.crt"; fi
+}
+
 case "$command" in
   start)
     find_bin
@@ -47,14 +74,27 @@ case "$command" in
         exit 1
       fi
     fi
+    if ! command -v openssl >/dev/null; then
+      if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >&2
+      else
+        echo "openssl is not installed; install it to make the test server's TLS certificate" >&2
+        exit 1
+      fi
+    fi
     mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
     if [[ $(id -u) -eq 0 ]]; then chown postgres "$dir"; fi
     as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
+    make_certs "$dir"
+    # First match wins: this role over plain TCP is rejected.
+    { echo "hostnossl all prefsync_tls_only all reject"; cat "$dir/data/pg_hba.conf"; } >"$dir/pg_hba.new"
+    cat "$dir/pg_hba.new" >"$dir/data/pg_hba.conf" && rm -f "$dir/pg_hba.new"
     # A free port: let the kernel pick one, then hand it to the server.
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-h 127.0.0.1 -p $port -k $dir -c fsync=${PREFSYNC_PG_FSYNC:-off} -c max_connections=300" start >&2 \
+      -o "-h 127.0.0.1 -p $port -k $dir -c fsync=${PREFSYNC_PG_FSYNC:-off} -c max_connections=300 -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" start >&2 \
       || { cat "$dir/server.log" >&2; exit 1; }
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;

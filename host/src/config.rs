@@ -137,8 +137,11 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// A PostgreSQL connection string (`postgres://user:password@host/db`,
     /// or `PREFSYNC_STORAGE_URL`): the store several hosts share. Unset: SQLite
-    /// in `data_dir`.
+    /// in `data_dir`. TLS as libpq: `?sslmode=verify-full&sslrootcert=/path/ca.pem`
+    /// (`sslmode` disable, prefer (the default), require, verify-ca or verify-full).
     pub url: Option<String>,
+    /// Most connections to PostgreSQL this host keeps open (with `url` only).
+    pub pool_size: usize,
 }
 
 impl Default for StorageConfig {
@@ -146,6 +149,7 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("data"),
             url: None,
+            pool_size: crate::store::postgres::DEFAULT_POOL_SIZE,
         }
     }
 }
@@ -285,9 +289,10 @@ const DAY_MS: u64 = 24 * HOUR_MS;
 /// wide enough for any real deployment, narrow enough that no value
 /// overflows the arithmetic it feeds. `retry.*` has its own checks
 /// ([`RetryPolicy::check`]).
-pub const NUMERIC_RANGES: [(&str, u64, u64); 18] = [
+pub const NUMERIC_RANGES: [(&str, u64, u64); 19] = [
     ("server.max_body_bytes", 1, GIB),
     ("server.shutdown_grace_ms", 0, HOUR_MS),
+    ("storage.pool_size", 1, 1_000),
     ("connectors.watch_interval_ms", 10, DAY_MS),
     ("connectors.max_upload_bytes", 1, 4 * GIB),
     ("activations.poll_ms", 10, DAY_MS),
@@ -384,6 +389,7 @@ impl HostConfig {
         let values: [u64; NUMERIC_RANGES.len()] = [
             wide(self.server.max_body_bytes),
             self.server.shutdown_grace_ms,
+            wide(self.storage.pool_size),
             self.connectors.watch_interval_ms,
             wide(self.connectors.max_upload_bytes),
             self.activations.poll_ms,
@@ -433,6 +439,17 @@ impl HostConfig {
                 crate::store::postgres::redacted_url(url)
             ));
         }
+        if let Some(url) = &self.storage.url {
+            // sslmode, sslrootcert (read here) and the rest, as the store will.
+            crate::store::postgres_tls::PgConnectionString::parse(url)
+                .and_then(|parsed| parsed.connector().map(drop))
+                .map_err(|why| {
+                    format!(
+                        "storage.url {}: {why}",
+                        crate::store::postgres::redacted_url(url)
+                    )
+                })?;
+        }
         for (name, token) in [
             ("server.admin_token", &self.server.admin_token),
             ("server.ingest_token", &self.server.ingest_token),
@@ -457,6 +474,36 @@ mod tests {
         assert_eq!(
             config.storage.sqlite_path(),
             PathBuf::from("data/prefsync.db")
+        );
+    }
+
+    #[test]
+    fn the_store_s_pool_size_and_tls_settings_are_checked() {
+        let config = |text: &str| HostConfig::parse(text, "prefsync.toml").unwrap();
+        assert_eq!(HostConfig::default().storage.pool_size, 16);
+        let sized = config("[storage]\npool_size = 4\nurl = \"postgres://db/p?sslmode=require\"");
+        assert_eq!(sized.storage.pool_size, 4);
+        sized.check().unwrap();
+        assert_eq!(
+            config("[storage]\npool_size = 0").check().unwrap_err(),
+            "storage.pool_size must be from 1 to 1000, not 0"
+        );
+        let error = config("[storage]\nurl = \"postgres://u:s3cret-pw@db/p?sslmode=verify_full\"")
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            error,
+            "storage.url postgres://u:%5BREDACTED%5D@db/p?sslmode=verify_full: sslmode `verify_full` is not one of disable, prefer, require, verify-ca, verify-full"
+        );
+        let error = config(
+            "[storage]\nurl = \"postgres://u:s3cret-pw@db/p?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem\"",
+        )
+        .check()
+        .unwrap_err();
+        assert!(
+            error.contains(": sslrootcert /nonexistent/ca.pem: cannot read it")
+                && !error.contains("s3cret-pw"),
+            "{error}"
         );
     }
 

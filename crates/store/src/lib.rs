@@ -19,6 +19,7 @@ pub mod activations;
 mod conformance;
 pub mod connectors;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod private_files;
 pub mod sqlite;
 

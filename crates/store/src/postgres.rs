@@ -14,7 +14,8 @@
 //! - Every method is one transaction on a pooled connection.
 //!
 //! The connection string may carry a password: it is never logged or put in
-//! an error ([`redacted_url`]).
+//! an error ([`redacted_url`]). Its `sslmode` and `sslrootcert` say how TLS
+//! is used and checked ([`crate::postgres_tls`]).
 
 mod activations;
 mod connectors;
@@ -22,13 +23,14 @@ mod connectors;
 use anyhow::{Context as _, anyhow, bail};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::{NoTls, Row, Transaction};
+use tokio_postgres::{Row, Transaction};
 
 use super::{
     AuditRow, Claim, Completion, DeadLetter, DeliveryFilter, DeliveryStatus, IngestOutcome,
     IngestPlan, IntegrationRecord, OutboxEntry, QUEUE_STATS, QueueStats, Result, Store,
     StoredEvent, UserRecord,
 };
+use crate::postgres_tls::{PgConnectionString, error_chain};
 use prefsync_consent::UserState;
 
 /// Schema migrations, in order. Never edit a released one: add another.
@@ -198,8 +200,9 @@ const MIGRATION_LOCK: i64 = 0x7072_6566_7379_6e63;
 /// `deliveries` answers this many rows when the filter's limit is 0.
 const DEFAULT_DELIVERIES_LIMIT: i64 = 100;
 
-/// Connections a host keeps open.
-const POOL_SIZE: usize = 16;
+/// Connections a host keeps open, unless told otherwise
+/// ([`PostgresStore::connect_pooled`]).
+pub const DEFAULT_POOL_SIZE: usize = 16;
 
 /// The PostgreSQL [`Store`]. Cheap to clone: clones share the pool.
 #[derive(Clone)]
@@ -224,22 +227,30 @@ pub fn redacted_url(url: &str) -> String {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://user:password@host:port/database`) and
-    /// brings the schema up to date.
+    /// Connects to `url` (`postgres://user:password@host:port/database`,
+    /// with `?sslmode=…&sslrootcert=…` for TLS) with a pool of
+    /// [`DEFAULT_POOL_SIZE`] connections, and brings the schema up to date.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_pooled(url, DEFAULT_POOL_SIZE).await
+    }
+
+    /// [`Self::connect`], keeping at most `pool_size` connections open.
+    pub async fn connect_pooled(url: &str, pool_size: usize) -> anyhow::Result<Self> {
         let shown = redacted_url(url);
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            anyhow!("storage.url {shown} is not a PostgreSQL connection string: {e}")
-        })?;
+        let parsed =
+            PgConnectionString::parse(url).map_err(|e| anyhow!("storage.url {shown}: {e}"))?;
+        let tls = parsed
+            .connector()
+            .map_err(|e| anyhow!("storage.url {shown}: {e}"))?;
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            parsed.config,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(pool_size.max(1))
             .build()
             .map_err(|e| anyhow!("building the connection pool for {shown}: {e}"))?;
         let store = PostgresStore { pool };
@@ -282,10 +293,14 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| anyhow!("postgres store: no connection: {e}"))
+        self.pool.get().await.map_err(|e| match e {
+            // tokio-postgres' own text leaves out the cause (the TLS
+            // check that failed, the refused connection).
+            deadpool_postgres::PoolError::Backend(e) => {
+                anyhow!("postgres store: no connection: {}", error_chain(&e))
+            }
+            e => anyhow!("postgres store: no connection: {e}"),
+        })
     }
 }
 
@@ -1112,6 +1127,7 @@ async fn save_user(tx: &Transaction<'_>, state: &UserState, updated_at_ms: i64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_postgres::NoTls;
 
     /// The server the tests use: `PREFSYNC_TEST_POSTGRES`, which
     /// `./scripts/test.sh` sets after starting a throwaway one.
@@ -1317,5 +1333,274 @@ mod tests {
             redacted_url("postgresql://db.internal/prefsync?user=u&PASSWORD=x&sslmode=disable")
                 .ends_with("?user=u&PASSWORD=[REDACTED]&sslmode=disable")
         );
+    }
+
+    /// TLS against the test server, which `scripts/postgres.sh` starts with
+    /// TLS on and a certificate for `localhost` only, signed by `DIR/ca.crt`.
+    mod tls {
+        use super::*;
+        use std::path::{Path, PathBuf};
+
+        const PASSWORD: &str = "s3cret-pw";
+
+        /// The test CA's file. A server without TLS fails the test: these
+        /// tests never pass without having tried.
+        async fn test_ca() -> PathBuf {
+            let (client, connection) = tokio_postgres::connect(&server_url(), NoTls)
+                .await
+                .expect("connecting to the test server");
+            tokio::spawn(connection);
+            let show = |name: &'static str| {
+                let client = &client;
+                async move {
+                    let row = client
+                        .query_one(&format!("SHOW {name}"), &[])
+                        .await
+                        .expect("SHOW");
+                    row.get::<_, String>(0)
+                }
+            };
+            assert_eq!(
+                show("ssl").await,
+                "on",
+                "the test server has no TLS: start it with scripts/postgres.sh, which turns TLS on"
+            );
+            let cert = PathBuf::from(show("ssl_cert_file").await);
+            let ca = cert.parent().expect("a directory").join("ca.crt");
+            assert!(
+                ca.is_file(),
+                "{} is missing: the test server was not started by scripts/postgres.sh",
+                ca.display()
+            );
+            ca
+        }
+
+        /// A fresh database's URL for `user` (with a password the server
+        /// ignores, to see that no error shows it), reached at `host` (over
+        /// 127.0.0.1 whatever the name), with `params`.
+        async fn url(host: &str, user: &str, params: &str) -> String {
+            let mut url = url::Url::parse(&fresh_database().await).unwrap();
+            url.set_host(Some(host)).unwrap();
+            url.set_username(user).unwrap();
+            url.set_password(Some(PASSWORD)).unwrap();
+            let pin = if host == "localhost" {
+                "hostaddr=127.0.0.1&"
+            } else {
+                ""
+            };
+            format!("{url}?{pin}{params}")
+        }
+
+        /// Percent-encoded: in a connection string `+` is no space.
+        fn rootcert(path: &Path) -> String {
+            format!(
+                "sslrootcert={}",
+                url::form_urlencoded::byte_serialize(path.display().to_string().as_bytes())
+                    .collect::<String>()
+                    .replace('+', "%20")
+            )
+        }
+
+        /// Whether the store's connections are encrypted.
+        async fn encrypted(store: &PostgresStore) -> bool {
+            let client = store.client().await.unwrap();
+            client
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0)
+        }
+
+        async fn refused(url: &str) -> String {
+            let error = PostgresStore::connect(url)
+                .await
+                .expect_err("the connection is refused");
+            let text = format!("{error:#}");
+            assert!(!text.contains(PASSWORD), "{text}");
+            text
+        }
+
+        /// A CA of its own named `name`, which signed nothing the server shows.
+        fn other_ca(dir: &Path, name: &str) -> PathBuf {
+            let ca = dir.join(format!("{name}.crt"));
+            let status = std::process::Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+                .arg("-subj")
+                .arg(format!("/CN={name}"))
+                .arg("-keyout")
+                .arg(dir.join(format!("{name}.key")))
+                .arg("-out")
+                .arg(&ca)
+                .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("openssl (scripts/postgres.sh needs it too)");
+            assert!(status.success());
+            ca
+        }
+
+        #[tokio::test]
+        async fn verify_full_with_the_right_ca_connects_and_the_store_works() {
+            let ca = test_ca().await;
+            let url = url(
+                "localhost",
+                "postgres",
+                &format!("sslmode=verify-full&{}", rootcert(&ca)),
+            )
+            .await;
+            let store = PostgresStore::connect_pooled(&url, 2)
+                .await
+                .expect("verify-full connects");
+            assert!(encrypted(&store).await);
+            store.put_integration(&integration("crm", 1)).await.unwrap();
+            let ids: Vec<String> = store
+                .integrations()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|i| i.id)
+                .collect();
+            assert_eq!(ids, ["crm"]);
+        }
+
+        #[tokio::test]
+        async fn a_certificate_from_another_ca_is_refused() {
+            test_ca().await;
+            let dir = tempfile::tempdir().unwrap();
+            // Another name, and the test CA's name with another key.
+            let others = [
+                other_ca(dir.path(), "another CA"),
+                other_ca(dir.path(), "prefsync test CA"),
+            ];
+            for (mode, other) in [
+                ("verify-full", &others[0]),
+                ("verify-ca", &others[0]),
+                ("require", &others[0]),
+                ("verify-full", &others[1]),
+            ] {
+                let url = url(
+                    "localhost",
+                    "postgres",
+                    &format!("sslmode={mode}&{}", rootcert(other)),
+                )
+                .await;
+                let error = refused(&url).await;
+                assert!(
+                    error.contains(&format!(
+                        "TLS: the server's certificate is not signed by a trusted root ({}; sslmode={mode}): check sslrootcert",
+                        other.display()
+                    )),
+                    "{error}"
+                );
+            }
+        }
+
+        #[tokio::test]
+        async fn without_sslrootcert_verify_full_checks_against_the_system_s_roots() {
+            test_ca().await;
+            let url = url("localhost", "postgres", "sslmode=verify-full").await;
+            let error = refused(&url).await;
+            assert!(
+                error.contains(
+                    "TLS: the server's certificate is not signed by a trusted root (the system's roots; sslmode=verify-full): check sslrootcert"
+                ),
+                "{error}"
+            );
+        }
+
+        #[tokio::test]
+        async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
+            let ca = test_ca().await;
+            let url_for = |mode: &str| {
+                let ca = ca.clone();
+                let mode = mode.to_string();
+                async move {
+                    url(
+                        "127.0.0.1",
+                        "postgres",
+                        &format!("sslmode={mode}&{}", rootcert(&ca)),
+                    )
+                    .await
+                }
+            };
+            let error = refused(&url_for("verify-full").await).await;
+            assert!(
+                error.contains(
+                    "TLS: the server's certificate is not valid for host name `127.0.0.1` (sslmode=verify-full checks the name"
+                ),
+                "{error}"
+            );
+            let store = PostgresStore::connect(&url_for("verify-ca").await)
+                .await
+                .expect("verify-ca accepts a certificate for another name");
+            assert!(encrypted(&store).await);
+        }
+
+        #[tokio::test]
+        async fn require_and_prefer_encrypt_without_a_root_certificate_and_disable_does_not() {
+            test_ca().await;
+            for (mode, tls) in [("require", true), ("prefer", true), ("disable", false)] {
+                let url = url("127.0.0.1", "postgres", &format!("sslmode={mode}")).await;
+                let store = PostgresStore::connect(&url).await.expect(mode);
+                assert_eq!(encrypted(&store).await, tls, "sslmode={mode}");
+            }
+            // No sslmode: prefer, as libpq.
+            let store = PostgresStore::connect(&url("127.0.0.1", "postgres", "").await)
+                .await
+                .unwrap();
+            assert!(encrypted(&store).await);
+        }
+
+        #[tokio::test]
+        async fn disable_is_refused_by_a_server_that_requires_tls() {
+            test_ca().await;
+            // `scripts/postgres.sh` rejects this role over plain TCP.
+            let (client, connection) = tokio_postgres::connect(&server_url(), NoTls).await.unwrap();
+            tokio::spawn(connection);
+            if let Err(e) = client
+                .batch_execute("CREATE ROLE prefsync_tls_only LOGIN SUPERUSER")
+                .await
+            {
+                // Another test run made it already (42710; 23505 when at once).
+                let code = e.code().map(|c| c.code().to_string());
+                assert!(matches!(code.as_deref(), Some("42710" | "23505")), "{e:?}");
+            }
+            let error =
+                refused(&url("127.0.0.1", "prefsync_tls_only", "sslmode=disable").await).await;
+            assert!(
+                error.contains("rejects connection") && error.contains("no encryption"),
+                "{error}"
+            );
+            let store = PostgresStore::connect(
+                &url("127.0.0.1", "prefsync_tls_only", "sslmode=require").await,
+            )
+            .await
+            .expect("over TLS the role may connect");
+            assert!(encrypted(&store).await);
+        }
+
+        #[tokio::test]
+        async fn a_bad_sslmode_or_root_certificate_is_named_without_the_password() {
+            let error = refused(&format!(
+                "postgres://u:{PASSWORD}@127.0.0.1:1/db?sslmode=verify_full"
+            ))
+            .await;
+            assert_eq!(
+                error,
+                "storage.url postgres://u:%5BREDACTED%5D@127.0.0.1:1/db?sslmode=verify_full: sslmode `verify_full` is not one of disable, prefer, require, verify-ca, verify-full"
+            );
+            let error = refused(&format!(
+                "postgres://u:{PASSWORD}@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"
+            ))
+            .await;
+            assert!(
+                error.contains(": sslrootcert /nonexistent/ca.pem: cannot read it"),
+                "{error}"
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@ use super::config::{Problem, SourceConfig, SqlUrl};
 use super::confine::SourceAccess;
 use crate::egress::{self, EgressOptions};
 use crate::runtime::Value;
+use crate::store::postgres_tls::{MakeRustlsConnect, PgConnectionString, error_chain};
 
 /// Chunks read ahead of the run.
 const CHUNKS_AHEAD: usize = 2;
@@ -96,13 +97,13 @@ impl ModelReader {
                     }
                     SqlUrl::Postgres(url) => {
                         let shown = crate::store::postgres::redacted_url(&url);
-                        let config = checked_postgres(&url, &access.egress)
+                        let (config, tls) = checked_postgres(&url, access)
                             .await
                             .map_err(|why| format!("source.url: PostgreSQL {shown}: {why}"))?;
                         let query = query.clone();
                         tokio::spawn(async move {
                             if let Err(error) =
-                                read_postgres(&config, &query, chunk_rows, &sender).await
+                                read_postgres(&config, tls, &query, chunk_rows, &sender).await
                             {
                                 let _ = sender
                                     .send(Message::Failed(format!("PostgreSQL {shown}: {error}")))
@@ -366,15 +367,20 @@ fn integer(n: i64) -> Value {
 /// Where a PostgreSQL source may connect, decided before connecting: every
 /// TCP host resolved here and checked with the egress options, and the
 /// connection pinned (`hostaddr`) to the addresses checked, so a second DNS
-/// answer cannot differ; a Unix socket counts as loopback. The refusal
+/// answer cannot differ (TLS still checks the certificate against the name);
+/// a Unix socket counts as loopback. With it, the TLS connector its
+/// `sslmode` asks for, an `sslrootcert` file opened through `access` (confined
+/// to `[activations] source_dir`, as every file a source reads). The refusal
 /// names the host and the reason, never the password.
 async fn checked_postgres(
     url: &str,
-    options: &EgressOptions,
-) -> Result<tokio_postgres::Config, String> {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|_| "it is not a PostgreSQL connection string this host reads".to_string())?;
+    access: &SourceAccess,
+) -> Result<(tokio_postgres::Config, MakeRustlsConnect), String> {
+    use crate::store::postgres_tls::{RootCert, SslMode};
+    use std::io::Read as _;
+    let options = &access.egress;
+    let parsed = PgConnectionString::parse(url).map_err(|why| why.to_string())?;
+    let mut config = parsed.config.clone();
     for target in postgres_targets(&config, options)? {
         match target {
             PgTarget::Checked(ip) => {
@@ -392,7 +398,29 @@ async fn checked_postgres(
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
-    Ok(config)
+    // After the egress decision: a refused host reads no file.
+    let root_pem = match &parsed.root_cert {
+        Some(RootCert::File(path)) if parsed.ssl_mode != SslMode::Disable => {
+            let (mut file, _) = access
+                .open(path)
+                .map_err(|why| format!("sslrootcert: {why}"))?;
+            let mut pem = Vec::new();
+            file.by_ref()
+                .take(1024 * 1024)
+                .read_to_end(&mut pem)
+                .map_err(|e| format!("sslrootcert {}: cannot read it: {e}", path.display()))?;
+            Some((path.clone(), pem))
+        }
+        _ => None,
+    };
+    let tls = parsed
+        .connector_with(
+            root_pem
+                .as_ref()
+                .map(|(path, pem)| (path.as_path(), &pem[..])),
+        )
+        .map_err(|why| why.to_string())?;
+    Ok((config, tls))
 }
 
 /// One host of a PostgreSQL connection string, as far as it can be decided
@@ -478,17 +506,19 @@ fn pg_cause(error: &tokio_postgres::Error) -> String {
 
 async fn read_postgres(
     config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     query: &str,
     chunk_rows: usize,
     sender: &mpsc::Sender<Message>,
 ) -> Result<(), String> {
     use tokio_postgres::types::Type;
-    let (mut client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
+    let (mut client, connection) = config.connect(tls).await.map_err(|e| {
         match e.as_db_error() {
             // Authentication, a missing database: about the connection.
             Some(db) => format!("cannot connect: {}", db.message()),
-            // tokio-postgres' text: the cause (refused, timed out), no password.
-            None => format!("cannot connect: {e}"),
+            // tokio-postgres' text and its cause (refused, timed out, the
+            // TLS check that failed), no password.
+            None => format!("cannot connect: {}", error_chain(&e)),
         }
     })?;
     let connection = tokio::spawn(connection);
@@ -931,5 +961,93 @@ mod tests {
         );
         let error = SqlUrl::parse("mysql://u:hunter2@db/x").unwrap_err();
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    /// A PostgreSQL source over TLS against the test server
+    /// (`scripts/postgres.sh` turns TLS on, with a certificate for
+    /// `localhost` signed by `DIR/ca.crt`). Skipped without
+    /// `PREFSYNC_TEST_POSTGRES` (the host's other tests need no server);
+    /// with it, a server without TLS fails the test.
+    #[tokio::test]
+    async fn a_postgres_source_checks_the_server_s_certificate_as_its_sslmode_says() {
+        let Ok(admin) = std::env::var("PREFSYNC_TEST_POSTGRES") else {
+            eprintln!(
+                "PREFSYNC_TEST_POSTGRES is not set: the PostgreSQL TLS source test is skipped"
+            );
+            return;
+        };
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .expect("connecting to the test server");
+        tokio::spawn(connection);
+        let show = async |name: &str| -> String {
+            client
+                .query_one(&format!("SHOW {name}"), &[])
+                .await
+                .expect("SHOW")
+                .get(0)
+        };
+        assert_eq!(show("ssl").await, "on", "the test server has no TLS");
+        let cert = std::path::PathBuf::from(show("ssl_cert_file").await);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(cert.with_file_name("ca.crt"), dir.path().join("ca.crt"))
+            .expect("the test CA next to the server's certificate");
+        let mut access = access(dir.path());
+        access.egress.allow_loopback = true;
+        let port = url::Url::parse(&admin).unwrap().port().unwrap();
+        let open = async |host: &str, params: &str| {
+            let source = SourceConfig::Sql {
+                url: format!("postgres://postgres:s3cret-pw@{host}:{port}/postgres?{params}"),
+                query: "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()".into(),
+            };
+            match ModelReader::open(&source, &access, 10).await {
+                Ok(mut reader) => {
+                    let chunk = reader.next_chunk().await.unwrap().unwrap();
+                    Ok(chunk.items)
+                }
+                Err(error) => {
+                    assert!(!error.contains("s3cret-pw"), "{error}");
+                    Err(error)
+                }
+            }
+        };
+        let encrypted = Ok(vec![SourceItem::Row {
+            number: 1,
+            values: vec![Value::Text("true".into())],
+        }]);
+        // `localhost` is resolved and pinned by the egress check; TLS still
+        // checks the certificate against the name.
+        assert_eq!(
+            open("localhost", "sslmode=verify-full&sslrootcert=ca.crt").await,
+            encrypted
+        );
+        let error = open("127.0.0.1", "sslmode=verify-full&sslrootcert=ca.crt")
+            .await
+            .unwrap_err();
+        assert!(
+            error.contains("not valid for host name `127.0.0.1`"),
+            "{error}"
+        );
+        assert_eq!(
+            open("127.0.0.1", "sslmode=verify-ca&sslrootcert=ca.crt").await,
+            encrypted
+        );
+        assert_eq!(open("127.0.0.1", "sslmode=require").await, encrypted);
+        // The root certificate is a file like any other a source reads:
+        // inside `source_dir` only.
+        let outside = cert.with_file_name("ca.crt");
+        let error = open(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={}", outside.display()),
+        )
+        .await
+        .unwrap_err();
+        assert!(error.contains("sslrootcert: "), "{error}");
+        let error = open("localhost", "sslmode=verify_full").await.unwrap_err();
+        assert!(
+            error.starts_with("source.url: PostgreSQL postgres://postgres:%5BREDACTED%5D@localhost:")
+                && error.ends_with(": sslmode `verify_full` is not one of disable, prefer, require, verify-ca, verify-full"),
+            "{error}"
+        );
     }
 }

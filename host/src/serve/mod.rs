@@ -212,7 +212,7 @@ async fn open_store(config: &HostConfig) -> Result<Arc<dyn Store>> {
     crate::store::private_files::create_private_dir(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     Ok(match &config.storage.url {
-        Some(url) => Arc::new(PostgresStore::connect(url).await?),
+        Some(url) => Arc::new(PostgresStore::connect_pooled(url, config.storage.pool_size).await?),
         None => Arc::new(SqliteStore::open(&config.storage.sqlite_path())?),
     })
 }

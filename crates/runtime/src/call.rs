@@ -219,7 +219,7 @@ impl log::Host for CallState {
         } else {
             self.stats.log_lines_dropped += 1;
         }
-        let fields = fields_json(&redactor, &fields);
+        let fields = fields_json(redactor, &fields);
         macro_rules! emit {
             ($level:expr) => {
                 tracing::event!(

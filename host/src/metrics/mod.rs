@@ -116,6 +116,36 @@ fn run_histogram() -> Histogram {
     Histogram::new(RUN_BUCKETS)
 }
 
+/// A name and help text about to be registered with the metric they
+/// describe; the registry keeps a clone, the caller the handle.
+struct Registration<'r> {
+    registry: &'r mut Registry,
+    name: String,
+    help: String,
+}
+
+impl<'r> Registration<'r> {
+    fn new(registry: &'r mut Registry, name: &str, help: &str) -> Self {
+        Registration {
+            registry,
+            name: name.to_string(),
+            help: help.to_string(),
+        }
+    }
+
+    fn metric<M: prometheus_client::registry::Metric + Clone>(self, metric: M) -> M {
+        self.registry.register(self.name, self.help, metric.clone());
+        metric
+    }
+
+    fn family<L, M>(self) -> Family<L, M>
+    where
+        Family<L, M>: prometheus_client::registry::Metric + Clone + Default,
+    {
+        self.metric(Family::default())
+    }
+}
+
 /// What one activation run came to, for [`Metrics::activation_run`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunRows {
@@ -166,92 +196,90 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let events = Family::default();
-        registry.register(
+        let events = Registration::new(
+            &mut registry,
             "prefsync_events",
             "Consent events received, by result (recorded, duplicate, rejected)",
-            events.clone(),
-        );
-        let deliveries = Family::default();
-        registry.register(
+        )
+        .family();
+        let deliveries = Registration::new(
+            &mut registry,
             "prefsync_deliveries",
             "Delivery attempts, by integration, outcome (delivered, skipped, retry, canary_retry, failed, dead_letter) and change made to the contact",
-            deliveries.clone(),
-        );
-        let call_seconds: Family<_, _, fn() -> Histogram> =
-            Family::new_with_constructor(call_histogram);
-        registry.register(
+        )
+        .family();
+        let call_seconds = Registration::new(
+            &mut registry,
             "prefsync_connector_call_duration_seconds",
             "Connector deliver calls, sandbox and HTTP included, by connector",
-            call_seconds.clone(),
-        );
-        let responses = Family::default();
-        registry.register(
+        )
+        .metric(Family::new_with_constructor(call_histogram as fn() -> _));
+        let responses = Registration::new(
+            &mut registry,
             "prefsync_connector_http_responses",
             "HTTP responses connectors received, by connector and status",
-            responses.clone(),
-        );
-        let pending = Family::default();
-        registry.register(
+        )
+        .family();
+        let pending = Registration::new(
+            &mut registry,
             "prefsync_queue_pending_deliveries",
             "Users with a change not yet delivered, by integration",
-            pending.clone(),
-        );
-        let oldest_pending = Family::default();
-        registry.register(
+        )
+        .family();
+        let oldest_pending = Registration::new(
+            &mut registry,
             "prefsync_queue_oldest_pending_age_seconds",
             "How long the oldest undelivered change has waited, by integration (0 when none waits)",
-            oldest_pending.clone(),
-        );
-        let dead_letters = Family::default();
-        registry.register(
+        )
+        .family();
+        let dead_letters = Registration::new(
+            &mut registry,
             "prefsync_dead_letters",
             "Dead letters not replayed yet, by integration",
-            dead_letters.clone(),
-        );
-        let runs = Family::default();
-        registry.register(
+        )
+        .family();
+        let runs = Registration::new(
+            &mut registry,
             "prefsync_activation_runs",
             "Activation runs finished, by activation and status (succeeded, warning, failed)",
-            runs.clone(),
-        );
-        let run_seconds: Family<_, _, fn() -> Histogram> =
-            Family::new_with_constructor(run_histogram);
-        registry.register(
+        )
+        .family();
+        let run_seconds = Registration::new(
+            &mut registry,
             "prefsync_activation_run_duration_seconds",
             "Activation run durations, by activation",
-            run_seconds.clone(),
-        );
-        let rows = Family::default();
-        registry.register(
+        )
+        .metric(Family::new_with_constructor(run_histogram as fn() -> _));
+        let rows = Registration::new(
+            &mut registry,
             "prefsync_activation_rows",
             "Rows activation runs sent or held back, by activation and outcome (inserted, updated, unchanged, failed, skipped)",
-            rows.clone(),
-        );
-        let switches = Family::default();
-        registry.register(
+        )
+        .family();
+        let switches = Registration::new(
+            &mut registry,
             "prefsync_connector_switches",
             "Connector version changes this host made, by connector and action (install, upgrade, downgrade, canary, promote, rollback, auto_rollback)",
-            switches.clone(),
-        );
-        let versions = Family::default();
-        registry.register(
+        )
+        .family();
+        let versions = Registration::new(
+            &mut registry,
             "prefsync_connector_info",
             "Connector versions in service, by role (active, standby, canary); always 1",
-            versions.clone(),
-        );
-        let build: Gauges<BuildLabels> = Family::default();
+        )
+        .family();
+        let build: Gauges<BuildLabels> = Registration::new(
+            &mut registry,
+            "prefsync_build_info",
+            "The prefsync release and the connector contract lines it loads; always 1",
+        )
+        .family();
         build
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
                 wit: crate::runtime::SUPPORTED_WIT.join(","),
             })
             .set(1);
-        registry.register(
-            "prefsync_build_info",
-            "The prefsync release and the connector contract lines it loads; always 1",
-            build,
-        );
         registry.register_collector(Box::new(process::ProcessCollector));
         Metrics {
             inner: Arc::new(Inner {

@@ -60,12 +60,12 @@ fn fill(path: &std::path::Path, users: usize) {
             .unwrap();
         for u in 0..users {
             let user = format!("user-{u:08}@example.com");
-            let acked = if u % PENDING_EVERY == 0 { 1 } else { 2 };
+            let acked = if u.is_multiple_of(PENDING_EVERY) { 1 } else { 2 };
             outbox
                 .execute(rusqlite::params![id, user, acked, u as i64])
                 .unwrap();
-            if u % DEAD_EVERY == 0 {
-                let replayed = (u / DEAD_EVERY % 10 != 0).then_some(1_i64);
+            if u.is_multiple_of(DEAD_EVERY) {
+                let replayed = (!(u / DEAD_EVERY).is_multiple_of(10)).then_some(1_i64);
                 dead.execute(rusqlite::params![id, user, replayed]).unwrap();
             }
         }

@@ -602,7 +602,7 @@ mod tests {
         .check()
         .unwrap_err();
         assert!(
-            error.starts_with("telemetry.otlp_endpoint http://127.0.0.1:4318: ")
+            error.starts_with("telemetry.otlp_endpoint http://127.0.0.1:4318/: ")
                 && error.contains("loopback"),
             "{error}"
         );

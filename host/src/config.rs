@@ -21,6 +21,9 @@ pub const INGEST_TOKEN_ENV: &str = "PREFSYNC_INGEST_TOKEN";
 pub const STORAGE_URL_ENV: &str = "PREFSYNC_STORAGE_URL";
 /// Environment variable that supplies `log.format` (it wins over the file).
 pub const LOG_FORMAT_ENV: &str = "PREFSYNC_LOG_FORMAT";
+/// Environment variable that supplies `telemetry.otlp_endpoint` (it wins
+/// over the file).
+pub const OTLP_ENDPOINT_ENV: &str = "PREFSYNC_OTLP_ENDPOINT";
 
 /// The whole host configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -50,6 +53,40 @@ pub struct HostConfig {
     pub ingest: IngestConfig,
     /// How the log is written.
     pub log: LogConfig,
+    /// Traces exported over OTLP/HTTP (off unless an endpoint is set).
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: OpenTelemetry traces, from a request through the store
+/// to each delivery and the connector's requests, sent over OTLP/HTTP
+/// (protobuf) through the egress policy like every other connection the
+/// host opens. Without `otlp_endpoint` nothing is traced or sent.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP collector, e.g. `http://otel-collector:4318`; spans go
+    /// to its `/v1/traces`. `PREFSYNC_OTLP_ENDPOINT` wins over this. It must
+    /// pass `[egress]` (`allow_http` for `http://`, `allow_private` or
+    /// `allow_loopback` for such addresses). Unset: no tracing at all.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of every span.
+    pub service_name: String,
+    /// Share of new traces kept, from 0 to 1; a trace begun elsewhere (a
+    /// `traceparent` header) keeps its caller's decision.
+    pub sample_ratio: f64,
+    /// How long one export may take, in milliseconds.
+    pub export_timeout_ms: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: "prefsync".to_string(),
+            sample_ratio: 1.0,
+            export_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// `[log]`. The level is `PREFSYNC_LOG` (an `EnvFilter`: `info`,
@@ -289,7 +326,7 @@ const DAY_MS: u64 = 24 * HOUR_MS;
 /// wide enough for any real deployment, narrow enough that no value
 /// overflows the arithmetic it feeds. `retry.*` has its own checks
 /// ([`RetryPolicy::check`]).
-pub const NUMERIC_RANGES: [(&str, u64, u64); 19] = [
+pub const NUMERIC_RANGES: [(&str, u64, u64); 20] = [
     ("server.max_body_bytes", 1, GIB),
     ("server.shutdown_grace_ms", 0, HOUR_MS),
     ("storage.pool_size", 1, 1_000),
@@ -309,6 +346,7 @@ pub const NUMERIC_RANGES: [(&str, u64, u64); 19] = [
     ("limits.epoch_tick_ms", 1, SECOND_MS),
     ("limits.guest_output_bytes", 0, 16 * MIB),
     ("ingest.max_future_skew_ms", 0, DAY_MS),
+    ("telemetry.export_timeout_ms", 1, 10 * 60 * SECOND_MS),
 ];
 
 /// A configuration that cannot be used, with what to fix.
@@ -352,6 +390,10 @@ impl HostConfig {
         }
         if let Ok(url) = std::env::var(STORAGE_URL_ENV) {
             config.storage.url = Some(url);
+        }
+        if let Ok(endpoint) = std::env::var(OTLP_ENDPOINT_ENV) {
+            let endpoint = endpoint.trim();
+            config.telemetry.otlp_endpoint = (!endpoint.is_empty()).then(|| endpoint.to_string());
         }
         config.check().map_err(|message| ConfigError::Invalid {
             path: shown,
@@ -406,6 +448,7 @@ impl HostConfig {
             self.limits.epoch_tick_ms,
             wide(self.limits.guest_output_bytes),
             self.ingest.max_future_skew_ms,
+            self.telemetry.export_timeout_ms,
         ];
         for (&(key, low, high), value) in NUMERIC_RANGES.iter().zip(values) {
             if !(low..=high).contains(&value) {
@@ -457,6 +500,34 @@ impl HostConfig {
             if token.as_deref().is_some_and(|t| t.len() < 16) {
                 return Err(format!("{name} must be at least 16 characters"));
             }
+        }
+        self.check_telemetry()
+    }
+
+    /// `[telemetry]`: a ratio from 0 to 1, a service name, and an endpoint
+    /// the egress policy lets the host reach (without a path, query or
+    /// credentials: spans go to its `/v1/traces`).
+    fn check_telemetry(&self) -> Result<(), String> {
+        let telemetry = &self.telemetry;
+        if !(0.0..=1.0).contains(&telemetry.sample_ratio) {
+            return Err(format!(
+                "telemetry.sample_ratio must be from 0 to 1, not {}",
+                telemetry.sample_ratio
+            ));
+        }
+        if telemetry.service_name.trim().is_empty() || telemetry.service_name.len() > 255 {
+            return Err("telemetry.service_name must be 1 to 255 characters".to_string());
+        }
+        let Some(endpoint) = &telemetry.otlp_endpoint else {
+            return Ok(());
+        };
+        let shown = crate::secrets::redact_url(endpoint);
+        let url = crate::egress::check_host_url(endpoint, &self.egress)
+            .map_err(|denied| format!("telemetry.otlp_endpoint {shown}: {denied}"))?;
+        if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "telemetry.otlp_endpoint {shown}: give the collector's base URL (scheme, host, port); spans go to its /v1/traces"
+            ));
         }
         Ok(())
     }
@@ -513,6 +584,50 @@ mod tests {
         let config = HostConfig::parse(text, "prefsync.example.toml").unwrap();
         config.check().unwrap();
         assert!(config.egress.allow_loopback);
+    }
+
+    #[test]
+    fn the_otlp_endpoint_must_pass_the_egress_policy() {
+        let config = |text: &str| HostConfig::parse(text, "prefsync.toml").unwrap();
+        let telemetry = HostConfig::default().telemetry;
+        assert_eq!(telemetry.otlp_endpoint, None);
+        assert_eq!(telemetry.service_name, "prefsync");
+        let open = "[egress]\nallow_loopback = true\nallow_http = true\n[telemetry]\n";
+        config(&format!("{open}otlp_endpoint = \"http://127.0.0.1:4318\""))
+            .check()
+            .unwrap();
+        let error = config(
+            "[egress]\nallow_http = true\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"",
+        )
+        .check()
+        .unwrap_err();
+        assert!(
+            error.starts_with("telemetry.otlp_endpoint http://127.0.0.1:4318/: ")
+                && error.contains("loopback"),
+            "{error}"
+        );
+        let error = config(&format!(
+            "{open}otlp_endpoint = \"http://u:s3cret@127.0.0.1:4318\""
+        ))
+        .check()
+        .unwrap_err();
+        assert!(
+            error.starts_with("telemetry.otlp_endpoint ") && !error.contains("s3cret"),
+            "{error}"
+        );
+        let error = config(&format!(
+            "{open}otlp_endpoint = \"http://127.0.0.1:4318/v1/traces\""
+        ))
+        .check()
+        .unwrap_err();
+        assert!(error.contains("base URL"), "{error}");
+        assert_eq!(
+            config(&format!("{open}sample_ratio = 1.5"))
+                .check()
+                .unwrap_err(),
+            "telemetry.sample_ratio must be from 0 to 1, not 1.5"
+        );
+        assert!(HostConfig::parse("[telemetry]\nendpoint = \"x\"", "p").is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod serve;
+pub mod telemetry;
 
 // The layers below, each a crate of its own (ARCHITECTURE.md), under the
 // names the binary and the tests use for them.

@@ -6,32 +6,69 @@
 
 use std::io::IsTerminal as _;
 
-use tracing::{Event, Subscriber};
-use tracing_subscriber::EnvFilter;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, JsonFields, Writer};
+use tracing_subscriber::layer::{Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Registry};
 
 use crate::config::LogFormat;
 use crate::runtime::GUEST_LOG_TARGET;
 
 /// Installs the global subscriber, writing to stderr. `default_level` holds
-/// when `PREFSYNC_LOG` is unset.
-pub fn init(format: LogFormat, default_level: &str) {
+/// when `PREFSYNC_LOG` is unset. With `traces` (`[telemetry]` on), prefsync's
+/// `info` spans go to it too, whatever the log level; without, no
+/// OpenTelemetry layer is installed at all. The log shows events only: the
+/// spans are for traces, log lines keep their shape.
+pub fn init(format: LogFormat, default_level: &str, traces: Option<SdkTracerProvider>) {
     let filter = EnvFilter::try_from_env("PREFSYNC_LOG")
         .unwrap_or_else(|_| EnvFilter::new(default_level))
         // tokio-postgres logs every statement's parameters at debug level,
         // integration configs (secrets) among them: never below info.
         .add_directive("tokio_postgres=info".parse().expect("a valid directive"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let events_only = tracing_subscriber::filter::filter_fn(|metadata| metadata.is_event());
+    let log = log_layer(format).with_filter(tracing_subscriber::filter::FilterExt::and(
+        filter,
+        events_only,
+    ));
+    let registry = tracing_subscriber::registry().with(log);
+    match traces {
+        None => registry.init(),
+        Some(provider) => registry
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(crate::telemetry::tracer(&provider))
+                    .with_filter(tracing_subscriber::filter::FilterExt::and(
+                        traced_spans(),
+                        tracing_subscriber::filter::filter_fn(|metadata| metadata.is_span()),
+                    )),
+            )
+            .init(),
+    }
+}
+
+/// What becomes a span in traces: prefsync's own `info` spans (the host's
+/// and the runtime's), never a library's — the exporter's own HTTP must not
+/// trace itself. Log events stay out of traces (no span events): their
+/// fields name users, and a connector's lines are its own words.
+fn traced_spans() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_target("prefsync", Level::INFO)
+        .with_target("prefsync_runtime", Level::INFO)
+}
+
+/// The log's formatting layer: text (colour only on a terminal) or JSON lines.
+fn log_layer(format: LogFormat) -> Box<dyn Layer<Registry> + Send + Sync> {
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder
+        LogFormat::Text => layer.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => layer
             .fmt_fields(JsonFields::new())
             .event_format(json_lines())
-            .init(),
+            .boxed(),
     }
 }
 

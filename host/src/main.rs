@@ -10,8 +10,20 @@ async fn main() -> std::process::ExitCode {
     }
     let cli = prefsync::cli::Cli::parse_from(args);
     let (config, default_level) = cli.log_defaults();
+    // `serve` traces when `[telemetry]` says so; a config that does not load
+    // is reported by the command's own load, just after.
+    let traces = match cli.traces_config() {
+        Some(config) => match prefsync::telemetry::provider(&config.telemetry, &config.egress) {
+            Ok(traces) => traces,
+            Err(e) => {
+                eprintln!("error: {}", prefsync::cli::error_text(&e));
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     match LogFormat::before_load(config) {
-        Ok(format) => prefsync::logging::init(format, default_level),
+        Ok(format) => prefsync::logging::init(format, default_level, traces),
         Err(why) => {
             eprintln!("error: {why}");
             return std::process::ExitCode::FAILURE;

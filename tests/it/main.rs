@@ -23,6 +23,7 @@ mod probe;
 mod selligent;
 mod selligent_engage;
 mod serve;
+mod traces;
 mod trust_bounds;
 mod trust_input;
 mod trust_secrets;

@@ -5,6 +5,7 @@
 /// can build them without this crate's build script (every guest, and npm).
 pub use prefsync_mocks as mocks;
 pub mod native;
+pub mod otlp;
 pub mod pipeline;
 pub mod support;
 

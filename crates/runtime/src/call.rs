@@ -143,11 +143,38 @@ impl types::Host for CallState {}
 impl http::Host for CallState {
     async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         let method = request.method;
-        let result = self
-            .shared
-            .http
-            .send(request, self.integration.allowlist())
-            .await;
+        // The method, host and status only: a path or query may carry a
+        // user's id or a secret, headers carry credentials.
+        let host = url::Url::parse(&request.url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "http request",
+            otel.name = %format_args!("{} {host}", method.as_str()),
+            otel.kind = "client",
+            http.request.method = method.as_str(),
+            server.address = %host,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = tracing::Instrument::instrument(
+            self.shared.http.send(request, self.integration.allowlist()),
+            span.clone(),
+        )
+        .await;
+        match &result {
+            Ok(response) if response.status >= 500 => {
+                span.record("http.response.status_code", response.status);
+                span.record("otel.status_code", "ERROR");
+            }
+            Ok(response) => {
+                span.record("http.response.status_code", response.status);
+            }
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         match &result {
             Ok(response) => self.stats.http_statuses.push(response.status),
             Err(HttpError::Denied(why)) => {

@@ -225,6 +225,57 @@ impl HostHttp {
     }
 }
 
+/// Largest answer [`HostHttp::send`] reads, in bytes.
+pub const HOST_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+impl HostHttp {
+    /// Sends `request` once the policy allows its URL, and reads the answer
+    /// (at most [`HOST_MAX_RESPONSE_BYTES`]); a 3xx is returned as it is.
+    /// For clients that bring their own request (the OTLP trace exporter).
+    pub async fn send(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, HostHttpError> {
+        let (parts, body) = request.into_parts();
+        let url = egress::check_host_url(&parts.uri.to_string(), &self.options)?;
+        let host = url.host_str().unwrap_or_default().to_string();
+        let mut response = self
+            .client
+            .request(parts.method, url)
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| host_error(&host, error))?;
+        let mut answer = http::Response::builder()
+            .status(response.status())
+            .version(response.version());
+        if let Some(headers) = answer.headers_mut() {
+            *headers = std::mem::take(response.headers_mut());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| host_error(&host, error))?
+        {
+            if body.len() + chunk.len() > HOST_MAX_RESPONSE_BYTES {
+                return Err(HostHttpError::Connection {
+                    host,
+                    reason: format!("answer over {HOST_MAX_RESPONSE_BYTES} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        answer
+            .body(bytes::Bytes::from(body))
+            .map_err(|error| HostHttpError::Connection {
+                host,
+                reason: error.to_string(),
+            })
+    }
+}
+
 /// A host-originated request's failure: the resolver's refusal as it is,
 /// otherwise the innermost cause (reqwest's own text would show the URL).
 fn host_error(host: &str, error: reqwest::Error) -> HostHttpError {

@@ -63,6 +63,7 @@ macro_rules! store_conformance_tests {
             Ok(IngestPlan {
                 state: Some(state),
                 enqueue: enqueue.clone(),
+                trace_context: None,
             })
         }
     }
@@ -96,6 +97,7 @@ macro_rules! store_conformance_tests {
             Ok(IngestPlan {
                 state: Some(state),
                 enqueue: enqueue.clone(),
+                trace_context: None,
             })
         };
         store
@@ -152,6 +154,45 @@ macro_rules! store_conformance_tests {
             .expect("put");
         assert_eq!(change(&*store, "e1", 100, &["crm"]).await, 1);
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_claim_carries_the_trace_context_of_the_newest_change() {
+        let (_dir, store) = open().await;
+        store
+            .put_integration(&integration("crm", 1))
+            .await
+            .expect("put");
+        let traced = |context: Option<&str>| {
+            let context = context.map(str::to_string);
+            move |current: Option<&UserRecord>| {
+                let mut state = current.map_or_else(|| UserState::new("user"), |u| u.state.clone());
+                state.version += 1;
+                Ok(IngestPlan {
+                    state: Some(state),
+                    enqueue: vec!["crm".to_string()],
+                    trace_context: context.clone(),
+                })
+            }
+        };
+        let first = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        store
+            .ingest(&event("e1", "user", 100), &traced(Some(first)))
+            .await
+            .expect("ingest");
+        let claim = claim_one(&*store, "host-a", 100).await;
+        assert_eq!(claim.trace_context.as_deref(), Some(first));
+        store
+            .complete(&claim, &Completion::Acked, &audit(&claim, "delivered:updated", 101), 101)
+            .await
+            .expect("complete");
+        // An untraced newer change leaves no stale context behind.
+        store
+            .ingest(&event("e2", "user", 200), &traced(None))
+            .await
+            .expect("ingest");
+        let claim = claim_one(&*store, "host-a", 200).await;
+        assert_eq!(claim.trace_context, None);
     }
 
     #[tokio::test]
@@ -1136,6 +1177,7 @@ macro_rules! store_conformance_tests {
                 Ok(IngestPlan {
                     state: Some(state.clone()),
                     enqueue: Vec::new(),
+                    trace_context: None,
                 })
             };
             store

@@ -101,6 +101,9 @@ pub struct IngestPlan {
     pub state: Option<UserState>,
     /// Integrations that must receive the new state.
     pub enqueue: Vec<String>,
+    /// The ingest's trace context (a W3C `traceparent`), kept with the
+    /// outbox rows it raises so the delivery can link back to it.
+    pub trace_context: Option<String>,
 }
 
 /// What happened to an ingested event.
@@ -187,6 +190,9 @@ pub struct Claim {
     pub lease_until_ms: i64,
     /// The integration the newest change came from (an inbound webhook), if any.
     pub origin: Option<String>,
+    /// The trace context (a W3C `traceparent`) of the ingest that raised the
+    /// newest change, if it was traced.
+    pub trace_context: Option<String>,
 }
 
 /// How a claimed delivery ended.

@@ -192,6 +192,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX dead_letters_unreplayed ON dead_letters (integration_id)
         WHERE replayed_at_ms IS NULL;
     "#,
+    // 5: the trace context (a W3C `traceparent`) of the ingest that raised a
+    // row's newest change (SQLite's migration 7).
+    r#"
+    ALTER TABLE outbox ADD COLUMN trace_context TEXT;
+    "#,
 ];
 
 /// Key of the advisory lock migrations hold ("prefsync" in ASCII).
@@ -451,15 +456,17 @@ async fn enqueue(
     version: u64,
     now_ms: i64,
     origin: Option<&str>,
+    trace_context: Option<&str>,
 ) -> Result<()> {
     tx.execute(
         "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
              acked_version, attempts, next_attempt_at_ms, updated_at_ms, origin,
-             pending_since_ms)
-         VALUES ($1, $2, $3, 0, 0, $4, $4, $5, $4)
+             pending_since_ms, trace_context)
+         VALUES ($1, $2, $3, 0, 0, $4, $4, $5, $4, $6)
          ON CONFLICT (integration_id, organization_user_id) DO UPDATE SET
              wanted_version = excluded.wanted_version,
              origin = excluded.origin,
+             trace_context = excluded.trace_context,
              pending_since_ms = CASE WHEN outbox.acked_version >= outbox.wanted_version
                  THEN excluded.pending_since_ms ELSE outbox.pending_since_ms END,
              attempts = CASE WHEN outbox.acked_version >= outbox.wanted_version
@@ -470,7 +477,14 @@ async fn enqueue(
                  THEN excluded.next_attempt_at_ms ELSE outbox.next_attempt_at_ms END,
              updated_at_ms = excluded.updated_at_ms
          WHERE excluded.wanted_version > outbox.wanted_version",
-        &[&integration_id, &user, &int(version)?, &now_ms, &origin],
+        &[
+            &integration_id,
+            &user,
+            &int(version)?,
+            &now_ms,
+            &origin,
+            &trace_context,
+        ],
     )
     .await?;
     Ok(())
@@ -696,6 +710,7 @@ impl Store for PostgresStore {
                 version,
                 event.received_at_ms,
                 event.origin.as_deref(),
+                plan.trace_context.as_deref(),
             )
             .await?;
             enqueued.push(integration_id.clone());
@@ -800,7 +815,8 @@ impl Store for PostgresStore {
                  WHERE outbox.integration_id = due.integration_id
                    AND outbox.organization_user_id = due.organization_user_id
                  RETURNING outbox.organization_user_id, outbox.wanted_version,
-                     outbox.attempts, outbox.origin, outbox.next_attempt_at_ms",
+                     outbox.attempts, outbox.origin, outbox.next_attempt_at_ms,
+                     outbox.trace_context",
                 &[
                     &integration_id,
                     &now_ms,
@@ -823,6 +839,7 @@ impl Store for PostgresStore {
                         lease_owner: owner.to_string(),
                         lease_until_ms,
                         origin: row.try_get(3)?,
+                        trace_context: row.try_get(5)?,
                     },
                 ))
             })

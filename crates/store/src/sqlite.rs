@@ -11,7 +11,7 @@
 //!   [`UserState`] as JSON text; `version` repeats `state.version` for queries.
 //! - `outbox(integration_id, organization_user_id, wanted_version, acked_version,
 //!   attempts, next_attempt_at_ms, lease_owner, lease_until_ms, last_error,
-//!   updated_at_ms, origin)`, primary key `(integration_id, organization_user_id)`: one
+//!   updated_at_ms, origin, pending_since_ms, trace_context)`, primary key `(integration_id, organization_user_id)`: one
 //!   row per pair, work is left while `wanted_version > acked_version`; indexed
 //!   on `(integration_id, next_attempt_at_ms)` for claiming. Rows reference
 //!   `integrations` (`ON DELETE CASCADE`).
@@ -222,6 +222,11 @@ const MIGRATIONS: &[&str] = &[
         WHERE wanted_version > acked_version;
     CREATE INDEX dead_letters_unreplayed ON dead_letters (integration_id)
         WHERE replayed_at_ms IS NULL;
+    "#,
+    // 7: the trace context (a W3C `traceparent`) of the ingest that raised a
+    // row's newest change, so its delivery's span can link to it.
+    r#"
+    ALTER TABLE outbox ADD COLUMN trace_context TEXT;
     "#,
 ];
 
@@ -533,16 +538,18 @@ fn enqueue(
     version: u64,
     now_ms: i64,
     origin: Option<&str>,
+    trace_context: Option<&str>,
 ) -> Result<()> {
     // In SET, every column reference reads the row as it was before the update.
     tx.prepare_cached(
         "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
              acked_version, attempts, next_attempt_at_ms, updated_at_ms, origin,
-             pending_since_ms)
-         VALUES (?1, ?2, ?3, 0, 0, ?4, ?4, ?5, ?4)
+             pending_since_ms, trace_context)
+         VALUES (?1, ?2, ?3, 0, 0, ?4, ?4, ?5, ?4, ?6)
          ON CONFLICT (integration_id, organization_user_id) DO UPDATE SET
              wanted_version = excluded.wanted_version,
              origin = excluded.origin,
+             trace_context = excluded.trace_context,
              pending_since_ms = CASE WHEN acked_version >= wanted_version
                  THEN excluded.pending_since_ms ELSE pending_since_ms END,
              attempts = CASE WHEN acked_version >= wanted_version THEN 0 ELSE attempts END,
@@ -557,7 +564,8 @@ fn enqueue(
         organization_user_id,
         sql_int(version)?,
         now_ms,
-        origin
+        origin,
+        trace_context
     ])?;
     Ok(())
 }
@@ -711,6 +719,7 @@ fn ingest_transaction(
             version,
             event.received_at_ms,
             event.origin.as_deref(),
+            plan.trace_context.as_deref(),
         )?;
         enqueued.push(integration_id.clone());
     }
@@ -884,9 +893,11 @@ impl Store for SqliteStore {
         let owner = owner.to_owned();
         self.transaction("claim_due", true, move |tx| {
             let lease_until_ms = now_ms.saturating_add(lease_ms);
-            let due: Vec<(String, u64, u32, Option<String>)> = tx
+            type Due = (String, u64, u32, Option<String>, Option<String>);
+            let due: Vec<Due> = tx
                 .prepare_cached(
-                    "SELECT organization_user_id, wanted_version, attempts, origin FROM outbox
+                    "SELECT organization_user_id, wanted_version, attempts, origin, trace_context
+                     FROM outbox
                      WHERE integration_id = ?1
                        AND wanted_version > acked_version
                        AND next_attempt_at_ms <= ?2
@@ -895,7 +906,13 @@ impl Store for SqliteStore {
                      LIMIT ?3",
                 )?
                 .query_map(params![integration_id, now_ms, limit], |row| {
-                    Ok((row.get(0)?, u64_column(row, 1)?, row.get(2)?, row.get(3)?))
+                    Ok((
+                        row.get(0)?,
+                        u64_column(row, 1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let mut lease = tx.prepare_cached(
@@ -903,7 +920,7 @@ impl Store for SqliteStore {
                  WHERE integration_id = ?1 AND organization_user_id = ?2",
             )?;
             let mut claims = Vec::with_capacity(due.len());
-            for (organization_user_id, version, attempts, origin) in due {
+            for (organization_user_id, version, attempts, origin, trace_context) in due {
                 lease.execute(params![
                     integration_id,
                     organization_user_id,
@@ -919,6 +936,7 @@ impl Store for SqliteStore {
                     lease_owner: owner.clone(),
                     lease_until_ms,
                     origin,
+                    trace_context,
                 });
             }
             Ok(claims)

@@ -277,6 +277,21 @@ impl Activations {
         begun: BegunRun,
         progress: &(dyn Fn(&Progress) + Send + Sync),
     ) -> Result<RunRecord, ActivationError> {
+        let span = tracing::info_span!(
+            "activation run",
+            prefsync.activation = %begun.config.id,
+            prefsync.run = begun.run_id,
+            prefsync.trigger = %begun.trigger,
+            prefsync.full_resync = begun.full_resync,
+        );
+        tracing::Instrument::instrument(self.execute_in_span(begun, progress), span).await
+    }
+
+    async fn execute_in_span(
+        &self,
+        begun: BegunRun,
+        progress: &(dyn Fn(&Progress) + Send + Sync),
+    ) -> Result<RunRecord, ActivationError> {
         let config = &begun.config;
         tracing::info!(activation = %config.id, run = begun.run_id, trigger = %begun.trigger, full_resync = begun.full_resync, "activation run started");
         let lease = StoreLease {

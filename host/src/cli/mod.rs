@@ -66,6 +66,16 @@ pub fn renamed_command(args: &[std::ffi::OsString]) -> Option<&'static str> {
 }
 
 impl Cli {
+    /// The host config, for the commands that export traces (`serve`),
+    /// when it loads; before the log is installed, so its warnings are
+    /// repeated by the command's own load.
+    pub fn traces_config(&self) -> Option<crate::config::HostConfig> {
+        match &self.command {
+            Command::Serve { config } => crate::config::HostConfig::load(config.as_deref()).ok(),
+            _ => None,
+        }
+    }
+
     /// The config file the command reads (its `[log] format` applies from
     /// the first line) and the log level when `PREFSYNC_LOG` is unset:
     /// `info` for `serve` (start-up lines, one line per request), `warn`

@@ -46,9 +46,13 @@ impl<'a> Ingest<'a> {
         event: &ConsentEvent,
         origin: Option<&str>,
     ) -> anyhow::Result<IngestOutcome> {
+        // The deliveries this raises link back to the ingest's span.
+        let trace_context = crate::telemetry::traceparent(&tracing::Span::current());
         self.store
             .ingest(&stored_event(event, origin), &|current| {
-                Ok(self.plan(event, current, origin))
+                let mut plan = self.plan(event, current, origin);
+                plan.trace_context.clone_from(&trace_context);
+                Ok(plan)
             })
             .await
     }
@@ -82,6 +86,7 @@ impl<'a> Ingest<'a> {
         IngestPlan {
             state: Some(state),
             enqueue,
+            trace_context: None,
         }
     }
 }

@@ -311,10 +311,35 @@ impl ConnectorManager {
         bytes: Vec<u8>,
         options: UpgradeOptions,
     ) -> Result<SwitchReport, UpgradeError> {
+        let span = tracing::info_span!(
+            "connector upgrade",
+            prefsync.connector.type = tracing::field::Empty,
+            prefsync.connector.version = tracing::field::Empty,
+            prefsync.action = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let upgraded =
+            tracing::Instrument::instrument(self.upgrade_in_span(bytes, options), span.clone())
+                .await;
+        match &upgraded {
+            Ok(report) => span.record("prefsync.action", report.action.as_str()),
+            Err(_) => span.record("otel.status_code", "ERROR"),
+        };
+        upgraded
+    }
+
+    async fn upgrade_in_span(
+        &self,
+        bytes: Vec<u8>,
+        options: UpgradeOptions,
+    ) -> Result<SwitchReport, UpgradeError> {
         let received = Instant::now();
         // Compiling and describing need no lock: only the checks and the switch do.
         let connector: Arc<dyn Destination> = self.runtime.load(bytes.clone()).await?;
         let info = connector.info().clone();
+        tracing::Span::current()
+            .record("prefsync.connector.type", info.type_id.as_str())
+            .record("prefsync.connector.version", info.version.as_str());
         if let Some(expected) = &options.expect_type
             && expected != &info.type_id
         {

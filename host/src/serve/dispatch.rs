@@ -115,6 +115,26 @@ async fn tick(
             };
             let in_flight = slot.in_flight.clone();
             in_flight.fetch_add(chunk.len(), Ordering::SeqCst);
+            // A root span per batch, linked to each ingest whose change it
+            // carries (the outbox wait is no parent–child relation).
+            let span = tracing::info_span!(
+                parent: None,
+                "delivery",
+                otel.name = %format_args!("deliver {}", integration.id),
+                prefsync.integration = %integration.id,
+                prefsync.deliveries = chunk.len(),
+                prefsync.first_attempts = first_attempts,
+            );
+            let mut linked = Vec::new();
+            for context in chunk
+                .iter()
+                .filter_map(|claim| claim.trace_context.as_deref())
+            {
+                if !linked.contains(&context) {
+                    crate::telemetry::link(&span, context);
+                    linked.push(context);
+                }
+            }
             let job = Batch {
                 app: app.clone(),
                 context: slot.context(&integration, &picked.destination),
@@ -123,11 +143,14 @@ async fn tick(
                 integration: integration.clone(),
                 claims: chunk.to_vec(),
             };
-            batches.spawn(async move {
-                let count = job.claims.len();
-                job.deliver().await;
-                in_flight.fetch_sub(count, Ordering::SeqCst);
-            });
+            batches.spawn(tracing::Instrument::instrument(
+                async move {
+                    let count = job.claims.len();
+                    job.deliver().await;
+                    in_flight.fetch_sub(count, Ordering::SeqCst);
+                },
+                span,
+            ));
         }
     }
     Ok(claimed)
@@ -150,7 +173,18 @@ impl Batch {
         if records.is_empty() {
             return;
         }
-        let delivery = self.connector.deliver(&self.context, records).await;
+        let info = self.connector.info();
+        let call = tracing::info_span!(
+            "connector call",
+            otel.name = %format_args!("{} deliver", info.type_id),
+            prefsync.connector.type = %info.type_id,
+            prefsync.connector.version = %info.version,
+            prefsync.integration = %self.integration.id,
+            prefsync.records = records.len(),
+        );
+        let delivery =
+            tracing::Instrument::instrument(self.connector.deliver(&self.context, records), call)
+                .await;
         let statuses = delivery.report.stats.http_statuses.clone();
         let duration_ms = u64::try_from(delivery.report.duration.as_millis()).unwrap_or(u64::MAX);
         self.app.metrics.call(

@@ -58,10 +58,26 @@ pub async fn run(config: HostConfig) -> Result<()> {
         artifact_dir: Some(config.storage.artifact_dir()),
         transport: None,
     })?;
+    let grace = std::time::Duration::from_millis(config.server.shutdown_grace_ms);
     let server = Server::start(config, Connectors::Managed(runtime)).await?;
     // Scripts and tests read this line to find the port (listen may be :0).
     println!("prefsync listening on http://{}", server.addr());
-    server.run_until(shutdown_signal()).await
+    let stop_began = Arc::new(std::sync::OnceLock::new());
+    let signal = {
+        let stop_began = stop_began.clone();
+        async move {
+            shutdown_signal().await;
+            let _ = stop_began.set(std::time::Instant::now());
+        }
+    };
+    let served = server.run_until(signal).await;
+    // The last spans are sent within what is left of the grace.
+    let began = stop_began
+        .get()
+        .copied()
+        .unwrap_or_else(std::time::Instant::now);
+    crate::telemetry::shutdown(grace.saturating_sub(began.elapsed())).await;
+    served
 }
 
 /// A running server: the API, and the dispatcher delivering what it takes in.

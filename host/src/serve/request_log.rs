@@ -36,12 +36,14 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
     let header = HeaderValue::from_str(&id).expect("a plain token is a header value");
     request.headers_mut().insert(REQUEST_ID, header.clone());
     let method = request.method().clone();
-    let mut response = next.run(request).await;
+    let span = crate::telemetry::request_span(&method, request.uri().path(), request.headers());
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     response.headers_mut().insert(REQUEST_ID, header);
     let route = response
         .extensions()
         .get::<MatchedPath>()
         .map_or("(no route)", MatchedPath::as_str);
+    crate::telemetry::answered(&span, &method, route, response.status().as_u16(), &id);
     tracing::info!(
         method = %method,
         route,

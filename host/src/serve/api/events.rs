@@ -148,32 +148,38 @@ pub async fn ingest(
             }
         }
     })?;
-    let ingest = Ingest::start(app.store.as_ref()).await?;
+    let span = crate::telemetry::ingest_span(batch.events.iter().map(|e| e.id.as_str()), None);
+    let ingest =
+        tracing::Instrument::instrument(Ingest::start(app.store.as_ref()), span.clone()).await?;
     let mut answers = Vec::with_capacity(batch.events.len());
     let (mut recorded, mut duplicates) = (0, 0);
-    for event in &batch.events {
-        let outcome = ingest.record(event, None).await?;
-        answers.push(match outcome {
-            IngestOutcome::Duplicate => {
-                duplicates += 1;
-                EventAnswer {
-                    id: event.id.clone(),
-                    status: EventStatusAnswer::Duplicate,
-                    user_version: None,
-                    deliveries: None,
+    let recording = async {
+        for event in &batch.events {
+            let outcome = ingest.record(event, None).await?;
+            answers.push(match outcome {
+                IngestOutcome::Duplicate => {
+                    duplicates += 1;
+                    EventAnswer {
+                        id: event.id.clone(),
+                        status: EventStatusAnswer::Duplicate,
+                        user_version: None,
+                        deliveries: None,
+                    }
                 }
-            }
-            IngestOutcome::Recorded { version, enqueued } => {
-                recorded += 1;
-                EventAnswer {
-                    id: event.id.clone(),
-                    status: EventStatusAnswer::Recorded,
-                    user_version: Some(version),
-                    deliveries: Some(enqueued),
+                IngestOutcome::Recorded { version, enqueued } => {
+                    recorded += 1;
+                    EventAnswer {
+                        id: event.id.clone(),
+                        status: EventStatusAnswer::Recorded,
+                        user_version: Some(version),
+                        deliveries: Some(enqueued),
+                    }
                 }
-            }
-        });
-    }
+            });
+        }
+        Ok::<(), ApiError>(())
+    };
+    tracing::Instrument::instrument(recording, span).await?;
     app.metrics.events(recorded, duplicates);
     if recorded > 0 {
         app.work.notify_one();

@@ -103,10 +103,17 @@ async fn receive(
     let events = webhook
         .events(&receipt.updates)
         .map_err(|refused| ApiError::bad_request(refused.to_string()))?;
-    let ingest = Ingest::start(app.store.as_ref()).await?;
-    let summary = ingest
-        .record_webhook(&webhook, &events, receipt.ignored.clone())
-        .await?;
+    let span = crate::telemetry::ingest_span(events.iter().map(|e| e.id.as_str()), Some(&id));
+    let summary = tracing::Instrument::instrument(
+        async {
+            Ingest::start(app.store.as_ref())
+                .await?
+                .record_webhook(&webhook, &events, receipt.ignored.clone())
+                .await
+        },
+        span,
+    )
+    .await?;
     app.metrics.events(summary.applied, summary.duplicates);
     if summary.applied > summary.without_deliveries {
         app.work.notify_one();

@@ -4,7 +4,9 @@
 //! secret, a signing key the destination echoes back, an activation source's
 //! PostgreSQL password as userinfo and as `?password=`, URLs with userinfo),
 //! then every path exercised through the real `prefsync serve` at trace log
-//! level, and every answer, the whole log, `/metrics` and every file under the
+//! level (once with text logs, once with JSON logs and every span exported
+//! over OTLP), and every answer, the whole log, the spans' names and
+//! attributes, `/metrics` and every file under the
 //! data directory (but the database, which must hold the config and be the
 //! owner's alone) searched for each secret in its raw, base64 and
 //! percent-encoded forms.
@@ -179,12 +181,39 @@ impl Server {
 
 #[tokio::test]
 async fn no_planted_secret_leaves_by_any_path() {
+    no_planted_secret_leaves(Observed::TextLog).await;
+}
+
+/// The same paths with the log in JSON lines and every span exported to an
+/// OTLP receiver, whose spans (names and attributes) are searched too. Two
+/// workers: the receiver must answer while the test waits for the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_planted_secret_leaves_in_json_logs_or_spans() {
+    no_planted_secret_leaves(Observed::JsonLogAndSpans).await;
+}
+
+/// How the server's output is taken.
+#[derive(Clone, Copy, PartialEq)]
+enum Observed {
+    TextLog,
+    JsonLogAndSpans,
+}
+
+async fn no_planted_secret_leaves(observed: Observed) {
     let destination = echoing_destination().await;
+    let receiver = prefsync_tests::otlp::start().await.unwrap();
+    let endpoint = receiver.url();
     let server = Server::try_start_logging("", "", TRACE_BUT_THE_COMPILER, |dir| {
         let connector_dir = dir.join("connectors");
         std::fs::copy(guests::PROBE, connector_dir.join("probe.wasm")).unwrap();
         std::fs::copy(guests::WEBHOOK, connector_dir.join("webhook.wasm")).unwrap();
-        "[activations]\npoll_ms = 100\n".into()
+        let mut extra = "[activations]\npoll_ms = 100\n".to_string();
+        if observed == Observed::JsonLogAndSpans {
+            extra.push_str(&format!(
+                "[log]\nformat = \"json\"\n[telemetry]\notlp_endpoint = {endpoint:?}\n"
+            ));
+        }
+        extra
     })
     .expect("prefsync serve started");
     let on_postgres = std::env::var("PREFSYNC_TEST_SERVE_STORE").as_deref() == Ok("postgres");
@@ -436,6 +465,31 @@ async fn no_planted_secret_leaves_by_any_path() {
         "the log saw the secrets, redacted"
     );
     search.check("the server log", &log);
+    if observed == Observed::JsonLogAndSpans {
+        let first = log
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        assert!(first.starts_with('{'), "the log is JSON lines: {first}");
+        // The stop flushed every span.
+        let spans = receiver.state.spans();
+        assert!(
+            spans.len() >= 10,
+            "{} spans exported: {:?}",
+            spans.len(),
+            spans.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()
+        );
+        assert!(
+            spans.iter().any(|s| s.name.ends_with(" deliver")),
+            "connector calls were traced"
+        );
+        for span in &spans {
+            search.check(
+                &format!("the span {}", span.name),
+                &format!("{} {:?} {:?}", span.name, span.attributes, span.links),
+            );
+        }
+    }
     for file in walk(&data) {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with("prefsync.db") {

@@ -60,7 +60,11 @@ fn fill(path: &std::path::Path, users: usize) {
             .unwrap();
         for u in 0..users {
             let user = format!("user-{u:08}@example.com");
-            let acked = if u.is_multiple_of(PENDING_EVERY) { 1 } else { 2 };
+            let acked = if u.is_multiple_of(PENDING_EVERY) {
+                1
+            } else {
+                2
+            };
             outbox
                 .execute(rusqlite::params![id, user, acked, u as i64])
                 .unwrap();

@@ -8,8 +8,8 @@ use std::time::Duration;
 use prefsync::runtime::{Destination, Limits};
 use prefsync_tests::guests;
 use prefsync_tests::native::NativeConnector;
-use prefsync_tests::pipeline::{Load, measure};
-use prefsync_tests::support::{loopback_egress, runtime};
+use prefsync_tests::pipeline::{Load, measure, measure_process};
+use prefsync_tests::support::{loopback_egress, prefsync_bin, runtime};
 
 const LOAD: Load = Load {
     users: 60,
@@ -38,4 +38,17 @@ async fn the_component_and_the_native_logic_deliver_the_same_load() {
         assert!(run.percentile(50.0) <= run.percentile(99.0));
         assert!(run.end_to_end >= run.percentile(100.0));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serve_process_delivers_the_load_and_its_cpu_time_is_read() {
+    let run = measure_process(&prefsync_bin(), LOAD).await.unwrap();
+    assert_eq!(run.latencies.len(), LOAD.users);
+    assert_eq!(run.mock_requests, LOAD.users);
+    let per_event = run
+        .cpu_per_event_us()
+        .expect("the server's CPU time was read");
+    // A debug build on a busy machine: generous, but a server that did not
+    // run (or a reading of the wrong process) fails it.
+    assert!(per_event < 1_000_000.0, "{per_event} µs per event");
 }

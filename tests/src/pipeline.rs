@@ -1,10 +1,14 @@
-//! The whole pipeline under load, in one process, on loopback: events
-//! posted to `POST /v1/events`, committed to a real SQLite file, claimed by
-//! the dispatcher, delivered through a connector to the mock Dotdigital.
-//! The `pipeline` benchmark runs it with the component and with the same
-//! logic linked natively; a test keeps it working at a small size.
+//! The whole pipeline under load, on loopback: events posted to
+//! `POST /v1/events`, committed to a real SQLite file, claimed by the
+//! dispatcher, delivered through a connector to the mock Dotdigital. The
+//! server runs in this process ([`measure`]: the `pipeline` benchmark, with
+//! the component and with the same logic linked natively) or as a
+//! `prefsync serve` process ([`measure_process`]: the `serve` benchmark,
+//! which also reads the server's CPU time); a test keeps both working at a
+//! small size.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -15,8 +19,9 @@ use prefsync::runtime::Destination;
 use prefsync::serve::{Connectors, Registry, Server};
 use serde_json::json;
 
+use crate::mocks::MockServer;
 use crate::mocks::dotdigital::{Dotdigital, FieldType};
-use crate::support::loopback_egress;
+use crate::support::{ServeProcess, loopback_egress, process_cpu};
 
 const TOKEN: &str = "pipeline-bench-admin-token";
 const API_USER: &str = "apiuser-bench@apiconnector.com";
@@ -50,6 +55,9 @@ pub struct Measurement {
     pub latencies: Vec<Duration>,
     /// Requests the mock answered (one per delivery attempt).
     pub mock_requests: usize,
+    /// CPU time (user + system) the server process used from the first
+    /// POST to the last delivery; `None` for a server in this process.
+    pub server_cpu: Option<Duration>,
 }
 
 impl Measurement {
@@ -63,6 +71,12 @@ impl Measurement {
         self.users as f64 / self.end_to_end.as_secs_f64()
     }
 
+    /// The server's CPU time per delivered event, in µs.
+    pub fn cpu_per_event_us(&self) -> Option<f64> {
+        self.server_cpu
+            .map(|cpu| cpu.as_secs_f64() * 1e6 / self.users as f64)
+    }
+
     /// The `p`-th percentile latency (0 < p ≤ 100).
     pub fn percentile(&self, p: f64) -> Duration {
         let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
@@ -70,25 +84,12 @@ impl Measurement {
     }
 }
 
-/// Runs `load` through a fresh server (its own data directory) and a fresh
-/// mock, delivering through `destination`, and measures it.
+/// Runs `load` through a fresh server in this process (its own data
+/// directory) and a fresh mock, delivering through `destination`.
 pub async fn measure(destination: Arc<dyn Destination>, load: Load) -> Result<Measurement> {
-    ensure!(
-        load.users > 0 && load.events_per_post > 0 && load.posters > 0,
-        "load needs users, events per post and posters"
-    );
-    let mock = Dotdigital::start(
-        API_USER,
-        API_PASSWORD,
-        &[("NEWSLETTER", FieldType::Boolean)],
-    )
-    .await
-    .context("starting the mock Dotdigital")?;
-    let data_dir = std::env::temp_dir().join(format!(
-        "prefsync-pipeline-{}-{}",
-        std::process::id(),
-        NEXT_RUN.fetch_add(1, Ordering::SeqCst)
-    ));
+    check(load)?;
+    let mock = start_mock().await?;
+    let data_dir = fresh_dir();
     let mut config = HostConfig::default();
     config.server.listen = "127.0.0.1:0".parse().expect("a socket address");
     config.server.admin_token = Some(TOKEN.into());
@@ -98,69 +99,144 @@ pub async fn measure(destination: Arc<dyn Destination>, load: Load) -> Result<Me
     registry.insert(destination);
     let server = Server::start(config, Connectors::Fixed(Arc::new(registry))).await?;
     let base = format!("http://{}", server.addr());
-    let client = reqwest::Client::new();
-
-    let result = async {
-        let integration = json!({
-            "type_id": "dotdigital",
-            "authentication": {"url": mock.url(), "username": API_USER, "password": API_PASSWORD},
-            "properties": {},
-            "mappings": [{"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"}],
-            "upsert_mode": true
-        });
-        let created = client
-            .post(format!("{base}/v1/integrations"))
-            .bearer_auth(TOKEN)
-            .json(&integration)
-            .send()
-            .await?;
-        ensure!(
-            created.status() == 201,
-            "creating the integration: {} {}",
-            created.status(),
-            created.text().await.unwrap_or_default()
-        );
-
-        let (sent, ingest) = post_events(&client, &base, load).await?;
-        let started = *sent.values().min().expect("at least one user");
-        let deadline = Instant::now() + load.deadline;
-        let contacts = loop {
-            let contacts = mock.state.contacts();
-            if contacts.len() >= load.users {
-                break contacts;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "only {} of {} users reached the mock within {:?}",
-                    contacts.len(),
-                    load.users,
-                    load.deadline
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        };
-        let mut latencies = Vec::with_capacity(contacts.len());
-        let mut last_write = started;
-        for contact in &contacts {
-            let posted = sent
-                .get(&contact.value)
-                .with_context(|| format!("the mock holds an unknown user {}", contact.value))?;
-            latencies.push(contact.written_at.saturating_duration_since(*posted));
-            last_write = last_write.max(contact.written_at);
-        }
-        latencies.sort();
-        Ok(Measurement {
-            users: load.users,
-            ingest,
-            end_to_end: last_write - started,
-            latencies,
-            mock_requests: mock.state.requests().len(),
-        })
-    }
-    .await;
+    let result = drive(&base, &mock, load, || None).await;
     server.stop().await?;
     let _ = std::fs::remove_dir_all(&data_dir);
     result
+}
+
+/// Runs `load` through a fresh `prefsync serve` process of the binary `bin`
+/// (its own data directory, the built Dotdigital component, the default
+/// log level) and a fresh mock, and reads the process's CPU time.
+pub async fn measure_process(bin: &Path, load: Load) -> Result<Measurement> {
+    check(load)?;
+    let mock = start_mock().await?;
+    let dir = fresh_dir();
+    let connectors = dir.join("connectors");
+    std::fs::create_dir_all(&connectors)?;
+    std::fs::copy(
+        crate::guests::DOTDIGITAL,
+        connectors.join("dotdigital.wasm"),
+    )?;
+    let config = dir.join("prefsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\
+             [storage]\ndata_dir = {:?}\n[connectors]\ndir = {connectors:?}\n\
+             [egress]\nallow_loopback = true\nallow_http = true\n",
+            dir.join("data"),
+        ),
+    )?;
+    let server = ServeProcess::start_binary(bin, &config, "info")
+        .map_err(|log| anyhow::anyhow!("{} serve did not start:\n{log}", bin.display()))?;
+    let pid = server.pid();
+    let result = drive(&server.url, &mock, load, move || process_cpu(pid)).await;
+    let (clean, log) = server.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+    ensure!(
+        clean,
+        "{} serve did not stop cleanly:\n{log}",
+        bin.display()
+    );
+    result
+}
+
+fn check(load: Load) -> Result<()> {
+    ensure!(
+        load.users > 0 && load.events_per_post > 0 && load.posters > 0,
+        "load needs users, events per post and posters"
+    );
+    Ok(())
+}
+
+async fn start_mock() -> Result<MockServer<Dotdigital>> {
+    Dotdigital::start(
+        API_USER,
+        API_PASSWORD,
+        &[("NEWSLETTER", FieldType::Boolean)],
+    )
+    .await
+    .context("starting the mock Dotdigital")
+}
+
+fn fresh_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "prefsync-pipeline-{}-{}",
+        std::process::id(),
+        NEXT_RUN.fetch_add(1, Ordering::SeqCst)
+    ))
+}
+
+/// Creates the integration on the server at `base`, posts `load` and waits
+/// for every user at the mock; `server_cpu` reads the server's CPU time.
+async fn drive(
+    base: &str,
+    mock: &MockServer<Dotdigital>,
+    load: Load,
+    server_cpu: impl Fn() -> Option<Duration>,
+) -> Result<Measurement> {
+    let client = reqwest::Client::new();
+    let integration = json!({
+        "type_id": "dotdigital",
+        "authentication": {"url": mock.url(), "username": API_USER, "password": API_PASSWORD},
+        "properties": {},
+        "mappings": [{"id": "NEWSLETTER", "value": "consents_purposes_newsletter_enabled"}],
+        "upsert_mode": true
+    });
+    let created = client
+        .post(format!("{base}/v1/integrations"))
+        .bearer_auth(TOKEN)
+        .json(&integration)
+        .send()
+        .await?;
+    ensure!(
+        created.status() == 201,
+        "creating the integration: {} {}",
+        created.status(),
+        created.text().await.unwrap_or_default()
+    );
+
+    let cpu_before = server_cpu();
+    let (sent, ingest) = post_events(&client, base, load).await?;
+    let started = *sent.values().min().expect("at least one user");
+    let deadline = Instant::now() + load.deadline;
+    let contacts = loop {
+        let contacts = mock.state.contacts();
+        if contacts.len() >= load.users {
+            break contacts;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} users reached the mock within {:?}",
+                contacts.len(),
+                load.users,
+                load.deadline
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let cpu_after = server_cpu();
+    let mut latencies = Vec::with_capacity(contacts.len());
+    let mut last_write = started;
+    for contact in &contacts {
+        let posted = sent
+            .get(&contact.value)
+            .with_context(|| format!("the mock holds an unknown user {}", contact.value))?;
+        latencies.push(contact.written_at.saturating_duration_since(*posted));
+        last_write = last_write.max(contact.written_at);
+    }
+    latencies.sort();
+    Ok(Measurement {
+        users: load.users,
+        ingest,
+        end_to_end: last_write - started,
+        latencies,
+        mock_requests: mock.state.requests().len(),
+        server_cpu: cpu_before
+            .zip(cpu_after)
+            .map(|(before, after)| after.saturating_sub(before)),
+    })
 }
 
 static NEXT_RUN: AtomicUsize = AtomicUsize::new(0);

@@ -179,8 +179,18 @@ impl ServeProcess {
         config: &std::path::Path,
         log_filter: &str,
     ) -> Result<ServeProcess, String> {
+        Self::start_binary(&prefsync_bin(), config, log_filter)
+    }
+
+    /// Like [`ServeProcess::start_logging`], running the binary `bin` (a
+    /// benchmark comparing two builds).
+    pub fn start_binary(
+        bin: &std::path::Path,
+        config: &std::path::Path,
+        log_filter: &str,
+    ) -> Result<ServeProcess, String> {
         use std::io::{BufRead, BufReader};
-        let mut child = std::process::Command::new(prefsync_bin())
+        let mut child = std::process::Command::new(bin)
             .args(["serve", "--config"])
             .arg(config)
             .env("PREFSYNC_LOG", log_filter)
@@ -220,6 +230,11 @@ impl ServeProcess {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process without warning, as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -255,6 +270,17 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The user + system CPU time process `pid` has used so far, from
+/// `/proc/<pid>/stat` (its 14th and 15th fields, in USER_HZ = 100 ticks);
+/// `None` once the process is gone.
+pub fn process_cpu(pid: u32) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count after it.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(std::time::Duration::from_millis(ticks * 10))
 }
 
 /// A fresh, empty database on the PostgreSQL server of `PREFSYNC_TEST_POSTGRES`

@@ -15,7 +15,7 @@ macro_rules! store_conformance_tests {
 
         use prefsync_consent::UserState;
         use $crate::{
-            AuditRow, Claim, Completion, DeliveryFilter, DeliveryStatus, IngestOutcome,
+            AuditRow, Claim, Completed, Completion, DeliveryFilter, DeliveryStatus, IngestOutcome,
             IngestPlan, IntegrationRecord, OutboxEntry, Result, Store, StoredEvent, UserRecord,
         };
 
@@ -49,6 +49,19 @@ macro_rules! store_conformance_tests {
         }
     }
 
+    /// Ingests one event with a plan that sees only the user's state.
+    async fn ingest_one(
+        store: &dyn Store,
+        event: StoredEvent,
+        plan: impl Fn(Option<&UserRecord>) -> Result<IngestPlan> + Send + Sync + 'static,
+    ) -> Result<IngestOutcome> {
+        let outcomes = store
+            .ingest(vec![event], Arc::new(move |_: usize, _: &StoredEvent, current: Option<&UserRecord>| plan(current)))
+            .await?;
+        assert_eq!(outcomes.len(), 1, "one outcome per event");
+        Ok(outcomes.into_iter().next().expect("one outcome"))
+    }
+
     /// A plan that bumps the user's version and enqueues `integrations`.
     fn bump(
         integrations: &[&str],
@@ -70,8 +83,7 @@ macro_rules! store_conformance_tests {
 
     /// Ingests a fresh event for "user" that bumps its version.
     async fn change(store: &dyn Store, event_id: &str, at_ms: i64, integrations: &[&str]) -> u64 {
-        match store
-            .ingest(&event(event_id, "user", at_ms), &bump(integrations))
+        match ingest_one(&*store, event(event_id, "user", at_ms), bump(integrations))
             .await
             .expect("ingest")
         {
@@ -100,8 +112,7 @@ macro_rules! store_conformance_tests {
                 trace_context: None,
             })
         };
-        store
-            .ingest(&event(event_id, user, at_ms), &plan)
+        ingest_one(&*store, event(event_id, user, at_ms), plan)
             .await
             .expect("ingest");
     }
@@ -176,8 +187,7 @@ macro_rules! store_conformance_tests {
             }
         };
         let first = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-        store
-            .ingest(&event("e1", "user", 100), &traced(Some(first)))
+        ingest_one(&*store, event("e1", "user", 100), traced(Some(first)))
             .await
             .expect("ingest");
         let claim = claim_one(&*store, "host-a", 100).await;
@@ -187,8 +197,7 @@ macro_rules! store_conformance_tests {
             .await
             .expect("complete");
         // An untraced newer change leaves no stale context behind.
-        store
-            .ingest(&event("e2", "user", 200), &traced(None))
+        ingest_one(&*store, event("e2", "user", 200), traced(None))
             .await
             .expect("ingest");
         let claim = claim_one(&*store, "host-a", 200).await;
@@ -239,13 +248,13 @@ macro_rules! store_conformance_tests {
     #[tokio::test]
     async fn a_duplicate_event_changes_nothing() {
         let (_dir, store) = with_one_change().await;
-        let calls = AtomicUsize::new(0);
-        let counting = |current: Option<&UserRecord>| {
-            calls.fetch_add(1, Ordering::SeqCst);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let counting = move |current: Option<&UserRecord>| {
+            counted.fetch_add(1, Ordering::SeqCst);
             bump(&["crm"])(current)
         };
-        let again = store
-            .ingest(&event("e1", "user", 200), &counting)
+        let again = ingest_one(&*store, event("e1", "user", 200), counting)
             .await
             .expect("ingest");
         assert_eq!(again, IngestOutcome::Duplicate);
@@ -280,8 +289,7 @@ macro_rules! store_conformance_tests {
             .expect("put");
         let failing =
             |_: Option<&UserRecord>| -> Result<IngestPlan> { Err(anyhow!("merge failed")) };
-        let err = store
-            .ingest(&event("e1", "user", 100), &failing)
+        let err = ingest_one(&*store, event("e1", "user", 100), failing)
             .await
             .expect_err("plan error");
         assert!(format!("{err:#}").contains("merge failed"), "{err:#}");
@@ -304,9 +312,17 @@ macro_rules! store_conformance_tests {
         let panicking = store.clone();
         let task = tokio::spawn(async move {
             let plan = |_: Option<&UserRecord>| -> Result<IngestPlan> { panic!("plan bug") };
-            panicking.ingest(&event("e2", "user", 200), &plan).await
+            ingest_one(&*panicking, event("e2", "user", 200), plan).await
         });
-        assert!(task.await.expect_err("panicked").is_panic());
+        // A store that runs plans on its own thread turns the panic into an
+        // error; one that runs them in the caller's task panics the task.
+        match task.await {
+            Ok(result) => {
+                let error = result.expect_err("a panicking plan fails the ingest");
+                assert!(format!("{error:#}").contains("plan bug"), "{error:#}");
+            }
+            Err(join) => assert!(join.is_panic()),
+        }
         assert_eq!(
             store
                 .events_for_user("user", 10)
@@ -325,8 +341,7 @@ macro_rules! store_conformance_tests {
             .put_integration(&integration("crm", 1))
             .await
             .expect("put");
-        let outcome = store
-            .ingest(&event("e1", "user", 100), &bump(&["crm", "gone", "crm"]))
+        let outcome = ingest_one(&*store, event("e1", "user", 100), bump(&["crm", "gone", "crm"]))
             .await
             .expect("ingest");
         assert_eq!(
@@ -338,8 +353,7 @@ macro_rules! store_conformance_tests {
         );
         // A plan that changes nothing reports the stored version.
         let unchanged = |_: Option<&UserRecord>| Ok(IngestPlan::default());
-        let outcome = store
-            .ingest(&event("e2", "user", 200), &unchanged)
+        let outcome = ingest_one(&*store, event("e2", "user", 200), unchanged)
             .await
             .expect("ingest");
         assert_eq!(
@@ -349,8 +363,7 @@ macro_rules! store_conformance_tests {
                 enqueued: vec![]
             }
         );
-        let outcome = store
-            .ingest(&event("e3", "new-user", 200), &unchanged)
+        let outcome = ingest_one(&*store, event("e3", "new-user", 200), unchanged)
             .await
             .expect("ingest");
         assert_eq!(
@@ -360,6 +373,132 @@ macro_rules! store_conformance_tests {
                 enqueued: vec![]
             }
         );
+    }
+
+    /// A plan for any user: bumps the version, enqueues "crm".
+    fn bump_any(_: usize, event: &StoredEvent, current: Option<&UserRecord>) -> Result<IngestPlan> {
+        let mut state = current.map_or_else(
+            || UserState::new(event.organization_user_id.clone()),
+            |u| u.state.clone(),
+        );
+        state.version += 1;
+        Ok(IngestPlan {
+            state: Some(state),
+            enqueue: vec!["crm".to_string()],
+            trace_context: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_ingested_in_order_in_one_transaction() {
+        let (_dir, store) = with_one_change().await;
+        let batch = vec![
+            event("b1", "user", 200),
+            event("b2", "other", 200),
+            event("e1", "user", 200), // known before the batch
+            event("b3", "user", 201),
+            event("b1", "user", 202), // repeated within the batch
+        ];
+        let outcomes = store.ingest(batch, Arc::new(bump_any)).await.expect("ingest");
+        let crm = || vec!["crm".to_string()];
+        assert_eq!(
+            outcomes,
+            [
+                IngestOutcome::Recorded { version: 2, enqueued: crm() },
+                IngestOutcome::Recorded { version: 1, enqueued: crm() },
+                IngestOutcome::Duplicate,
+                // Planned on the state the batch's earlier event left.
+                IngestOutcome::Recorded { version: 3, enqueued: crm() },
+                IngestOutcome::Duplicate,
+            ]
+        );
+        assert_eq!(row(&*store, "user").await.wanted_version, 3);
+
+        // A plan failing on the batch's last event stores none of it.
+        let failing_on_b6 = |index: usize, event: &StoredEvent, current: Option<&UserRecord>| {
+            if index == 2 {
+                return Err(anyhow!("merge failed on {}", event.event_id));
+            }
+            bump_any(index, event, current)
+        };
+        let batch = vec![event("b4", "user", 300), event("b5", "new", 300), event("b6", "user", 301)];
+        let error = store
+            .ingest(batch, Arc::new(failing_on_b6))
+            .await
+            .expect_err("the batch fails");
+        assert!(format!("{error:#}").contains("merge failed on b6"), "{error:#}");
+        assert_eq!(store.user("new").await.expect("user"), None);
+        assert_eq!(store.events_for_user("user", 10).await.expect("events").len(), 3);
+        assert_eq!(row(&*store, "user").await.wanted_version, 3);
+        assert!(store.ingest(Vec::new(), Arc::new(bump_any)).await.expect("empty").is_empty());
+    }
+
+    #[tokio::test]
+    async fn users_are_read_in_the_order_asked() {
+        let (_dir, store) = with_one_change().await;
+        change_user(&*store, "bob", "e2", 100, "crm").await;
+        let ids = ["bob", "nobody", "user", "bob"].map(str::to_string);
+        let versions: Vec<Option<(String, u64)>> = store
+            .users(&ids)
+            .await
+            .expect("users")
+            .into_iter()
+            .map(|u| u.map(|u| (u.state.organization_user_id, u.state.version)))
+            .collect();
+        assert_eq!(
+            versions,
+            [
+                Some(("bob".to_string(), 1)),
+                None,
+                Some(("user".to_string(), 1)),
+                Some(("bob".to_string(), 1)),
+            ]
+        );
+        assert!(store.users(&[]).await.expect("none").is_empty());
+    }
+
+    #[tokio::test]
+    async fn completions_of_a_batch_are_recorded_together_each_under_its_lease() {
+        let (_dir, store) = with_one_change().await;
+        change_user(&*store, "bob", "e2", 100, "crm").await;
+        change_user(&*store, "carol", "e3", 100, "crm").await;
+        let claims = store.claim_due("crm", "a", 200, LEASE, 10).await.expect("claim");
+        assert_eq!(claims.len(), 3);
+        let mut lost = claims[2].clone();
+        lost.lease_owner = "someone else".to_string();
+        let completed = vec![
+            Completed {
+                claim: claims[0].clone(),
+                completion: Completion::Acked,
+                audit: audit(&claims[0], "delivered:updated", 210),
+            },
+            Completed {
+                claim: claims[1].clone(),
+                completion: Completion::Retry { next_attempt_at_ms: 5_000, error: "503".into() },
+                audit: audit(&claims[1], "failed:retryable", 210),
+            },
+            Completed {
+                claim: lost.clone(),
+                completion: Completion::Acked,
+                audit: audit(&lost, "delivered:updated", 210),
+            },
+        ];
+        let held = store.complete_all(completed, 210).await.expect("complete");
+        assert_eq!(held, [true, true, false]);
+        let first = row(&*store, &claims[0].organization_user_id).await;
+        assert_eq!((first.acked_version, first.lease_owner), (1, None));
+        let second = row(&*store, &claims[1].organization_user_id).await;
+        assert_eq!((second.attempts, second.next_attempt_at_ms), (1, 5_000));
+        let third = row(&*store, &claims[2].organization_user_id).await;
+        assert_eq!((third.acked_version, third.lease_owner.as_deref()), (0, Some("a")));
+        let audited = |user: String| {
+            let store = store.clone();
+            async move { store.audit_for_user(&user, 10).await.expect("audit").len() }
+        };
+        assert_eq!(audited(claims[0].organization_user_id.clone()).await, 1);
+        assert_eq!(audited(claims[1].organization_user_id.clone()).await, 1);
+        assert_eq!(audited(claims[2].organization_user_id.clone()).await, 0);
+        assert!(store.complete_all(Vec::new(), 220).await.expect("empty").is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -920,8 +1059,7 @@ macro_rules! store_conformance_tests {
             Some(400)
         );
         // Enqueueing for it is skipped.
-        let outcome = store
-            .ingest(&event("e3", "user", 500), &bump(&["crm", "ads"]))
+        let outcome = ingest_one(&*store, event("e3", "user", 500), bump(&["crm", "ads"]))
             .await
             .expect("ingest");
         assert_eq!(
@@ -1180,8 +1318,7 @@ macro_rules! store_conformance_tests {
                     trace_context: None,
                 })
             };
-            store
-                .ingest(&event(&format!("e-{user}"), user, 100), &plan)
+            ingest_one(&*store, event(&format!("e-{user}"), user, 100), plan)
                 .await
                 .expect("ingest");
         }

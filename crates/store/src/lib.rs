@@ -106,6 +106,13 @@ pub struct IngestPlan {
     pub trace_context: Option<String>,
 }
 
+/// Decides, inside the ingest transaction, what one event changes: given
+/// the event's index in the batch, the event and its user's current state
+/// (None for a new user), the plan to apply. Owned (`Arc`, `'static`) because the store may run it on its own
+/// writer thread, beside other callers' work.
+pub type IngestPlanner =
+    dyn Fn(usize, &StoredEvent, Option<&UserRecord>) -> Result<IngestPlan> + Send + Sync + 'static;
+
 /// What happened to an ingested event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IngestOutcome {
@@ -209,6 +216,16 @@ pub enum Completion {
     DeadLetter { error: String },
 }
 
+/// One claim's end, as [`Store::complete_all`] records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completed {
+    /// The claim, with the version actually sent.
+    pub claim: Claim,
+    pub completion: Completion,
+    /// The attempt's audit row, appended when the lease was still held.
+    pub audit: AuditRow,
+}
+
 /// A delivery that was given up on; replay puts it back in the outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
@@ -285,20 +302,22 @@ pub trait Store: ConnectorStore + ActivationStore + Send + Sync + 'static {
     /// Deletes the integration and its outbox rows; true when it existed.
     async fn delete_integration(&self, id: &str) -> Result<bool>;
 
-    /// Stores `event` unless its id is known, and in the same transaction
-    /// runs `plan` on the user's current state (None for a new user), saves
-    /// the state it returns and raises `wanted_version` of the outbox rows of
-    /// the integrations it names (due now unless a retry is already scheduled).
-    ///
-    /// `for<'u>` is spelled out: `#[async_trait]` would otherwise turn the
-    /// elided lifetime into a parameter of the method, and an implementation
-    /// could then only pass `plan` a state that outlives the call.
+    /// Stores `events`, in order and all in one transaction: each one unless
+    /// its id is known (then it is a [`IngestOutcome::Duplicate`]); for each
+    /// one stored, runs `plan` on its user's current state (as the events
+    /// before it in the batch left it), saves the state it returns and raises
+    /// `wanted_version` of the outbox rows of the integrations it names (due
+    /// now unless a retry is already scheduled). One outcome per event, in
+    /// order; an error (of the store or of `plan`) stores none of them.
     async fn ingest(
         &self,
-        event: &StoredEvent,
-        plan: &(dyn for<'u> Fn(Option<&'u UserRecord>) -> Result<IngestPlan> + Send + Sync),
-    ) -> Result<IngestOutcome>;
+        events: Vec<StoredEvent>,
+        plan: std::sync::Arc<IngestPlanner>,
+    ) -> Result<Vec<IngestOutcome>>;
     async fn user(&self, organization_user_id: &str) -> Result<Option<UserRecord>>;
+    /// The states of several users in one read, in the order asked (None
+    /// for a user with no state).
+    async fn users(&self, organization_user_ids: &[String]) -> Result<Vec<Option<UserRecord>>>;
     /// Clamps every user state's field stamps later than `limit_ms` to
     /// `now_ms` ([`UserState::clamp_stamps_after`]), one user at a time
     /// under the same serialisation as ingest; returns how many users
@@ -329,7 +348,23 @@ pub trait Store: ConnectorStore + ActivationStore + Send + Sync + 'static {
         completion: &Completion,
         audit: &AuditRow,
         now_ms: i64,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        let done = self
+            .complete_all(
+                vec![Completed {
+                    claim: claim.clone(),
+                    completion: completion.clone(),
+                    audit: audit.clone(),
+                }],
+                now_ms,
+            )
+            .await?;
+        Ok(done.first().copied().unwrap_or(false))
+    }
+    /// Ends several claims (a batch's outcomes) and appends their audit rows
+    /// in one transaction, each as [`Store::complete`] would: one answer per
+    /// item, in order, false for a lease no longer held.
+    async fn complete_all(&self, completed: Vec<Completed>, now_ms: i64) -> Result<Vec<bool>>;
     /// Gives leases back (graceful shutdown): the rows are due again at once.
     async fn release(&self, claims: &[Claim]) -> Result<()>;
     /// When the integration next has due work (for the dispatcher's sleep).

@@ -25,10 +25,12 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{Row, Transaction};
 
+use std::sync::Arc;
+
 use super::{
-    AuditRow, Claim, Completion, DeadLetter, DeliveryFilter, DeliveryStatus, IngestOutcome,
-    IngestPlan, IntegrationRecord, OutboxEntry, QUEUE_STATS, QueueStats, Result, Store,
-    StoredEvent, UserRecord,
+    AuditRow, Claim, Completed, Completion, DeadLetter, DeliveryFilter, DeliveryStatus,
+    IngestOutcome, IngestPlanner, IntegrationRecord, OutboxEntry, QUEUE_STATS, QueueStats, Result,
+    Store, StoredEvent, UserRecord,
 };
 use crate::postgres_tls::{PgConnectionString, error_chain};
 use prefsync_consent::UserState;
@@ -598,6 +600,161 @@ impl PostgresStore {
     }
 }
 
+/// One event of an ingest transaction (its user already locked): stored
+/// unless its id is known, and what `plan` makes of it applied.
+async fn ingest_event(
+    tx: &Transaction<'_>,
+    index: usize,
+    event: &StoredEvent,
+    plan: &IngestPlanner,
+) -> Result<IngestOutcome> {
+    let inserted = tx
+        .execute(
+            &format!(
+                "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (event_id) DO NOTHING"
+            ),
+            &[
+                &event.event_id,
+                &event.organization_user_id,
+                &event.origin,
+                &event.status.as_str(),
+                &event.created_at_ms,
+                &event.received_at_ms,
+                &to_json(&event.payload)?,
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(IngestOutcome::Duplicate);
+    }
+    let current = load_user(tx, &event.organization_user_id).await?;
+    let current_version = current.as_ref().map_or(0, |user| user.state.version);
+    let plan = plan(index, event, current.as_ref())?;
+    let version = match &plan.state {
+        Some(state) => {
+            if state.organization_user_id != event.organization_user_id {
+                bail!(
+                    "plan returned the state of {:?} for an event of {:?}",
+                    state.organization_user_id,
+                    event.organization_user_id
+                );
+            }
+            save_user(tx, state, event.received_at_ms).await?;
+            state.version
+        }
+        None => current_version,
+    };
+    let mut enqueued: Vec<String> = Vec::new();
+    for integration_id in &plan.enqueue {
+        if enqueued.contains(integration_id) || !integration_exists(tx, integration_id).await? {
+            continue;
+        }
+        enqueue(
+            &tx,
+            integration_id,
+            &event.organization_user_id,
+            version,
+            event.received_at_ms,
+            event.origin.as_deref(),
+            plan.trace_context.as_deref(),
+        )
+        .await?;
+        enqueued.push(integration_id.clone());
+    }
+    Ok(IngestOutcome::Recorded { version, enqueued })
+}
+
+/// Ends one claim (see [`Store::complete_all`]); false when its lease is
+/// no longer held.
+async fn complete_one(tx: &Transaction<'_>, done: &Completed, now_ms: i64) -> Result<bool> {
+    let Completed {
+        claim,
+        completion,
+        audit,
+    } = done;
+    const HELD: &str = "WHERE integration_id = $1 AND organization_user_id = $2
+         AND lease_owner = $3 AND lease_until_ms = $4";
+    let key: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+        &claim.integration_id,
+        &claim.organization_user_id,
+        &claim.lease_owner,
+        &claim.lease_until_ms,
+    ];
+    let version = int(claim.version)?;
+    let changed = match completion {
+        Completion::Acked => {
+            tx.execute(
+                &format!(
+                    "UPDATE outbox SET acked_version = GREATEST(acked_version, $5),
+                         attempts = 0, last_error = NULL, lease_owner = NULL,
+                         lease_until_ms = NULL, next_attempt_at_ms = $6,
+                         updated_at_ms = $6, pending_since_ms = $6 {HELD}"
+                ),
+                &[key[0], key[1], key[2], key[3], &version, &now_ms],
+            )
+            .await?
+        }
+        Completion::Retry {
+            next_attempt_at_ms,
+            error,
+        } => {
+            tx.execute(
+                &format!(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $5,
+                         lease_owner = NULL, lease_until_ms = NULL,
+                         next_attempt_at_ms = $6, updated_at_ms = $7 {HELD}"
+                ),
+                &[
+                    key[0],
+                    key[1],
+                    key[2],
+                    key[3],
+                    error,
+                    next_attempt_at_ms,
+                    &now_ms,
+                ],
+            )
+            .await?
+        }
+        Completion::DeadLetter { error } => {
+            let changed = tx
+                .execute(
+                    &format!(
+                        "UPDATE outbox SET acked_version = GREATEST(acked_version, $5),
+                             attempts = 0, last_error = $6, lease_owner = NULL,
+                             lease_until_ms = NULL, next_attempt_at_ms = $7,
+                             updated_at_ms = $7, pending_since_ms = $7 {HELD}"
+                    ),
+                    &[key[0], key[1], key[2], key[3], &version, error, &now_ms],
+                )
+                .await?;
+            if changed > 0 {
+                tx.execute(
+                    "INSERT INTO dead_letters (integration_id, organization_user_id,
+                         version, attempts, last_error, created_at_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &claim.integration_id,
+                        &claim.organization_user_id,
+                        &version,
+                        &i64::from(claim.attempts.saturating_add(1)),
+                        error,
+                        &now_ms,
+                    ],
+                )
+                .await?;
+            }
+            changed
+        }
+    };
+    if changed == 0 {
+        return Ok(false);
+    }
+    insert_audit(tx, audit).await?;
+    Ok(true)
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn put_integration(&self, integration: &IntegrationRecord) -> Result<()> {
@@ -649,74 +806,59 @@ impl Store for PostgresStore {
 
     async fn ingest(
         &self,
-        event: &StoredEvent,
-        plan: &(dyn for<'u> Fn(Option<&'u UserRecord>) -> Result<IngestPlan> + Send + Sync),
-    ) -> Result<IngestOutcome> {
+        events: Vec<StoredEvent>,
+        plan: Arc<IngestPlanner>,
+    ) -> Result<Vec<IngestOutcome>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // One user's events merge one after the other, whichever host takes them.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[&event.organization_user_id],
-        )
-        .await?;
-        let inserted = tx
-            .execute(
-                &format!(
-                    "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (event_id) DO NOTHING"
-                ),
-                &[
-                    &event.event_id,
-                    &event.organization_user_id,
-                    &event.origin,
-                    &event.status.as_str(),
-                    &event.created_at_ms,
-                    &event.received_at_ms,
-                    &to_json(&event.payload)?,
-                ],
+        // One user's events merge one after the other, whichever host takes
+        // them. Every user of the batch is locked up front and in one order,
+        // so two hosts' batches sharing users cannot deadlock.
+        let mut users: Vec<&str> = events
+            .iter()
+            .map(|event| event.organization_user_id.as_str())
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        for user in users {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&user],
             )
             .await?;
-        if inserted == 0 {
-            return Ok(IngestOutcome::Duplicate);
         }
-        let current = load_user(&tx, &event.organization_user_id).await?;
-        let current_version = current.as_ref().map_or(0, |user| user.state.version);
-        let plan = plan(current.as_ref())?;
-        let version = match &plan.state {
-            Some(state) => {
-                if state.organization_user_id != event.organization_user_id {
-                    bail!(
-                        "plan returned the state of {:?} for an event of {:?}",
-                        state.organization_user_id,
-                        event.organization_user_id
-                    );
-                }
-                save_user(&tx, state, event.received_at_ms).await?;
-                state.version
-            }
-            None => current_version,
-        };
-        let mut enqueued: Vec<String> = Vec::new();
-        for integration_id in &plan.enqueue {
-            if enqueued.contains(integration_id) || !integration_exists(&tx, integration_id).await?
-            {
-                continue;
-            }
-            enqueue(
-                &tx,
-                integration_id,
-                &event.organization_user_id,
-                version,
-                event.received_at_ms,
-                event.origin.as_deref(),
-                plan.trace_context.as_deref(),
-            )
-            .await?;
-            enqueued.push(integration_id.clone());
+        let mut outcomes = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            outcomes.push(ingest_event(&tx, index, event, plan.as_ref()).await?);
         }
         tx.commit().await?;
-        Ok(IngestOutcome::Recorded { version, enqueued })
+        Ok(outcomes)
+    }
+
+    async fn users(&self, organization_user_ids: &[String]) -> Result<Vec<Option<UserRecord>>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT organization_user_id, state, updated_at_ms FROM users
+                 WHERE organization_user_id = ANY($1)",
+                &[&organization_user_ids],
+            )
+            .await?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            found.insert(
+                id,
+                UserRecord {
+                    state: json(&row, 1)?,
+                    updated_at_ms: row.try_get(2)?,
+                },
+            );
+        }
+        Ok(organization_user_ids
+            .iter()
+            .map(|id| found.get(id).cloned())
+            .collect())
     }
 
     async fn user(&self, organization_user_id: &str) -> Result<Option<UserRecord>> {
@@ -852,96 +994,15 @@ impl Store for PostgresStore {
         Ok(claims.into_iter().map(|(_, claim)| claim).collect())
     }
 
-    async fn complete(
-        &self,
-        claim: &Claim,
-        completion: &Completion,
-        audit: &AuditRow,
-        now_ms: i64,
-    ) -> Result<bool> {
+    async fn complete_all(&self, completed: Vec<Completed>, now_ms: i64) -> Result<Vec<bool>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        const HELD: &str = "WHERE integration_id = $1 AND organization_user_id = $2
-             AND lease_owner = $3 AND lease_until_ms = $4";
-        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
-            &claim.integration_id,
-            &claim.organization_user_id,
-            &claim.lease_owner,
-            &claim.lease_until_ms,
-        ];
-        let version = int(claim.version)?;
-        let changed = match completion {
-            Completion::Acked => {
-                tx.execute(
-                    &format!(
-                        "UPDATE outbox SET acked_version = GREATEST(acked_version, $5),
-                             attempts = 0, last_error = NULL, lease_owner = NULL,
-                             lease_until_ms = NULL, next_attempt_at_ms = $6,
-                             updated_at_ms = $6, pending_since_ms = $6 {HELD}"
-                    ),
-                    &[key[0], key[1], key[2], key[3], &version, &now_ms],
-                )
-                .await?
-            }
-            Completion::Retry {
-                next_attempt_at_ms,
-                error,
-            } => {
-                tx.execute(
-                    &format!(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = $5,
-                             lease_owner = NULL, lease_until_ms = NULL,
-                             next_attempt_at_ms = $6, updated_at_ms = $7 {HELD}"
-                    ),
-                    &[
-                        key[0],
-                        key[1],
-                        key[2],
-                        key[3],
-                        error,
-                        next_attempt_at_ms,
-                        &now_ms,
-                    ],
-                )
-                .await?
-            }
-            Completion::DeadLetter { error } => {
-                let changed = tx
-                    .execute(
-                        &format!(
-                            "UPDATE outbox SET acked_version = GREATEST(acked_version, $5),
-                                 attempts = 0, last_error = $6, lease_owner = NULL,
-                                 lease_until_ms = NULL, next_attempt_at_ms = $7,
-                                 updated_at_ms = $7, pending_since_ms = $7 {HELD}"
-                        ),
-                        &[key[0], key[1], key[2], key[3], &version, error, &now_ms],
-                    )
-                    .await?;
-                if changed > 0 {
-                    tx.execute(
-                        "INSERT INTO dead_letters (integration_id, organization_user_id,
-                             version, attempts, last_error, created_at_ms)
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[
-                            &claim.integration_id,
-                            &claim.organization_user_id,
-                            &version,
-                            &i64::from(claim.attempts.saturating_add(1)),
-                            error,
-                            &now_ms,
-                        ],
-                    )
-                    .await?;
-                }
-                changed
-            }
-        };
-        if changed == 0 {
-            return Ok(false);
+        let mut held = Vec::with_capacity(completed.len());
+        for done in &completed {
+            held.push(complete_one(&tx, done, now_ms).await?);
         }
-        insert_audit(&tx, audit).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(held)
     }
 
     async fn release(&self, claims: &[Claim]) -> Result<()> {

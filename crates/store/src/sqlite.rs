@@ -33,31 +33,36 @@
 //!
 //! # Concurrency
 //!
-//! One connection behind a mutex. Every trait method runs as one transaction
-//! on tokio's blocking pool (`BEGIN IMMEDIATE` when it writes, so a second
-//! process sharing the file waits for the write lock up front instead of
-//! failing to upgrade a read transaction halfway).
+//! Two connections. Writes go to the writer thread (`sqlite/writer.rs`),
+//! which commits whatever writes are waiting in one transaction (group
+//! commit: one fsync for many callers), each write in its own savepoint and
+//! answered only after the commit. Reads run on tokio's blocking pool on a
+//! second connection behind a mutex; in WAL mode they see every committed
+//! write and never wait for the writer's fsync. The writer starts with
+//! `BEGIN IMMEDIATE`, so a second process sharing the file waits for the
+//! write lock up front instead of failing to upgrade a read halfway.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use async_trait::async_trait;
 use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AuditRow, Claim, Completion, DeadLetter, DeliveryFilter, DeliveryStatus, IngestOutcome,
-    IngestPlan, IntegrationRecord, OutboxEntry, QUEUE_STATS, QueueStats, Result, Store,
-    StoredEvent, UserRecord,
+    AuditRow, Claim, Completed, Completion, DeadLetter, DeliveryFilter, DeliveryStatus,
+    IngestOutcome, IngestPlanner, IntegrationRecord, OutboxEntry, QUEUE_STATS, QueueStats, Result,
+    Store, StoredEvent, UserRecord,
 };
 use prefsync_consent::UserState;
 
 mod activations;
 mod connectors;
+mod writer;
 
 /// Schema migrations, in order. Never edit a released one: add another.
 const MIGRATIONS: &[&str] = &[
@@ -233,10 +238,11 @@ const MIGRATIONS: &[&str] = &[
 /// `deliveries` answers this many rows when the filter's limit is 0.
 const DEFAULT_DELIVERIES_LIMIT: u32 = 100;
 
-/// The SQLite [`Store`]. Cheap to clone: clones share the connection.
+/// The SQLite [`Store`]. Cheap to clone: clones share the connections.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<writer::Writer>,
+    reader: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -260,32 +266,38 @@ impl SqliteStore {
         crate::private_files::create_private_file(path)
             .with_context(|| format!("creating the database {}", path.display()))?;
         restrict_database_files(path)?;
-        let mut conn = Connection::open(path)
-            .with_context(|| format!("opening the database {}", path.display()))?;
-        configure(&conn).with_context(|| format!("configuring the database {}", path.display()))?;
+        let open = || -> anyhow::Result<Connection> {
+            let conn = Connection::open(path)
+                .with_context(|| format!("opening the database {}", path.display()))?;
+            configure(&conn)
+                .with_context(|| format!("configuring the database {}", path.display()))?;
+            Ok(conn)
+        };
+        let mut conn = open()?;
         migrate(&mut conn).with_context(|| format!("migrating the database {}", path.display()))?;
+        let reader = open()?;
         restrict_database_files(path)?;
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(writer::Writer::start(conn)?),
+            reader: Arc::new(Mutex::new(reader)),
         })
     }
 
-    /// Runs `body` as one transaction on the blocking pool and commits it if
-    /// it returns `Ok`; an `Err` (or a panic) rolls it back.
+    /// Runs `body` as one transaction: a write (`write`) in the writer's next
+    /// group, answered once that group committed; a read on the blocking
+    /// pool. An `Err` (or a panic) undoes the body's writes.
     async fn transaction<T, F>(&self, op: &'static str, write: bool, body: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        let behavior = if write {
-            TransactionBehavior::Immediate
-        } else {
-            TransactionBehavior::Deferred
-        };
+        if write {
+            return self.writer.write(op, body).await;
+        }
+        let conn = Arc::clone(&self.reader);
         tokio::task::spawn_blocking(move || -> Result<T> {
             let mut conn = lock(&conn)?;
-            let tx = conn.transaction_with_behavior(behavior)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
             let value = body(&tx)?;
             tx.commit()?;
             Ok(value)
@@ -293,6 +305,12 @@ impl SqliteStore {
         .await
         .with_context(|| format!("sqlite store: {op}: task failed"))?
         .with_context(|| format!("sqlite store: {op}"))
+    }
+
+    /// Write transactions committed since the store was opened: one fsync
+    /// each, however many writes each one carried.
+    pub fn commits(&self) -> u64 {
+        self.writer.commits()
     }
 }
 
@@ -495,7 +513,7 @@ fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRow> {
 
 // --- Statements shared by several operations ---------------------------------
 
-fn load_user(tx: &Transaction<'_>, organization_user_id: &str) -> Result<Option<UserRecord>> {
+fn load_user(tx: &Connection, organization_user_id: &str) -> Result<Option<UserRecord>> {
     let mut stmt = tx
         .prepare_cached("SELECT state, updated_at_ms FROM users WHERE organization_user_id = ?1")?;
     Ok(stmt
@@ -503,7 +521,7 @@ fn load_user(tx: &Transaction<'_>, organization_user_id: &str) -> Result<Option<
         .optional()?)
 }
 
-fn save_user(tx: &Transaction<'_>, state: &UserState, updated_at_ms: i64) -> Result<()> {
+fn save_user(tx: &Connection, state: &UserState, updated_at_ms: i64) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO users (organization_user_id, state, version, updated_at_ms)
          VALUES (?1, ?2, ?3, ?4)
@@ -521,7 +539,7 @@ fn save_user(tx: &Transaction<'_>, state: &UserState, updated_at_ms: i64) -> Res
     Ok(())
 }
 
-fn integration_exists(tx: &Transaction<'_>, id: &str) -> Result<bool> {
+fn integration_exists(tx: &Connection, id: &str) -> Result<bool> {
     let mut stmt = tx.prepare_cached("SELECT 1 FROM integrations WHERE id = ?1")?;
     Ok(stmt.exists([id])?)
 }
@@ -532,7 +550,7 @@ fn integration_exists(tx: &Transaction<'_>, id: &str) -> Result<bool> {
 /// stays scheduled, and will carry the newest state). A version that is not
 /// newer than the row's changes nothing.
 fn enqueue(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     integration_id: &str,
     organization_user_id: &str,
     version: u64,
@@ -570,7 +588,7 @@ fn enqueue(
     Ok(())
 }
 
-fn insert_audit(tx: &Transaction<'_>, row: &AuditRow) -> Result<()> {
+fn insert_audit(tx: &Connection, row: &AuditRow) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO audit (at_ms, integration_id, organization_user_id, state_version,
              connector_type, connector_version, connector_hash, outcome, detail,
@@ -598,7 +616,7 @@ fn insert_audit(tx: &Transaction<'_>, row: &AuditRow) -> Result<()> {
 /// Marks dead letter `id` replayed and makes its (integration, user) due
 /// again; true when work was re-queued, false when the dead letter is unknown,
 /// already replayed, or its integration no longer exists.
-fn replay(tx: &Transaction<'_>, id: i64, now_ms: i64) -> Result<bool> {
+fn replay(tx: &Connection, id: i64, now_ms: i64) -> Result<bool> {
     let found = tx
         .prepare_cached(
             "SELECT integration_id, organization_user_id, version FROM dead_letters
@@ -650,17 +668,13 @@ fn replay(tx: &Transaction<'_>, id: i64, now_ms: i64) -> Result<bool> {
 
 // --- Ingest --------------------------------------------------------------------
 
-/// The ingest transaction. `plan` borrows from the caller, so it cannot move
-/// to the blocking thread; instead this side sends the user's current state
-/// to the caller (`to_plan`), which runs `plan` and sends back its answer
-/// (`planned`) while this transaction stays open. If the caller goes away (its
-/// future dropped, or `plan` panicked) the channel closes and the transaction
-/// rolls back.
-fn ingest_transaction(
-    tx: &Transaction<'_>,
+/// One event of an ingest transaction: stored unless its id is known, and
+/// what `plan` makes of it applied.
+fn ingest_event(
+    tx: &Connection,
+    index: usize,
     event: &StoredEvent,
-    to_plan: tokio::sync::oneshot::Sender<Option<UserRecord>>,
-    planned: mpsc::Receiver<Result<IngestPlan>>,
+    plan: &IngestPlanner,
 ) -> Result<IngestOutcome> {
     let duplicate = tx
         .prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?
@@ -683,12 +697,7 @@ fn ingest_transaction(
 
     let current = load_user(tx, &event.organization_user_id)?;
     let current_version = current.as_ref().map_or(0, |user| user.state.version);
-    to_plan
-        .send(current)
-        .map_err(|_| anyhow!("ingest abandoned by its caller"))?;
-    let plan = planned
-        .recv()
-        .map_err(|_| anyhow!("ingest abandoned by its caller"))??;
+    let plan = plan(index, event, current.as_ref())?;
 
     let version = match &plan.state {
         Some(state) => {
@@ -724,6 +733,94 @@ fn ingest_transaction(
         enqueued.push(integration_id.clone());
     }
     Ok(IngestOutcome::Recorded { version, enqueued })
+}
+
+/// Ends one claim (see [`Store::complete_all`]); false when its lease is
+/// no longer held.
+fn complete_one(tx: &Connection, done: &Completed, now_ms: i64) -> Result<bool> {
+    let Completed {
+        claim,
+        completion,
+        audit,
+    } = done;
+    // Every update is conditional on the lease (?1..?4), so a lost
+    // lease changes nothing: the check and the change are one statement.
+    const HELD: &str = "WHERE integration_id = ?1 AND organization_user_id = ?2
+         AND lease_owner = ?3 AND lease_until_ms = ?4";
+    let (integration_id, user, owner, until) = (
+        &claim.integration_id,
+        &claim.organization_user_id,
+        &claim.lease_owner,
+        claim.lease_until_ms,
+    );
+    let version = sql_int(claim.version)?;
+    let changed = match &completion {
+        Completion::Acked => tx
+            .prepare_cached(&format!(
+                "UPDATE outbox SET acked_version = MAX(acked_version, ?5), attempts = 0,
+                     last_error = NULL, lease_owner = NULL, lease_until_ms = NULL,
+                     next_attempt_at_ms = ?6, updated_at_ms = ?6,
+                     pending_since_ms = ?6 {HELD}"
+            ))?
+            .execute(params![integration_id, user, owner, until, version, now_ms])?,
+        Completion::Retry {
+            next_attempt_at_ms,
+            error,
+        } => tx
+            .prepare_cached(&format!(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?5,
+                     lease_owner = NULL, lease_until_ms = NULL,
+                     next_attempt_at_ms = ?6, updated_at_ms = ?7 {HELD}"
+            ))?
+            .execute(params![
+                integration_id,
+                user,
+                owner,
+                until,
+                error,
+                next_attempt_at_ms,
+                now_ms
+            ])?,
+        Completion::DeadLetter { error } => {
+            let changed = tx
+                .prepare_cached(&format!(
+                    "UPDATE outbox SET acked_version = MAX(acked_version, ?5),
+                         attempts = 0, last_error = ?6, lease_owner = NULL,
+                         lease_until_ms = NULL, next_attempt_at_ms = ?7,
+                         updated_at_ms = ?7, pending_since_ms = ?7 {HELD}"
+                ))?
+                .execute(params![
+                    integration_id,
+                    user,
+                    owner,
+                    until,
+                    version,
+                    error,
+                    now_ms
+                ])?;
+            if changed > 0 {
+                tx.prepare_cached(
+                    "INSERT INTO dead_letters (integration_id, organization_user_id,
+                         version, attempts, last_error, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    integration_id,
+                    user,
+                    version,
+                    claim.attempts.saturating_add(1),
+                    error,
+                    now_ms
+                ])?;
+            }
+            changed
+        }
+    };
+    if changed == 0 {
+        return Ok(false);
+    }
+    insert_audit(tx, &audit)?;
+    Ok(true)
 }
 
 /// What writing an existing integration id does in `put_integration`.
@@ -811,31 +908,31 @@ impl Store for SqliteStore {
 
     async fn ingest(
         &self,
-        event: &StoredEvent,
-        plan: &(dyn for<'u> Fn(Option<&'u UserRecord>) -> Result<IngestPlan> + Send + Sync),
-    ) -> Result<IngestOutcome> {
-        let event = event.clone();
-        let (to_plan, from_store) = tokio::sync::oneshot::channel::<Option<UserRecord>>();
-        let (to_store, planned) = mpsc::sync_channel::<Result<IngestPlan>>(1);
-        let transaction = self.transaction("ingest", true, move |tx| {
-            ingest_transaction(tx, &event, to_plan, planned)
-        });
-        let asked = async {
-            // Closed without a value: a duplicate or an error, nothing to plan.
-            if let Ok(current) = from_store.await {
-                // A send error means the transaction already failed; its
-                // error is what `transaction` returns.
-                let _ = to_store.send(plan(current.as_ref()));
-            }
-        };
-        let (outcome, ()) = tokio::join!(transaction, asked);
-        outcome
+        events: Vec<StoredEvent>,
+        plan: Arc<IngestPlanner>,
+    ) -> Result<Vec<IngestOutcome>> {
+        self.transaction("ingest", true, move |tx| {
+            events
+                .iter()
+                .enumerate()
+                .map(|(index, event)| ingest_event(tx, index, event, plan.as_ref()))
+                .collect()
+        })
+        .await
     }
 
     async fn user(&self, organization_user_id: &str) -> Result<Option<UserRecord>> {
         let organization_user_id = organization_user_id.to_owned();
         self.transaction("user", false, move |tx| {
             load_user(tx, &organization_user_id)
+        })
+        .await
+    }
+
+    async fn users(&self, organization_user_ids: &[String]) -> Result<Vec<Option<UserRecord>>> {
+        let ids = organization_user_ids.to_vec();
+        self.transaction("users", false, move |tx| {
+            ids.iter().map(|id| load_user(tx, id)).collect()
         })
         .await
     }
@@ -944,95 +1041,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn complete(
-        &self,
-        claim: &Claim,
-        completion: &Completion,
-        audit: &AuditRow,
-        now_ms: i64,
-    ) -> Result<bool> {
-        let claim = claim.clone();
-        let completion = completion.clone();
-        let audit = audit.clone();
+    async fn complete_all(&self, completed: Vec<Completed>, now_ms: i64) -> Result<Vec<bool>> {
         self.transaction("complete", true, move |tx| {
-            // Every update is conditional on the lease (?1..?4), so a lost
-            // lease changes nothing: the check and the change are one statement.
-            const HELD: &str = "WHERE integration_id = ?1 AND organization_user_id = ?2
-                 AND lease_owner = ?3 AND lease_until_ms = ?4";
-            let (integration_id, user, owner, until) = (
-                &claim.integration_id,
-                &claim.organization_user_id,
-                &claim.lease_owner,
-                claim.lease_until_ms,
-            );
-            let version = sql_int(claim.version)?;
-            let changed = match &completion {
-                Completion::Acked => tx
-                    .prepare_cached(&format!(
-                        "UPDATE outbox SET acked_version = MAX(acked_version, ?5), attempts = 0,
-                             last_error = NULL, lease_owner = NULL, lease_until_ms = NULL,
-                             next_attempt_at_ms = ?6, updated_at_ms = ?6,
-                             pending_since_ms = ?6 {HELD}"
-                    ))?
-                    .execute(params![integration_id, user, owner, until, version, now_ms])?,
-                Completion::Retry {
-                    next_attempt_at_ms,
-                    error,
-                } => tx
-                    .prepare_cached(&format!(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?5,
-                             lease_owner = NULL, lease_until_ms = NULL,
-                             next_attempt_at_ms = ?6, updated_at_ms = ?7 {HELD}"
-                    ))?
-                    .execute(params![
-                        integration_id,
-                        user,
-                        owner,
-                        until,
-                        error,
-                        next_attempt_at_ms,
-                        now_ms
-                    ])?,
-                Completion::DeadLetter { error } => {
-                    let changed = tx
-                        .prepare_cached(&format!(
-                            "UPDATE outbox SET acked_version = MAX(acked_version, ?5),
-                                 attempts = 0, last_error = ?6, lease_owner = NULL,
-                                 lease_until_ms = NULL, next_attempt_at_ms = ?7,
-                                 updated_at_ms = ?7, pending_since_ms = ?7 {HELD}"
-                        ))?
-                        .execute(params![
-                            integration_id,
-                            user,
-                            owner,
-                            until,
-                            version,
-                            error,
-                            now_ms
-                        ])?;
-                    if changed > 0 {
-                        tx.prepare_cached(
-                            "INSERT INTO dead_letters (integration_id, organization_user_id,
-                                 version, attempts, last_error, created_at_ms)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        )?
-                        .execute(params![
-                            integration_id,
-                            user,
-                            version,
-                            claim.attempts.saturating_add(1),
-                            error,
-                            now_ms
-                        ])?;
-                    }
-                    changed
-                }
-            };
-            if changed == 0 {
-                return Ok(false);
-            }
-            insert_audit(tx, &audit)?;
-            Ok(true)
+            completed
+                .iter()
+                .map(|done| complete_one(tx, done, now_ms))
+                .collect()
         })
         .await
     }

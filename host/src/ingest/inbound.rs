@@ -111,9 +111,15 @@ impl Ingest<'_> {
             ignored,
             ..InboundSummary::default()
         };
-        for event in events {
-            let user = &event.user.organization_user_id;
-            if self.store.user(user).await?.is_none() {
+        let users: Vec<String> = events
+            .iter()
+            .map(|event| event.user.organization_user_id.clone())
+            .collect();
+        let known = self.store.users(&users).await?;
+        let mut recorded = Vec::with_capacity(events.len());
+        for (event, state) in events.iter().zip(known) {
+            if state.is_none() {
+                let user = &event.user.organization_user_id;
                 let reason = webhook
                     .redactor
                     .redact(&format!("user `{user}` is not known"))
@@ -122,7 +128,13 @@ impl Ingest<'_> {
                 summary.ignored.push(reason);
                 continue;
             }
-            match self.record(event, Some(webhook.integration_id)).await? {
+            recorded.push(event.clone());
+        }
+        for outcome in self
+            .record(recorded.into(), Some(webhook.integration_id))
+            .await?
+        {
+            match outcome {
                 IngestOutcome::Duplicate => summary.duplicates += 1,
                 IngestOutcome::Recorded { enqueued, .. } => {
                     summary.applied += 1;

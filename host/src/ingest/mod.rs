@@ -7,17 +7,21 @@
 pub mod inbound;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::consent::{ConsentEvent, UserState};
 use crate::now_ms;
 use crate::pipeline::{change_matters, mapped_properties};
 use crate::store::{IngestOutcome, IngestPlan, IntegrationRecord, Store, StoredEvent, UserRecord};
 
+/// The enabled integrations, each with the properties it maps.
+type Targets = Vec<(IntegrationRecord, BTreeSet<String>)>;
+
 /// One request's ingest: the store, and the enabled integrations with the
 /// properties each one maps, read once per request.
 pub struct Ingest<'a> {
     store: &'a dyn Store,
-    integrations: Vec<(IntegrationRecord, BTreeSet<String>)>,
+    integrations: Arc<Targets>,
 }
 
 impl<'a> Ingest<'a> {
@@ -34,60 +38,71 @@ impl<'a> Ingest<'a> {
             .collect();
         Ok(Ingest {
             store,
-            integrations,
+            integrations: Arc::new(integrations),
         })
     }
 
-    /// Stores `event` and what it changes, in one transaction. `origin`
-    /// names the integration of an inbound webhook, which does not get its
-    /// own change back.
+    /// Stores `events` and what they change, in order and in one
+    /// transaction (which the store may share with other requests'): every
+    /// outcome, or an error and nothing stored. `origin` names the
+    /// integration of an inbound webhook, which does not get its own change
+    /// back.
     pub async fn record(
         &self,
-        event: &ConsentEvent,
+        events: Arc<[ConsentEvent]>,
         origin: Option<&str>,
-    ) -> anyhow::Result<IngestOutcome> {
+    ) -> anyhow::Result<Vec<IngestOutcome>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         // The deliveries this raises link back to the ingest's span.
         let trace_context = crate::telemetry::traceparent(&tracing::Span::current());
-        self.store
-            .ingest(&stored_event(event, origin), &|current| {
-                let mut plan = self.plan(event, current, origin);
-                plan.trace_context.clone_from(&trace_context);
-                Ok(plan)
-            })
-            .await
+        let stored = events.iter().map(|e| stored_event(e, origin)).collect();
+        let integrations = self.integrations.clone();
+        let planned_origin = origin.map(str::to_string);
+        let planner = move |index: usize, _: &StoredEvent, current: Option<&UserRecord>| {
+            let mut plan = plan(
+                &integrations,
+                &events[index],
+                current,
+                planned_origin.as_deref(),
+            );
+            plan.trace_context.clone_from(&trace_context);
+            Ok(plan)
+        };
+        self.store.ingest(stored, Arc::new(planner)).await
     }
+}
 
-    /// Merges `event` into the current state; the integrations whose mapped
-    /// properties changed get a delivery (never the event's own origin).
-    pub fn plan(
-        &self,
-        event: &ConsentEvent,
-        current: Option<&UserRecord>,
-        origin: Option<&str>,
-    ) -> IngestPlan {
-        let mut state = current
-            .map(|u| u.state.clone())
-            .unwrap_or_else(|| UserState::new(event.user.organization_user_id.clone()));
-        let result = state.apply(event);
-        if !result.state_modified() {
-            return IngestPlan::default();
-        }
-        // A user no destination has seen is news to every integration.
-        let new_user = current.is_none() && result.changed;
-        let enqueue = self
-            .integrations
-            .iter()
-            .filter(|(i, mapped)| {
-                Some(i.id.as_str()) != origin
-                    && (new_user || change_matters(mapped, &result.changed_fields))
-            })
-            .map(|(i, _)| i.id.clone())
-            .collect();
-        IngestPlan {
-            state: Some(state),
-            enqueue,
-            trace_context: None,
-        }
+/// Merges `event` into the current state; the integrations whose mapped
+/// properties changed get a delivery (never the event's own origin).
+fn plan(
+    integrations: &Targets,
+    event: &ConsentEvent,
+    current: Option<&UserRecord>,
+    origin: Option<&str>,
+) -> IngestPlan {
+    let mut state = current
+        .map(|u| u.state.clone())
+        .unwrap_or_else(|| UserState::new(event.user.organization_user_id.clone()));
+    let result = state.apply(event);
+    if !result.state_modified() {
+        return IngestPlan::default();
+    }
+    // A user no destination has seen is news to every integration.
+    let new_user = current.is_none() && result.changed;
+    let enqueue = integrations
+        .iter()
+        .filter(|(i, mapped)| {
+            Some(i.id.as_str()) != origin
+                && (new_user || change_matters(mapped, &result.changed_fields))
+        })
+        .map(|(i, _)| i.id.clone())
+        .collect();
+    IngestPlan {
+        state: Some(state),
+        enqueue,
+        trace_context: None,
     }
 }
 

@@ -24,7 +24,7 @@ use crate::now_ms;
 use crate::pipeline::retry::at_after;
 use crate::pipeline::{RetryPolicy, record_for};
 use crate::runtime::{ConsentRecord, DeliveredKind, Destination, IntegrationContext, Outcome};
-use crate::store::{AuditOutcome, AuditRow, Claim, Completion, IntegrationRecord};
+use crate::store::{AuditOutcome, AuditRow, Claim, Completed, Completion, IntegrationRecord};
 
 /// Per integration: its runtime context per connector version (rebuilt when
 /// the config changes; the allowlist depends on the version's schema and
@@ -167,10 +167,21 @@ struct Batch {
     claims: Vec<Claim>,
 }
 
+/// One claim's outcome, waiting to be recorded with the rest of its batch.
+struct Finished<'c> {
+    claim: &'c Claim,
+    /// The state version sent (0 when nothing was).
+    state_version: u64,
+    completion: Completion,
+    outcome: AuditOutcome,
+    detail: String,
+}
+
 impl Batch {
     async fn deliver(self) {
-        let (records, claims) = self.load_states().await;
+        let (records, claims, mut finished) = self.load_states().await;
         if records.is_empty() {
+            self.finish(finished, &[], 0).await;
             return;
         }
         let info = self.connector.info();
@@ -204,52 +215,56 @@ impl Batch {
             .as_ref()
             .is_some_and(|(_, candidate)| *candidate);
         self.count_on_canary(&delivery.outcomes);
-        for ((claim, version), outcome) in claims.into_iter().zip(delivery.outcomes) {
-            let (completion, label, detail) = completion_for(claim, outcome, &policy, on_candidate);
-            self.finish(
+        for ((claim, state_version), outcome) in claims.into_iter().zip(delivery.outcomes) {
+            let (completion, outcome, detail) =
+                completion_for(claim, outcome, &policy, on_candidate);
+            finished.push(Finished {
                 claim,
-                version,
+                state_version,
                 completion,
-                label,
-                &detail,
-                &statuses,
-                duration_ms,
-            )
-            .await;
+                outcome,
+                detail,
+            });
         }
+        self.finish(finished, &statuses, duration_ms).await;
     }
 
-    /// The records of the claimed users' current states, each with its claim
-    /// and the state version sent. A user with no state is acknowledged as
-    /// skipped; one whose state cannot be loaded is left for its lease to
-    /// expire.
-    async fn load_states(&self) -> (Vec<ConsentRecord>, Vec<(&Claim, u64)>) {
+    /// The records of the claimed users' current states (read together),
+    /// each with its claim and the state version sent. A user with no state
+    /// is acknowledged as skipped; if the states cannot be read, the leases
+    /// are left to expire and the deliveries retried.
+    async fn load_states(&self) -> (Vec<ConsentRecord>, Vec<(&Claim, u64)>, Vec<Finished<'_>>) {
         let mut records = Vec::with_capacity(self.claims.len());
         let mut claims = Vec::with_capacity(self.claims.len());
-        for claim in &self.claims {
-            match self.app.store.user(&claim.organization_user_id).await {
-                Ok(Some(user)) => {
+        let mut skipped = Vec::new();
+        let users: Vec<String> = self
+            .claims
+            .iter()
+            .map(|claim| claim.organization_user_id.clone())
+            .collect();
+        let states = match self.app.store.users(&users).await {
+            Ok(states) => states,
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), integration = %self.integration.id, deliveries = self.claims.len(), "loading user states failed; the leases will expire and the deliveries be retried");
+                return (records, claims, skipped);
+            }
+        };
+        for (claim, user) in self.claims.iter().zip(states) {
+            match user {
+                Some(user) => {
                     records.push(record_for(&user.state, Vec::new()));
                     claims.push((claim, user.state.version));
                 }
-                Ok(None) => {
-                    self.finish(
-                        claim,
-                        0,
-                        Completion::Acked,
-                        AuditOutcome::Skipped,
-                        "user has no state",
-                        &[],
-                        0,
-                    )
-                    .await
-                }
-                Err(error) => {
-                    tracing::error!(error = %format!("{error:#}"), user = %crate::log_safe::escaped(&claim.organization_user_id), "loading user state failed; the lease will expire and the delivery be retried");
-                }
+                None => skipped.push(Finished {
+                    claim,
+                    state_version: 0,
+                    completion: Completion::Acked,
+                    outcome: AuditOutcome::Skipped,
+                    detail: "user has no state".to_string(),
+                }),
             }
         }
-        (records, claims)
+        (records, claims, skipped)
     }
 
     /// Counts the batch's outcomes on the canary running for the connector
@@ -264,59 +279,77 @@ impl Batch {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(
-        &self,
-        claim: &Claim,
-        state_version: u64,
-        completion: Completion,
-        outcome: AuditOutcome,
-        detail: &str,
-        http_statuses: &[u16],
-        duration_ms: u64,
-    ) {
-        self.app.metrics.delivery(&self.integration.id, outcome);
+    /// Records the batch's outcomes and their audit rows in one store
+    /// transaction, each under its own lease.
+    async fn finish(&self, finished: Vec<Finished<'_>>, http_statuses: &[u16], duration_ms: u64) {
+        if finished.is_empty() {
+            return;
+        }
         let info = self.connector.info();
-        let audit = AuditRow {
-            id: 0,
-            at_ms: now_ms(),
-            integration_id: self.integration.id.clone(),
-            organization_user_id: claim.organization_user_id.clone(),
-            state_version,
-            connector_type: info.type_id.clone(),
-            connector_version: info.version.clone(),
-            connector_hash: info.content_hash.clone(),
-            outcome,
-            detail: detail.to_string(),
-            http_statuses: http_statuses.to_vec(),
-            duration_ms,
-            attempt: claim.attempts.saturating_add(1),
-            origin: claim.origin.clone(),
-        };
-        // What was sent is the state loaded after the claim, which may be
-        // newer than the version claimed: acknowledging that version keeps
-        // the same state from being sent twice.
-        let sent = Claim {
-            version: claim.version.max(state_version),
-            ..claim.clone()
-        };
-        match self
-            .app
-            .store
-            .complete(&sent, &completion, &audit, now_ms())
-            .await
-        {
-            Ok(true) => {
-                tracing::debug!(integration = %self.integration.id, user = %crate::log_safe::escaped(&claim.organization_user_id), %outcome, "delivery recorded")
-            }
-            Ok(false) => {
-                tracing::warn!(integration = %self.integration.id, user = %crate::log_safe::escaped(&claim.organization_user_id), "lease lost before the outcome was recorded; another attempt will follow")
+        let at_ms = now_ms();
+        let mut completed = Vec::with_capacity(finished.len());
+        for done in &finished {
+            self.app
+                .metrics
+                .delivery(&self.integration.id, done.outcome);
+            let claim = done.claim;
+            let audit = AuditRow {
+                id: 0,
+                at_ms,
+                integration_id: self.integration.id.clone(),
+                organization_user_id: claim.organization_user_id.clone(),
+                state_version: done.state_version,
+                connector_type: info.type_id.clone(),
+                connector_version: info.version.clone(),
+                connector_hash: info.content_hash.clone(),
+                outcome: done.outcome,
+                detail: done.detail.clone(),
+                // A skipped user made no call: no statuses, no time.
+                http_statuses: if done.state_version == 0 {
+                    Vec::new()
+                } else {
+                    http_statuses.to_vec()
+                },
+                duration_ms: if done.state_version == 0 {
+                    0
+                } else {
+                    duration_ms
+                },
+                attempt: claim.attempts.saturating_add(1),
+                origin: claim.origin.clone(),
+            };
+            // What was sent is the state loaded after the claim, which may be
+            // newer than the version claimed: acknowledging that version keeps
+            // the same state from being sent twice.
+            let sent = Claim {
+                version: claim.version.max(done.state_version),
+                ..claim.clone()
+            };
+            completed.push(Completed {
+                claim: sent,
+                completion: done.completion.clone(),
+                audit,
+            });
+        }
+        match self.app.store.complete_all(completed, now_ms()).await {
+            Ok(held) => {
+                for (done, held) in finished.iter().zip(held) {
+                    let user = crate::log_safe::escaped(&done.claim.organization_user_id);
+                    if held {
+                        tracing::debug!(integration = %self.integration.id, %user, outcome = %done.outcome, "delivery recorded");
+                    } else {
+                        tracing::warn!(integration = %self.integration.id, %user, "lease lost before the outcome was recorded; another attempt will follow");
+                    }
+                }
             }
             Err(error) => {
-                tracing::error!(error = %format!("{error:#}"), "recording a delivery outcome failed")
+                tracing::error!(error = %format!("{error:#}"), integration = %self.integration.id, deliveries = finished.len(), "recording delivery outcomes failed; the leases will expire and the deliveries be retried")
             }
         }
-        if !matches!(completion, Completion::Retry { .. }) {
+        if finished
+            .iter()
+            .any(|done| !matches!(done.completion, Completion::Retry { .. }))
+        {
             // An acknowledgement may leave newer work due at once.
             self.app.work.notify_one();
         }

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use rusqlite::types::Type;
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value as Json;
 
 use super::{SqliteStore, named_column, to_json};
@@ -52,7 +52,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
 
 /// Takes `id`'s lease for a new run if it is free or lapsed; the run a
 /// lapsed lease belonged to is marked abandoned.
-fn begin_run_in(tx: &Transaction<'_>, id: &str, start: &RunStart) -> Result<Option<i64>> {
+fn begin_run_in(tx: &Connection, id: &str, start: &RunStart) -> Result<Option<i64>> {
     let lease: Option<(Option<i64>, Option<i64>)> = tx
         .prepare_cached("SELECT lease_run_id, lease_until_ms FROM activations WHERE id = ?1")?
         .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))

@@ -1,7 +1,7 @@
 //! `POST /v1/events` (Didomi events in) and `GET /v1/users/{id}` (a user's
-//! merged state). An event is answered 202 only once it is committed: the
-//! event, the user's new state and the outbox rows it raises are one
-//! transaction, so a 202 is never lost and never half-applied.
+//! merged state). A body is answered 202 only once it is committed: its
+//! events, the users' new states and the outbox rows they raise are one
+//! transaction, so a 202 is never lost and a body never half-applied.
 
 use std::sync::Arc;
 
@@ -151,35 +151,34 @@ pub async fn ingest(
     let span = crate::telemetry::ingest_span(batch.events.iter().map(|e| e.id.as_str()), None);
     let ingest =
         tracing::Instrument::instrument(Ingest::start(app.store.as_ref()), span.clone()).await?;
-    let mut answers = Vec::with_capacity(batch.events.len());
+    let events: Arc<[crate::consent::ConsentEvent]> = batch.events.into();
+    let outcomes =
+        tracing::Instrument::instrument(ingest.record(events.clone(), None), span).await?;
     let (mut recorded, mut duplicates) = (0, 0);
-    let recording = async {
-        for event in &batch.events {
-            let outcome = ingest.record(event, None).await?;
-            answers.push(match outcome {
-                IngestOutcome::Duplicate => {
-                    duplicates += 1;
-                    EventAnswer {
-                        id: event.id.clone(),
-                        status: EventStatusAnswer::Duplicate,
-                        user_version: None,
-                        deliveries: None,
-                    }
+    let answers = events
+        .iter()
+        .zip(outcomes)
+        .map(|(event, outcome)| match outcome {
+            IngestOutcome::Duplicate => {
+                duplicates += 1;
+                EventAnswer {
+                    id: event.id.clone(),
+                    status: EventStatusAnswer::Duplicate,
+                    user_version: None,
+                    deliveries: None,
                 }
-                IngestOutcome::Recorded { version, enqueued } => {
-                    recorded += 1;
-                    EventAnswer {
-                        id: event.id.clone(),
-                        status: EventStatusAnswer::Recorded,
-                        user_version: Some(version),
-                        deliveries: Some(enqueued),
-                    }
+            }
+            IngestOutcome::Recorded { version, enqueued } => {
+                recorded += 1;
+                EventAnswer {
+                    id: event.id.clone(),
+                    status: EventStatusAnswer::Recorded,
+                    user_version: Some(version),
+                    deliveries: Some(enqueued),
                 }
-            });
-        }
-        Ok::<(), ApiError>(())
-    };
-    tracing::Instrument::instrument(recording, span).await?;
+            }
+        })
+        .collect();
     app.metrics.events(recorded, duplicates);
     if recorded > 0 {
         app.work.notify_one();

@@ -87,16 +87,18 @@ pub struct RunStart {
     pub lease_ms: i64,
 }
 
-/// What the snapshot knows of one key, and whether this run has seen it before.
+/// What the snapshot knows of one key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotEntry {
     pub key: String,
+    /// The key's number in its activation's snapshot: from 1, one per key,
+    /// never reused. A run marks the keys it has seen in a bitmap of these
+    /// numbers (a repeated key is the same number), so looking a known key up
+    /// never writes.
+    pub key_number: u64,
     /// The hashes of the values the destination last accepted; `None`: never accepted.
     pub accepted: Option<Vec<u8>>,
-    /// True when an earlier row of the same run carried this key.
-    pub seen_in_run: bool,
 }
-
 #[async_trait]
 pub trait ActivationStore: Send + Sync {
     /// Creates or replaces an activation (keeping its creation time); the
@@ -131,15 +133,13 @@ pub trait ActivationStore: Send + Sync {
     /// The newest `limit` runs of `id`, newest first.
     async fn runs(&self, id: &str, limit: u32) -> Result<Vec<RunRecord>>;
 
-    /// Looks `keys` (distinct) up in the snapshot and marks them seen by
-    /// `run_id`, in one transaction; one entry per key, in order.
-    async fn snapshot_lookup(
-        &self,
-        id: &str,
-        run_id: i64,
-        keys: Vec<String>,
-    ) -> Result<Vec<SnapshotEntry>>;
-    /// Records what the destination accepted: key → hashes of the values.
+    /// Looks `keys` (distinct) up in the snapshot: one entry per key, in
+    /// order. A key it lacks is added (nothing accepted) under the next key
+    /// number; a known key is only read. An error when the activation does
+    /// not exist and a key is new.
+    async fn snapshot_lookup(&self, id: &str, keys: Vec<String>) -> Result<Vec<SnapshotEntry>>;
+    /// Records what the destination accepted: key (looked up before) →
+    /// hashes of the values.
     async fn snapshot_accept(&self, id: &str, accepted: Vec<(String, Vec<u8>)>) -> Result<()>;
     /// How many keys the destination has accepted so far.
     async fn snapshot_size(&self, id: &str) -> Result<u64>;

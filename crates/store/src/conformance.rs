@@ -1409,22 +1409,41 @@ macro_rules! store_conformance_tests {
     }
 
     #[tokio::test]
-    async fn the_snapshot_marks_keys_per_run_and_keeps_what_was_accepted() {
+    async fn the_snapshot_numbers_keys_once_and_keeps_what_was_accepted() {
         let (_keep, store) = open().await;
         store.put_activation(&activation_record("users", None)).await.expect("put");
         let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
-        let first = store.snapshot_lookup("users", 1, keys(&["a", "b"])).await.expect("lookup");
-        assert!(first.iter().all(|e| e.accepted.is_none() && !e.seen_in_run));
-        let again = store.snapshot_lookup("users", 1, keys(&["b", "c"])).await.expect("lookup");
-        assert_eq!(again.iter().map(|e| e.seen_in_run).collect::<Vec<_>>(), [true, false]);
+        let numbered = |entries: &[$crate::SnapshotEntry]| {
+            entries.iter().map(|e| (e.key.clone(), e.key_number)).collect::<Vec<_>>()
+        };
+        let first = store.snapshot_lookup("users", keys(&["a", "b"])).await.expect("lookup");
+        assert!(first.iter().all(|e| e.accepted.is_none()));
+        assert_eq!(numbered(&first), [("a".into(), 1), ("b".into(), 2)]);
+        // A key looked up again (later in the run, or in the next one) keeps its number.
+        let again = store.snapshot_lookup("users", keys(&["b", "c"])).await.expect("lookup");
+        assert_eq!(numbered(&again), [("b".into(), 2), ("c".into(), 3)]);
         store.snapshot_accept("users", vec![("a".into(), vec![1, 2]), ("c".into(), vec![3])]).await.expect("accept");
         assert_eq!(store.snapshot_size("users").await.expect("size"), 2);
-        let next = store.snapshot_lookup("users", 2, keys(&["a", "b", "c"])).await.expect("lookup");
-        let seen: Vec<(&str, Option<Vec<u8>>, bool)> = next.iter().map(|e| (e.key.as_str(), e.accepted.clone(), e.seen_in_run)).collect();
-        assert_eq!(seen, [("a", Some(vec![1, 2]), false), ("b", None, false), ("c", Some(vec![3]), false)]);
+        let next = store.snapshot_lookup("users", keys(&["c", "a", "b"])).await.expect("lookup");
+        let seen: Vec<(&str, u64, Option<Vec<u8>>)> = next.iter().map(|e| (e.key.as_str(), e.key_number, e.accepted.clone())).collect();
+        assert_eq!(seen, [("c", 3, Some(vec![3])), ("a", 1, Some(vec![1, 2])), ("b", 2, None)]);
+        // Replacing the activation keeps its snapshot and its numbering;
+        // another activation numbers its own keys.
+        store.put_activation(&activation_record("users", Some(99))).await.expect("replace");
+        let known_and_new = store.snapshot_lookup("users", keys(&["a", "d"])).await.expect("lookup");
+        assert_eq!(numbered(&known_and_new), [("a".into(), 1), ("d".into(), 4)]);
+        store.put_activation(&activation_record("leads", None)).await.expect("put");
+        let other = store.snapshot_lookup("leads", keys(&["d", "a"])).await.expect("lookup");
+        assert_eq!(numbered(&other), [("d".into(), 1), ("a".into(), 2)]);
+        assert!(other.iter().all(|e| e.accepted.is_none()));
+        // No snapshot without its activation.
+        assert!(store.snapshot_lookup("nobody", keys(&["a"])).await.is_err());
         assert!(store.delete_activation("users").await.expect("delete"));
         assert_eq!(store.snapshot_size("users").await.expect("size"), 0);
         assert!(store.runs("users", 5).await.expect("runs").is_empty());
+        store.put_activation(&activation_record("users", None)).await.expect("put again");
+        let fresh = store.snapshot_lookup("users", keys(&["b"])).await.expect("lookup");
+        assert_eq!((fresh[0].key_number, fresh[0].accepted.clone()), (1, None));
     }
 
     /// Runs 12 inserts at once (`insert(i)` says whether writer `i`

@@ -199,6 +199,24 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbox ADD COLUMN trace_context TEXT;
     "#,
+    // 6: the snapshot numbers its keys per activation, so a run marks the
+    // keys it has seen in memory instead of rewriting each one's row
+    // (SQLite's migration 8).
+    r#"
+    DELETE FROM activation_snapshot
+        WHERE activation_id NOT IN (SELECT id FROM activations);
+    ALTER TABLE activation_snapshot ADD COLUMN key_number BIGINT;
+    UPDATE activation_snapshot AS s SET key_number = n.key_number
+        FROM (SELECT activation_id, key,
+                     row_number() OVER (PARTITION BY activation_id ORDER BY key) AS key_number
+              FROM activation_snapshot) AS n
+        WHERE s.activation_id = n.activation_id AND s.key = n.key;
+    ALTER TABLE activation_snapshot ALTER COLUMN key_number SET NOT NULL;
+    ALTER TABLE activation_snapshot DROP COLUMN seen_run;
+    ALTER TABLE activations ADD COLUMN last_key_number BIGINT NOT NULL DEFAULT 0;
+    UPDATE activations SET last_key_number =
+        (SELECT count(*) FROM activation_snapshot WHERE activation_id = activations.id);
+    "#,
 ];
 
 /// Key of the advisory lock migrations hold ("prefsync" in ASCII).

@@ -233,6 +233,28 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbox ADD COLUMN trace_context TEXT;
     "#,
+    // 8: the snapshot numbers its keys per activation, so a run marks the
+    // keys it has seen in memory instead of rewriting each one's row
+    // (`seen_run` goes); `last_key_number` is the last number handed out.
+    r#"
+    CREATE TABLE activation_snapshot_numbered (
+        activation_id TEXT    NOT NULL,
+        key           TEXT    NOT NULL,
+        key_number    INTEGER NOT NULL,
+        accepted      BLOB,
+        PRIMARY KEY (activation_id, key)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO activation_snapshot_numbered (activation_id, key, key_number, accepted)
+        SELECT activation_id, key,
+               row_number() OVER (PARTITION BY activation_id ORDER BY key), accepted
+        FROM activation_snapshot
+        WHERE activation_id IN (SELECT id FROM activations);
+    DROP TABLE activation_snapshot;
+    ALTER TABLE activation_snapshot_numbered RENAME TO activation_snapshot;
+    ALTER TABLE activations ADD COLUMN last_key_number INTEGER NOT NULL DEFAULT 0;
+    UPDATE activations SET last_key_number =
+        (SELECT count(*) FROM activation_snapshot WHERE activation_id = activations.id);
+    "#,
 ];
 
 /// `deliveries` answers this many rows when the filter's limit is 0.

@@ -8,6 +8,7 @@
 //! - [`source`]: the model, streamed in chunks;
 //! - [`diff`]: the per-key snapshot hashes and what changed;
 //! - [`run`]: one run (read → look up → send → advance the snapshot);
+//! - [`seen`]: the keys a run has seen, a bitmap of snapshot key numbers;
 //! - [`schedule`]: intervals and cron;
 //! - this module: [`Activations`], which starts runs under the store's
 //!   lease (so runs of one activation never overlap, on one host or many),
@@ -18,6 +19,7 @@ pub mod confine;
 pub mod diff;
 pub mod run;
 pub mod schedule;
+pub mod seen;
 pub mod source;
 
 use std::path::Path;
@@ -309,7 +311,6 @@ impl Activations {
                     destination,
                     integration,
                     access: &self.access,
-                    run_id: begun.run_id,
                     full_resync: begun.full_resync,
                     lease: &lease,
                     progress,

@@ -1,8 +1,11 @@
 //! One run: read the model chunk by chunk, look each key up in the
 //! snapshot, send what is new or changed in batches the connector sizes,
-//! and advance the snapshot for the rows the destination accepted.
+//! and advance the snapshot for the rows the destination accepted. Only
+//! new keys and accepted rows are written: an unchanged row costs a read.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::collections::hash_map::{Entry, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{ActivationConfig, SyncMode};
 use super::confine::SourceAccess;
 use super::diff::{RowHashes, changed, name_hash, value_hash};
+use super::seen::SeenKeys;
 use super::source::{ModelReader, SourceItem};
 use crate::runtime::{
     Destination, IntegrationContext, RowOutcome, SyncBatch, SyncError, SyncRow, Value,
@@ -116,7 +120,6 @@ pub struct RunInputs<'a> {
     pub integration: Arc<IntegrationContext>,
     /// What the source may read and reach.
     pub access: &'a SourceAccess,
-    pub run_id: i64,
     pub full_resync: bool,
     pub lease: &'a dyn Lease,
     pub progress: &'a (dyn Fn(&Progress) + Send + Sync),
@@ -145,8 +148,13 @@ pub async fn execute(inputs: RunInputs<'_>) -> RunSummary {
 /// the name the destination knows it by.
 type Attribute<'c> = (usize, u64, &'c str);
 
-/// A source row with a usable key: the key, its row number and its values.
-type KeyedRow = (String, u64, Vec<Value>);
+/// A chunk's rows with a usable key, each key once: the keys (moved into
+/// the snapshot lookup and back), and each row's number and values.
+#[derive(Default)]
+struct KeyedChunk {
+    keys: Vec<String>,
+    rows: Vec<(u64, Vec<Value>)>,
+}
 
 async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Result<(), String> {
     let config = inputs.config;
@@ -160,14 +168,26 @@ async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Resul
     let total_bytes = reader.total_bytes;
     let mut pending: Vec<Pending> = Vec::new();
     let mut progress = Progress::default();
+    let mut seen = SeenKeys::default();
+    let key_hasher = RandomState::new();
     while let Some(chunk) = reader.next_chunk().await {
         let chunk = chunk?;
         if !inputs.lease.renew().await {
             return Err(LOST_LEASE.into());
         }
-        let keyed = keyed_rows(chunk.items, key_index, &config.key.column, summary);
-        let entries = lookup_snapshot(inputs, &keyed).await?;
-        for (row, entry) in keyed.into_iter().zip(entries) {
+        let keyed = keyed_rows(
+            chunk.items,
+            key_index,
+            &config.key.column,
+            &key_hasher,
+            summary,
+        );
+        let entries = lookup_snapshot(inputs, keyed.keys).await?;
+        for (row, entry) in keyed.rows.into_iter().zip(entries) {
+            if !seen.first_sight(entry.key_number) {
+                summary.reject(duplicate(row.0));
+                continue;
+            }
             let Some(row) = pending_for(inputs, &attributes, row, entry, summary) else {
                 continue;
             };
@@ -225,15 +245,22 @@ fn resolve_columns<'c>(
 }
 
 /// Rows with a usable key, not repeated within the chunk; the others are
-/// rejected into `summary`.
+/// rejected into `summary`. (A key repeated from an earlier chunk is caught
+/// by its key number after the lookup.)
 fn keyed_rows(
     items: Vec<SourceItem>,
     key_index: usize,
     key_column: &str,
+    key_hasher: &RandomState,
     summary: &mut RunSummary,
-) -> Vec<KeyedRow> {
-    let mut keyed: Vec<KeyedRow> = Vec::with_capacity(items.len());
-    let mut in_chunk = HashSet::with_capacity(items.len());
+) -> KeyedChunk {
+    let mut keyed = KeyedChunk {
+        keys: Vec::with_capacity(items.len()),
+        rows: Vec::with_capacity(items.len()),
+    };
+    // A key's hash → the first key with that hash; equal hashes are
+    // compared as text, so the keys need not be copied into a set.
+    let mut in_chunk: HashMap<u64, usize> = HashMap::with_capacity(items.len());
     for item in items {
         summary.rows_read += 1;
         match item {
@@ -252,45 +279,51 @@ fn keyed_rows(
                     field: None,
                     message: format!("the key column `{key_column}` is empty"),
                 }),
-                Some(key) if !in_chunk.insert(key.clone()) => summary.reject(duplicate(number)),
-                Some(key) => keyed.push((key, number, values)),
+                Some(key) => {
+                    let repeated = match in_chunk.entry(key_hasher.hash_one(&key)) {
+                        Entry::Vacant(slot) => {
+                            slot.insert(keyed.keys.len());
+                            false
+                        }
+                        Entry::Occupied(first) => {
+                            keyed.keys[*first.get()] == key || keyed.keys.contains(&key)
+                        }
+                    };
+                    if repeated {
+                        summary.reject(duplicate(number));
+                    } else {
+                        keyed.keys.push(key);
+                        keyed.rows.push((number, values));
+                    }
+                }
             },
         }
     }
     keyed
 }
 
-/// What the snapshot knows of each row's key, in the rows' order; marks the
-/// keys as seen in this run.
+/// What the snapshot knows of each key, in order (new keys are numbered).
 async fn lookup_snapshot(
     inputs: &RunInputs<'_>,
-    keyed: &[KeyedRow],
+    keys: Vec<String>,
 ) -> Result<Vec<SnapshotEntry>, String> {
     inputs
         .store
-        .snapshot_lookup(
-            &inputs.config.id,
-            inputs.run_id,
-            keyed.iter().map(|(k, _, _)| k.clone()).collect(),
-        )
+        .snapshot_lookup(&inputs.config.id, keys)
         .await
         .map_err(|e| format!("the snapshot could not be read: {e:#}"))
 }
 
-/// The row to send, with only its new or changed attributes; `None` when
-/// there is nothing to send (a key already seen in this run, an unchanged
+/// The row to send, with only its new or changed attributes (its values
+/// moved, not copied); `None` when there is nothing to send (an unchanged
 /// row, a known key in `insert` mode), counted in `summary`.
 fn pending_for(
     inputs: &RunInputs<'_>,
     attributes: &[Attribute<'_>],
-    (key, number, values): KeyedRow,
+    (number, mut values): (u64, Vec<Value>),
     entry: SnapshotEntry,
     summary: &mut RunSummary,
 ) -> Option<Pending> {
-    if entry.seen_in_run {
-        summary.reject(duplicate(number));
-        return None;
-    }
     let current: Vec<(u64, u64)> = attributes
         .iter()
         .map(|(index, name, _)| {
@@ -315,16 +348,28 @@ fn pending_for(
         summary.skipped += 1;
         return None;
     }
+    let properties = to_send
+        .iter()
+        .enumerate()
+        .map(|(at, &i)| {
+            let column = attributes[i].0;
+            // Moved out of the row, unless a later attribute maps the same column.
+            let shared = to_send[at + 1..].iter().any(|&j| attributes[j].0 == column);
+            let value = match values.get_mut(column) {
+                Some(value) if shared => value.clone(),
+                Some(value) => std::mem::replace(value, Value::Null),
+                None => Value::Null,
+            };
+            crate::runtime::Property {
+                name: attributes[i].2.to_string(),
+                value,
+            }
+        })
+        .collect();
     Some(Pending {
         row: SyncRow {
-            key,
-            attributes: to_send
-                .iter()
-                .map(|&i| crate::runtime::Property {
-                    name: attributes[i].2.to_string(),
-                    value: values.get(attributes[i].0).cloned().unwrap_or(Value::Null),
-                })
-                .collect(),
+            key: entry.key,
+            attributes: properties,
             known,
         },
         number,
@@ -366,13 +411,21 @@ fn key_of(value: Option<&Value>) -> Option<String> {
 }
 
 /// Sends one batch, trying again while the destination says "later";
-/// records outcomes and advances the snapshot for the accepted rows.
+/// records outcomes and advances the snapshot for the accepted rows. The
+/// rows move into the request; each try gets a copy, because the
+/// destination takes its batch by value and a retry needs the rows again.
 async fn send(
     inputs: &RunInputs<'_>,
     batch: Vec<Pending>,
     summary: &mut RunSummary,
 ) -> Result<(), String> {
     let config = inputs.config;
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut earned = Vec::with_capacity(batch.len());
+    for pending in batch {
+        rows.push(pending.row);
+        earned.push((pending.number, pending.hashes));
+    }
     let request = SyncBatch {
         key_field: config.key.field.clone(),
         mode: match config.mode {
@@ -380,7 +433,7 @@ async fn send(
             SyncMode::Insert => crate::runtime::SyncMode::Insert,
             SyncMode::Update => crate::runtime::SyncMode::Update,
         },
-        rows: batch.iter().map(|p| p.row.clone()).collect(),
+        rows,
     };
     let mut attempt = 0;
     let outcomes = loop {
@@ -417,20 +470,20 @@ async fn send(
         }
     };
     let mut accepted = Vec::new();
-    for (pending, outcome) in batch.into_iter().zip(outcomes) {
+    for ((row, (number, hashes)), outcome) in request.rows.into_iter().zip(earned).zip(outcomes) {
         match outcome {
             RowOutcome::Inserted => {
                 summary.inserted += 1;
-                accepted.push((pending.row.key, pending.hashes));
+                accepted.push((row.key, hashes));
             }
             RowOutcome::Updated => {
                 summary.updated += 1;
-                accepted.push((pending.row.key, pending.hashes));
+                accepted.push((row.key, hashes));
             }
             RowOutcome::Skipped(_) => summary.skipped += 1,
             RowOutcome::Failed(failure) => summary.reject(RowError {
-                key: Some(pending.row.key),
-                row: pending.number,
+                key: Some(row.key),
+                row: number,
                 stage: "destination".into(),
                 field: failure.field,
                 message: failure.message,

@@ -3,6 +3,8 @@
 //! scheduler skips rows another host holds (`SKIP LOCKED`), so each due run
 //! is started by one host.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde_json::Value as Json;
 use tokio_postgres::{Row, Transaction};
@@ -277,48 +279,57 @@ impl ActivationStore for PostgresStore {
             .collect()
     }
 
-    async fn snapshot_lookup(
-        &self,
-        id: &str,
-        run_id: i64,
-        keys: Vec<String>,
-    ) -> Result<Vec<SnapshotEntry>> {
+    async fn snapshot_lookup(&self, id: &str, keys: Vec<String>) -> Result<Vec<SnapshotEntry>> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        // The CTE's SELECT sees the rows as they were before the upsert marks them.
-        let rows = tx
-            .query(
-                "WITH before AS (
-                     SELECT key, accepted, seen_run FROM activation_snapshot
-                     WHERE activation_id = $1 AND key = ANY($2) FOR UPDATE
-                 ), marked AS (
-                     INSERT INTO activation_snapshot (activation_id, key, accepted, seen_run)
-                     SELECT $1, k, NULL, $3 FROM unnest($2::text[]) AS k
-                     ON CONFLICT (activation_id, key) DO UPDATE SET seen_run = excluded.seen_run
-                 )
-                 SELECT key, accepted, seen_run FROM before",
-                &[&id, &keys, &run_id],
+        let select = "SELECT key, key_number, accepted FROM activation_snapshot
+                      WHERE activation_id = $1 AND key = ANY($2)";
+        let mut found: HashMap<String, (i64, Option<Vec<u8>>)> = HashMap::with_capacity(keys.len());
+        let read = |rows: Vec<Row>, found: &mut HashMap<_, _>| -> Result<()> {
+            for row in rows {
+                found.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+            }
+            Ok(())
+        };
+        // Known keys: one read, no transaction, nothing written.
+        read(client.query(select, &[&id, &keys]).await?, &mut found)?;
+        let new: Vec<&String> = keys.iter().filter(|k| !found.contains_key(*k)).collect();
+        if !new.is_empty() {
+            let tx = client.transaction().await?;
+            // The activation's row lock orders the runs that number keys at
+            // once (a lapsed lease's run and its successor).
+            let last: i64 = tx
+                .query_opt(
+                    "UPDATE activations SET last_key_number = last_key_number + $2
+                     WHERE id = $1 RETURNING last_key_number",
+                    &[&id, &(new.len() as i64)],
+                )
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("activation `{id}` does not exist"))?
+                .try_get(0)?;
+            let first = last - new.len() as i64;
+            // A key another run added meanwhile keeps its number (`DO NOTHING`), read below.
+            tx.execute(
+                "INSERT INTO activation_snapshot (activation_id, key, key_number)
+                 SELECT $1, k, $3 + n FROM unnest($2::text[]) WITH ORDINALITY AS a(k, n)
+                 ON CONFLICT (activation_id, key) DO NOTHING",
+                &[&id, &new, &first],
             )
             .await?;
-        tx.commit().await?;
-        let mut found = std::collections::HashMap::with_capacity(rows.len());
-        for row in rows {
-            let key: String = row.try_get(0)?;
-            let accepted: Option<Vec<u8>> = row.try_get(1)?;
-            let seen_run: i64 = row.try_get(2)?;
-            found.insert(key, (accepted, seen_run));
+            read(tx.query(select, &[&id, &new]).await?, &mut found)?;
+            tx.commit().await?;
         }
-        Ok(keys
-            .into_iter()
+        keys.into_iter()
             .map(|key| {
-                let (accepted, seen_run) = found.remove(&key).unwrap_or((None, 0));
-                SnapshotEntry {
+                let (key_number, accepted) = found
+                    .remove(&key)
+                    .ok_or_else(|| anyhow::anyhow!("a snapshot key went missing while numbered"))?;
+                Ok(SnapshotEntry {
                     key,
+                    key_number: uint(key_number),
                     accepted,
-                    seen_in_run: seen_run == run_id,
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn snapshot_accept(&self, id: &str, accepted: Vec<(String, Vec<u8>)>) -> Result<()> {
@@ -347,5 +358,143 @@ impl ActivationStore for PostgresStore {
             .await?
             .try_get(0)?;
         Ok(uint(count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::NoTls;
+
+    use super::*;
+    use crate::postgres::tests::fresh_database;
+
+    fn record(id: &str) -> ActivationRecord {
+        ActivationRecord {
+            id: id.to_string(),
+            integration_id: "engage".to_string(),
+            config: serde_json::json!({ "id": id }),
+            created_at_ms: 10,
+            updated_at_ms: 10,
+            next_run_at_ms: None,
+        }
+    }
+
+    fn keys(range: std::ops::Range<u32>) -> Vec<String> {
+        range.map(|i| format!("user{i}@example.com")).collect()
+    }
+
+    /// Each snapshot row's key and `xmin` (the transaction that wrote its
+    /// current version: an update, even to the same values, changes it),
+    /// then the activation row's.
+    async fn row_versions(store: &PostgresStore) -> Vec<(String, String)> {
+        let client = store.client().await.expect("client");
+        let mut versions: Vec<(String, String)> = client
+            .query(
+                "SELECT key, xmin::text FROM activation_snapshot ORDER BY key",
+                &[],
+            )
+            .await
+            .expect("snapshot rows")
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let activation = client
+            .query_one("SELECT id, xmin::text FROM activations", &[])
+            .await
+            .expect("activation row");
+        versions.push((activation.get(0), activation.get(1)));
+        versions
+    }
+
+    #[tokio::test]
+    async fn looking_known_keys_up_writes_nothing() {
+        let store = PostgresStore::connect(&fresh_database().await)
+            .await
+            .expect("connect");
+        store.put_activation(&record("users")).await.expect("put");
+        store
+            .snapshot_lookup("users", keys(0..500))
+            .await
+            .expect("lookup");
+        let accepted = keys(0..250).into_iter().map(|k| (k, vec![7; 16])).collect();
+        store
+            .snapshot_accept("users", accepted)
+            .await
+            .expect("accept");
+        let before = row_versions(&store).await;
+        assert_eq!(before.len(), 501);
+        for _ in 0..2 {
+            let entries = store
+                .snapshot_lookup("users", keys(0..500))
+                .await
+                .expect("lookup");
+            assert_eq!(entries[249].accepted, Some(vec![7; 16]));
+            assert_eq!(entries[250].accepted, None);
+        }
+        assert_eq!(
+            row_versions(&store).await,
+            before,
+            "known keys were written"
+        );
+        let entries = store
+            .snapshot_lookup("users", keys(499..501))
+            .await
+            .expect("lookup");
+        assert_eq!((entries[0].key_number, entries[1].key_number), (500, 501));
+    }
+
+    /// See SQLite's `migration_8_numbers_an_existing_snapshot`.
+    #[tokio::test]
+    async fn migration_6_numbers_an_existing_snapshot() {
+        let url = fresh_database().await;
+        {
+            let (mut client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+            tokio::spawn(connection);
+            let tx = client.transaction().await.unwrap();
+            tx.batch_execute("CREATE TABLE prefsync_schema (version BIGINT NOT NULL)")
+                .await
+                .unwrap();
+            for (index, sql) in crate::postgres::MIGRATIONS[..5].iter().enumerate() {
+                tx.batch_execute(sql).await.expect("an old migration");
+                tx.execute(
+                    "INSERT INTO prefsync_schema (version) VALUES ($1)",
+                    &[&(index as i64 + 1)],
+                )
+                .await
+                .unwrap();
+            }
+            tx.batch_execute(
+                "INSERT INTO activations (id, integration_id, config, created_at_ms,
+                     updated_at_ms) VALUES ('users', 'engage', '{}', 1, 1);
+                 INSERT INTO activation_snapshot (activation_id, key, accepted, seen_run)
+                 VALUES ('users', 'b', '\\x0102', 7), ('users', 'a', NULL, 7),
+                        ('users', 'c', '\\x03', 6), ('deleted', 'a', '\\x04', 2);",
+            )
+            .await
+            .expect("an old snapshot");
+            tx.commit().await.unwrap();
+        }
+        let store = PostgresStore::connect(&url).await.expect("migrates");
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let entries = store
+            .snapshot_lookup("users", keys(&["c", "a", "b", "d"]))
+            .await
+            .expect("lookup");
+        let mut numbers: Vec<u64> = entries.iter().map(|e| e.key_number).collect();
+        assert_eq!(numbers[3], 4, "a new key comes after the numbered ones");
+        numbers.sort_unstable();
+        assert_eq!(numbers, [1, 2, 3, 4]);
+        let accepted: Vec<Option<Vec<u8>>> = entries.iter().map(|e| e.accepted.clone()).collect();
+        assert_eq!(accepted, [Some(vec![3]), None, Some(vec![1, 2]), None]);
+        assert_eq!(store.snapshot_size("users").await.expect("size"), 2);
+        store.put_activation(&record("deleted")).await.expect("put");
+        let entries = store
+            .snapshot_lookup("deleted", keys(&["a"]))
+            .await
+            .expect("lookup");
+        assert_eq!(
+            (entries[0].key_number, entries[0].accepted.clone()),
+            (1, None)
+        );
     }
 }

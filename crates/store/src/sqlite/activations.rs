@@ -1,6 +1,8 @@
 //! [`ActivationStore`] on SQLite: tables `activations` (with the run lease in
 //! `lease_run_id`/`lease_until_ms`), `activation_runs` and
-//! `activation_snapshot` (primary key `(activation_id, key)`, without rowid).
+//! `activation_snapshot` (primary key `(activation_id, key)`, without rowid;
+//! each key numbered per activation, the last number in
+//! `activations.last_key_number`).
 
 use async_trait::async_trait;
 use rusqlite::types::Type;
@@ -92,6 +94,15 @@ fn begin_run_in(tx: &Connection, id: &str, start: &RunStart) -> Result<Option<i6
         start.now_ms.saturating_add(start.lease_ms)
     ])?;
     Ok(Some(run_id))
+}
+
+/// The last key number `id`'s snapshot handed out; an error when the
+/// activation does not exist (a snapshot never outlives its activation).
+fn last_key_number(tx: &Transaction<'_>, id: &str) -> Result<i64> {
+    tx.prepare_cached("SELECT last_key_number FROM activations WHERE id = ?1")?
+        .query_row(params![id], |row| row.get(0))
+        .optional()?
+        .ok_or_else(|| anyhow::anyhow!("activation `{id}` does not exist"))
 }
 
 /// What writing an existing activation id does in `put_activation`.
@@ -263,35 +274,47 @@ impl ActivationStore for SqliteStore {
         .await
     }
 
-    async fn snapshot_lookup(
-        &self,
-        id: &str,
-        run_id: i64,
-        keys: Vec<String>,
-    ) -> Result<Vec<SnapshotEntry>> {
+    async fn snapshot_lookup(&self, id: &str, keys: Vec<String>) -> Result<Vec<SnapshotEntry>> {
         let id = id.to_string();
+        // Immediate, for the new keys it may add; a chunk of known keys
+        // only reads, so its commit writes nothing.
         self.transaction("snapshot_lookup", true, move |tx| {
             let mut select = tx.prepare_cached(
-                "SELECT accepted, seen_run FROM activation_snapshot
+                "SELECT key_number, accepted FROM activation_snapshot
                  WHERE activation_id = ?1 AND key = ?2",
             )?;
-            let mut mark = tx.prepare_cached(
-                "INSERT INTO activation_snapshot (activation_id, key, accepted, seen_run)
-                 VALUES (?1, ?2, NULL, ?3)
-                 ON CONFLICT (activation_id, key) DO UPDATE SET seen_run = excluded.seen_run",
-            )?;
             let mut entries = Vec::with_capacity(keys.len());
+            // The activation's last key number, read at the first new key.
+            let mut last_number: Option<i64> = None;
             for key in keys {
-                let found: Option<(Option<Vec<u8>>, i64)> = select
+                let found: Option<(i64, Option<Vec<u8>>)> = select
                     .query_row(params![id, key], |row| Ok((row.get(0)?, row.get(1)?)))
                     .optional()?;
-                mark.execute(params![id, key, run_id])?;
-                let (accepted, seen_run) = found.unwrap_or((None, 0));
+                let (key_number, accepted) = match found {
+                    Some(found) => found,
+                    None => {
+                        let last = match last_number {
+                            Some(last) => last,
+                            None => last_key_number(tx, &id)?,
+                        };
+                        tx.prepare_cached(
+                            "INSERT INTO activation_snapshot (activation_id, key, key_number)
+                             VALUES (?1, ?2, ?3)",
+                        )?
+                        .execute(params![id, key, last + 1])?;
+                        last_number = Some(last + 1);
+                        (last + 1, None)
+                    }
+                };
                 entries.push(SnapshotEntry {
                     key,
+                    key_number: u64::try_from(key_number)?,
                     accepted,
-                    seen_in_run: seen_run == run_id,
                 });
+            }
+            if let Some(last) = last_number {
+                tx.prepare_cached("UPDATE activations SET last_key_number = ?2 WHERE id = ?1")?
+                    .execute(params![id, last])?;
             }
             Ok(entries)
         })
@@ -325,5 +348,128 @@ impl ActivationStore for SqliteStore {
             Ok(count as u64)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+
+    fn record(id: &str) -> ActivationRecord {
+        ActivationRecord {
+            id: id.to_string(),
+            integration_id: "engage".to_string(),
+            config: serde_json::json!({ "id": id }),
+            created_at_ms: 10,
+            updated_at_ms: 10,
+            next_run_at_ms: None,
+        }
+    }
+
+    fn keys(range: std::ops::Range<u32>) -> Vec<String> {
+        range.map(|i| format!("user{i}@example.com")).collect()
+    }
+
+    /// Rows inserted, updated or deleted through the store's connection so far.
+    fn rows_changed(store: &SqliteStore) -> u64 {
+        super::super::lock(&store.conn)
+            .expect("lock")
+            .total_changes()
+    }
+
+    #[tokio::test]
+    async fn looking_known_keys_up_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("prefsync.db")).expect("open");
+        store.put_activation(&record("users")).await.expect("put");
+        let before_first = rows_changed(&store);
+        store
+            .snapshot_lookup("users", keys(0..2_000))
+            .await
+            .expect("lookup");
+        // One row per new key, and the activation's last key number.
+        assert_eq!(rows_changed(&store) - before_first, 2_001);
+        let accepted = keys(0..1_000)
+            .into_iter()
+            .map(|k| (k, vec![7; 16]))
+            .collect();
+        store
+            .snapshot_accept("users", accepted)
+            .await
+            .expect("accept");
+
+        let before_rerun = rows_changed(&store);
+        for _ in 0..2 {
+            let entries = store
+                .snapshot_lookup("users", keys(0..2_000))
+                .await
+                .expect("lookup");
+            assert_eq!(entries.len(), 2_000);
+            assert_eq!(entries[999].accepted, Some(vec![7; 16]));
+            assert_eq!(entries[1_000].accepted, None);
+        }
+        assert_eq!(
+            rows_changed(&store),
+            before_rerun,
+            "known keys were written"
+        );
+
+        let mut with_one_new = keys(1_990..2_001);
+        with_one_new.reverse();
+        let entries = store
+            .snapshot_lookup("users", with_one_new)
+            .await
+            .expect("lookup");
+        assert_eq!(entries[0].key_number, 2_001);
+        assert_eq!(rows_changed(&store) - before_rerun, 2);
+    }
+
+    /// A snapshot made before keys were numbered keeps what was accepted,
+    /// each key gets its own number, and new keys come after them.
+    #[tokio::test]
+    async fn migration_8_numbers_an_existing_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("prefsync.db");
+        {
+            let conn = Connection::open(&path).expect("raw open");
+            for (index, sql) in super::super::MIGRATIONS[..7].iter().enumerate() {
+                conn.execute_batch(sql).expect("an old migration");
+                conn.pragma_update(None, "user_version", index as i64 + 1)
+                    .expect("version");
+            }
+            conn.execute_batch(
+                "INSERT INTO activations (id, integration_id, config, created_at_ms,
+                     updated_at_ms) VALUES ('users', 'engage', '{}', 1, 1);
+                 INSERT INTO activation_snapshot (activation_id, key, accepted, seen_run)
+                 VALUES ('users', 'b', x'0102', 7), ('users', 'a', NULL, 7),
+                        ('users', 'c', x'03', 6), ('deleted', 'a', x'04', 2);",
+            )
+            .expect("an old snapshot");
+        }
+        let store = SqliteStore::open(&path).expect("migrate");
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let entries = store
+            .snapshot_lookup("users", keys(&["c", "a", "b", "d"]))
+            .await
+            .expect("lookup");
+        let mut numbers: Vec<u64> = entries.iter().map(|e| e.key_number).collect();
+        assert_eq!(numbers[3], 4, "a new key comes after the numbered ones");
+        numbers.sort_unstable();
+        assert_eq!(numbers, [1, 2, 3, 4]);
+        let accepted: Vec<Option<Vec<u8>>> = entries.iter().map(|e| e.accepted.clone()).collect();
+        assert_eq!(accepted, [Some(vec![3]), None, Some(vec![1, 2]), None]);
+        assert_eq!(store.snapshot_size("users").await.expect("size"), 2);
+        // The rows of an activation deleted while its run went on are gone.
+        store.put_activation(&record("deleted")).await.expect("put");
+        let entries = store
+            .snapshot_lookup("deleted", keys(&["a"]))
+            .await
+            .expect("lookup");
+        assert_eq!(
+            (entries[0].key_number, entries[0].accepted.clone()),
+            (1, None)
+        );
     }
 }

@@ -57,7 +57,7 @@ pub struct CallReport {
 }
 
 /// The steps of one sandboxed call, each timed. They add up to
-/// [`CallReport::duration`] but for the permits' wait.
+/// [`CallReport::duration`], which starts once the call holds its permits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallPhases {
     /// A new store and its data (WASI context, limiter, epoch deadline).

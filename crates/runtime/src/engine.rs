@@ -83,8 +83,9 @@ const TABLE_KEEP_RESIDENT: usize = 256 << 10;
 pub struct PoolTuning {
     /// Reset freed memories and tables in place, up to
     /// `MEMORY_KEEP_RESIDENT` / `TABLE_KEEP_RESIDENT`, finding the dirty
-    /// pages with `PAGEMAP_SCAN` (Linux 6.7+; without it wasmtime resets
-    /// the first bytes of the slot up to the same bound).
+    /// pages with `PAGEMAP_SCAN`. Only where that exists (Linux 6.7+):
+    /// without it wasmtime would rewrite the slot's first bytes up to the
+    /// bound on every reset, slower than handing them back.
     pub keep_resident: bool,
 }
 
@@ -113,13 +114,13 @@ impl Runtime {
             .total_tables(limits.max_instances * 4)
             .total_stacks(limits.max_instances)
             .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
-        if tuning.keep_resident {
+        if tuning.keep_resident && PoolingAllocationConfig::is_pagemap_scan_available() {
             // Every byte of a slot is still reset before the slot is reused
             // (copied from the image or zeroed): an instance never sees what
             // the previous one left, only the page faults are saved.
             pool.linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
                 .table_keep_resident(TABLE_KEEP_RESIDENT)
-                .pagemap_scan(Enabled::Auto);
+                .pagemap_scan(Enabled::Yes);
         }
         let mut config = Config::new();
         config

@@ -1,6 +1,7 @@
 //! Runtime benchmark: compile vs. load-from-cache time of a component, and
-//! instantiate + `deliver` of a no-op batch per call against the same
-//! connector logic linked natively, measured in one run.
+//! instantiate + `deliver` of no-op batches of 1, 10 and 100 records
+//! against the same connector logic linked natively, measured in one run,
+//! with each wasm call's time split into its steps (`CallPhases`).
 //!
 //! ```text
 //! cargo bench -p prefsync-tests --bench runtime
@@ -8,14 +9,19 @@
 
 use std::time::{Duration, Instant};
 
-use prefsync::runtime::{Limits, Runtime, RuntimeOptions, Value};
+use prefsync::runtime::{
+    CallPhases, ConsentRecord, Limits, PoolTuning, Runtime, RuntimeOptions, Value,
+};
 use prefsync_sdk::testing::MockHost;
 use prefsync_tests::guests;
 use prefsync_tests::support::record;
 use serde_json::json;
 
 const LOADS: usize = 5;
-const CALLS: usize = 5_000;
+/// Records delivered per batch size (20,000 calls of one record, 200 of 100).
+const RECORDS: usize = 20_000;
+const BATCH_SIZES: &[usize] = &[1, 10, 100];
+const WARM_UP: usize = 200;
 
 fn stats(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     samples.sort();
@@ -58,17 +64,21 @@ async fn load_times(path: &str, cache: &std::path::Path) -> (f64, f64) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let cache = std::env::temp_dir().join(format!("prefsync-bench-{}", std::process::id()));
-    println!("## Component load (mean of {LOADS}, ms)\n");
-    println!("| component | size | compile | from cache | ratio |");
-    println!("|---|---:|---:|---:|---:|");
-    for (name, path) in [("dotdigital", guests::DOTDIGITAL), ("probe", guests::PROBE)] {
-        let size = std::fs::metadata(path).unwrap().len();
-        let (compile, cached) = load_times(path, &cache).await;
-        println!(
-            "| {name} | {} KiB | {compile:.1} | {cached:.2} | {:.0}× |",
-            size / 1024,
-            compile / cached
-        );
+    // `PREFSYNC_BENCH_CALLS_ONLY=1` skips the loads (compiling dominates a
+    // profile of the whole run).
+    if std::env::var_os("PREFSYNC_BENCH_CALLS_ONLY").is_none() {
+        println!("## Component load (mean of {LOADS}, ms)\n");
+        println!("| component | size | compile | from cache | ratio |");
+        println!("|---|---:|---:|---:|---:|");
+        for (name, path) in [("dotdigital", guests::DOTDIGITAL), ("probe", guests::PROBE)] {
+            let size = std::fs::metadata(path).unwrap().len();
+            let (compile, cached) = load_times(path, &cache).await;
+            println!(
+                "| {name} | {} KiB | {compile:.1} | {cached:.2} | {:.0}× |",
+                size / 1024,
+                compile / cached
+            );
+        }
     }
 
     // One record with a realistic property set, three mappings.
@@ -101,67 +111,170 @@ async fn main() {
         ]
     });
 
-    let rt = Runtime::new(RuntimeOptions {
-        limits: Limits::default(),
-        artifact_dir: Some(cache.clone()),
-        ..Default::default()
-    })
-    .unwrap();
-    let connector = rt.load_file(guests::PROBE.as_ref()).await.unwrap();
-    let integration = connector.integration("bench", &config);
-    for _ in 0..200 {
-        connector
-            .deliver(&integration, vec![host_record.clone()])
-            .await;
-    }
-    let mut wasm = Vec::with_capacity(CALLS);
-    for _ in 0..CALLS {
-        let batch = vec![host_record.clone()];
-        let start = Instant::now();
-        let delivery = connector.deliver(&integration, batch).await;
-        wasm.push(start.elapsed());
-        assert!(delivery.error.is_none());
+    let host_batch = |size: usize| -> Vec<ConsentRecord> {
+        (0..size)
+            .map(|i| {
+                let mut r = host_record.clone();
+                r.key = format!("user{i}@example.com");
+                r
+            })
+            .collect()
+    };
+    // Each pool setting in its own runtime, measured one after the other.
+    let mut wasm = Vec::new();
+    for (label, tuning) in [
+        (
+            "wasm, cold slots",
+            PoolTuning {
+                keep_resident: false,
+            },
+        ),
+        ("wasm, warm slots", PoolTuning::default()),
+    ] {
+        let options = RuntimeOptions {
+            limits: Limits::default(),
+            artifact_dir: Some(cache.clone()),
+            ..Default::default()
+        };
+        let rt = Runtime::with_pool_tuning(options, tuning).unwrap();
+        let connector = rt.load_file(guests::PROBE.as_ref()).await.unwrap();
+        let integration = connector.integration("bench", &config);
+        for _ in 0..WARM_UP {
+            connector.deliver(&integration, host_batch(1)).await;
+        }
+        for &size in BATCH_SIZES {
+            let calls = RECORDS / size;
+            let mut run = Run::new(label, size, calls);
+            for _ in 0..calls {
+                let batch = host_batch(size);
+                let start = Instant::now();
+                let delivery = connector.deliver(&integration, batch).await;
+                run.totals.push(start.elapsed());
+                assert!(delivery.error.is_none(), "{:?}", delivery.error);
+                assert_eq!(delivery.outcomes.len(), size);
+                run.phases.push(delivery.report.phases);
+            }
+            wasm.push(run);
+        }
     }
 
     // The same connector code (config parse + check + mapping), linked natively.
-    let sdk_record = prefsync_sdk::ConsentRecord::new(
-        "organization_user_id",
-        "ann@example.com",
-        &std::iter::once((
+    let sdk_record = |key: &str| {
+        prefsync_sdk::ConsentRecord::new(
             "organization_user_id",
-            prefsync_sdk::Value::Text("ann@example.com".into()),
-        ))
-        .chain(properties.iter().map(|(k, v)| {
-            let v = match v {
-                Value::Boolean(b) => prefsync_sdk::Value::Boolean(*b),
-                Value::Text(t) => prefsync_sdk::Value::Text(t.clone()),
-                _ => prefsync_sdk::Value::Null,
-            };
-            (k.as_str(), v)
-        }))
-        .collect::<Vec<_>>(),
-    );
+            key,
+            &std::iter::once((
+                "organization_user_id",
+                prefsync_sdk::Value::Text(key.into()),
+            ))
+            .chain(properties.iter().map(|(k, v)| {
+                let v = match v {
+                    Value::Boolean(b) => prefsync_sdk::Value::Boolean(*b),
+                    Value::Text(t) => prefsync_sdk::Value::Text(t.clone()),
+                    _ => prefsync_sdk::Value::Null,
+                };
+                (k.as_str(), v)
+            }))
+            .collect::<Vec<_>>(),
+        )
+    };
     let config_text = config.to_string();
     let host = MockHost::new();
-    let mut native = Vec::with_capacity(CALLS);
-    for _ in 0..CALLS {
-        let batch = vec![sdk_record.clone()];
-        let start = Instant::now();
-        let outcomes =
-            prefsync_sdk::connector::deliver::<prefsync_probe::Probe>(&host, &config_text, &batch);
-        native.push(start.elapsed());
-        std::hint::black_box(outcomes);
+    let mut native = Vec::new();
+    for &size in BATCH_SIZES {
+        let calls = RECORDS / size;
+        let mut run = Run::new("native", size, calls);
+        for _ in 0..calls {
+            let batch: Vec<_> = (0..size)
+                .map(|i| sdk_record(&format!("user{i}@example.com")))
+                .collect();
+            let start = Instant::now();
+            let outcomes = prefsync_sdk::connector::deliver::<prefsync_probe::Probe>(
+                &host,
+                &config_text,
+                &batch,
+            );
+            run.totals.push(start.elapsed());
+            assert_eq!(std::hint::black_box(outcomes).len(), size);
+        }
+        native.push(run);
     }
 
-    let (w_mean, w_p50, w_p99) = stats(wasm);
-    let (n_mean, n_p50, n_p99) = stats(native);
-    println!("\n## One no-op `deliver` of a 1-record batch ({CALLS} calls, µs)\n");
-    println!("| path | mean | p50 | p99 |");
-    println!("|---|---:|---:|---:|");
+    println!("\n## No-op `deliver` on the probe guest ({RECORDS} records per batch size, µs)\n");
     println!(
-        "| wasm: fresh store + instantiate + deliver | {w_mean:.1} | {w_p50:.1} | {w_p99:.1} |"
+        "| path | batch | calls | mean/call | p50/call | p99/call | mean/record | p50/record | p99/record |"
     );
-    println!("| native: same connector code linked in | {n_mean:.2} | {n_p50:.2} | {n_p99:.2} |");
-    println!("\nratio wasm / native (mean): {:.0}×", w_mean / n_mean);
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for run in wasm.iter().chain(&native) {
+        let (mean, p50, p99) = stats(run.totals.clone());
+        let n = run.size as f64;
+        println!(
+            "| {} | {} | {} | {mean:.2} | {p50:.2} | {p99:.2} | {:.2} | {:.2} | {:.2} |",
+            run.label,
+            run.size,
+            run.totals.len(),
+            mean / n,
+            p50 / n,
+            p99 / n
+        );
+    }
+
+    println!("\n## Where a wasm call's time goes (mean per call, µs)\n");
+    println!(
+        "| slots | batch | store + WASI ctx | instantiate | call | teardown | sum | measured outside |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for run in &wasm {
+        let mean = |f: fn(&CallPhases) -> Duration| {
+            run.phases
+                .iter()
+                .map(|p| f(p).as_secs_f64() * 1e6)
+                .sum::<f64>()
+                / run.phases.len() as f64
+        };
+        let (store, instantiate, call, teardown) = (
+            mean(|p| p.store),
+            mean(|p| p.instantiate),
+            mean(|p| p.call),
+            mean(|p| p.teardown),
+        );
+        println!(
+            "| {} | {} | {store:.2} | {instantiate:.2} | {call:.2} | {teardown:.2} | {:.2} | {:.2} |",
+            run.label,
+            run.size,
+            store + instantiate + call + teardown,
+            stats(run.totals.clone()).0
+        );
+    }
+
+    println!("\n## Wasm / native, mean per record\n");
+    for w in &wasm {
+        let n = native.iter().find(|n| n.size == w.size).unwrap();
+        println!(
+            "- {}, batch of {}: {:.1}×",
+            w.label,
+            w.size,
+            stats(w.totals.clone()).0 / stats(n.totals.clone()).0
+        );
+    }
     let _ = std::fs::remove_dir_all(&cache);
+}
+
+/// The samples of one batch size.
+struct Run {
+    label: &'static str,
+    size: usize,
+    totals: Vec<Duration>,
+    phases: Vec<CallPhases>,
+}
+
+impl Run {
+    fn new(label: &'static str, size: usize, calls: usize) -> Self {
+        Run {
+            label,
+            size,
+            totals: Vec::with_capacity(calls),
+            phases: Vec::with_capacity(calls),
+        }
+    }
 }

@@ -304,6 +304,25 @@ async fn the_cache_is_scoped_to_one_integration() {
     assert_eq!(call(b).await, [Outcome::Skipped("call 1".into())]);
 }
 
+/// Pool slots are kept warm between calls, but every call still starts from
+/// the component's pristine memory: what one call (or integration) leaves in
+/// its memory, the next never sees, while a second record of the same batch
+/// (same instance) does, which shows the search works.
+#[tokio::test]
+async fn no_call_sees_what_an_earlier_call_left_in_memory() {
+    let connector = probe(loopback_egress(), Limits::default()).await;
+    let config = json!({"mode": "leftover"});
+    let a = connector.integration("a", &config);
+    let b = connector.integration("b", &config);
+    let found = |seen: bool| Outcome::Skipped(format!("leftover found={seen}"));
+    let batch = connector.deliver(&a, vec![user("k1"), user("k2")]).await;
+    assert_eq!(batch.outcomes, [found(false), found(true)]);
+    for integration in [&a, &b, &a, &b] {
+        let delivery = connector.deliver(integration, vec![user("k")]).await;
+        assert_eq!(delivery.outcomes, [found(false)], "{:?}", delivery.error);
+    }
+}
+
 #[tokio::test]
 async fn batches_get_one_outcome_per_record_and_validation_names_fields() {
     let connector = probe(loopback_egress(), Limits::default()).await;

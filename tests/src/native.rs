@@ -112,6 +112,7 @@ impl<C: sdk::Connector + 'static> Destination for NativeConnector<C> {
                 ..CallStats::default()
             },
             peak_memory_bytes: 0,
+            phases: Default::default(),
         };
         match joined {
             Ok((outcomes, statuses)) => Delivery {

@@ -51,6 +51,24 @@ pub struct CallReport {
     pub stats: CallStats,
     /// Largest total of the instance's memories during the call.
     pub peak_memory_bytes: u64,
+    /// Where the call's time went, so the sandbox's overhead can be
+    /// measured step by step (`benches/runtime.rs`).
+    pub phases: CallPhases,
+}
+
+/// The steps of one sandboxed call, each timed. They add up to
+/// [`CallReport::duration`], which starts once the call holds its permits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallPhases {
+    /// A new store and its data (WASI context, limiter, epoch deadline).
+    pub store: Duration,
+    /// Instantiating the pre-instantiated component in that store.
+    pub instantiate: Duration,
+    /// The export itself: arguments in, guest code, results out.
+    pub call: Duration,
+    /// Guest output to the log, and the store dropped (the instance's
+    /// memory is reset and its slot handed back to the pool).
+    pub teardown: Duration,
 }
 
 /// The outcomes of one `deliver` call.
@@ -402,6 +420,8 @@ impl Connector {
             }
         });
 
+        let created = Instant::now();
+        let mut instantiated = None;
         let outcome = tokio::time::timeout(limits.wall(), async {
             let instance = self
                 .pre
@@ -409,17 +429,16 @@ impl Connector {
                 .instantiate_async(&mut store)
                 .await?;
             let world = self.world.load(&mut store, &instance)?;
+            instantiated = Some(Instant::now());
             call(&world, &instance, &mut store).await
         })
         .await;
+        let returned = Instant::now();
 
         let state = store.data();
         state.flush_output();
-        let report = CallReport {
-            duration: started.elapsed(),
-            stats: state.stats.clone(),
-            peak_memory_bytes: state.limiter.peak as u64,
-        };
+        let stats = state.stats.clone();
+        let peak_memory_bytes = state.limiter.peak as u64;
         let result = match outcome {
             Err(_elapsed) => Err(CallError::WallTimeout {
                 limit_ms: limits.wall_ms,
@@ -439,6 +458,22 @@ impl Connector {
                     .redact(&describe_trap(&trap, &state.stderr.contents()))
                     .into_owned(),
             )),
+        };
+        // Dropping the store frees the instance: its slot's memory is reset
+        // to the component's initial image before anyone else gets it.
+        drop(store);
+        let finished = Instant::now();
+        let instantiated = instantiated.unwrap_or(returned);
+        let report = CallReport {
+            duration: finished - started,
+            stats,
+            peak_memory_bytes,
+            phases: CallPhases {
+                store: created - started,
+                instantiate: instantiated - created,
+                call: returned - instantiated,
+                teardown: finished - returned,
+            },
         };
         (result, report)
     }

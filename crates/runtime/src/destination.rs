@@ -161,6 +161,7 @@ pub mod testing {
                     duration: std::time::Duration::ZERO,
                     stats: Default::default(),
                     peak_memory_bytes: 0,
+                    phases: Default::default(),
                 },
             }
         }

@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::bidirectional::exports::prefsync::connector::inbound::GuestIndices as InboundIndices;
 use crate::bindings::model_sync::exports::prefsync::connector::activation::GuestIndices as ActivationIndices;
@@ -66,8 +66,46 @@ pub struct Runtime {
     shared: Arc<Shared>,
 }
 
+/// Linear memory a freed pool slot keeps mapped, reset in place (the dirty
+/// pages copied back from the component's image or zeroed) instead of being
+/// handed back to the kernel: the next instance in the slot then takes no
+/// page faults for its stack, data and small heap. Beyond it, pages are
+/// released (`madvise`) as before.
+const MEMORY_KEEP_RESIDENT: usize = 4 << 20;
+/// The same for tables (function references of the component's modules).
+const TABLE_KEEP_RESIDENT: usize = 256 << 10;
+
+/// How warm the pooling allocator keeps its freed slots. What serves is
+/// [`PoolTuning::default`]; the benchmark builds a runtime with the cold
+/// settings too, to measure in one run what keeping slots warm saves.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct PoolTuning {
+    /// Reset freed memories and tables in place, up to
+    /// `MEMORY_KEEP_RESIDENT` / `TABLE_KEEP_RESIDENT`, finding the dirty
+    /// pages with `PAGEMAP_SCAN`. Only where that exists (Linux 6.7+):
+    /// without it wasmtime would rewrite the slot's first bytes up to the
+    /// bound on every reset, slower than handing them back.
+    pub keep_resident: bool,
+}
+
+impl Default for PoolTuning {
+    fn default() -> Self {
+        PoolTuning {
+            keep_resident: true,
+        }
+    }
+}
+
 impl Runtime {
     pub fn new(options: RuntimeOptions) -> Result<Self> {
+        Self::with_pool_tuning(options, PoolTuning::default())
+    }
+
+    /// [`Runtime::new`] with the pooling allocator tuned otherwise: for the
+    /// benchmark, which compares cold and warm slots in one run.
+    #[doc(hidden)]
+    pub fn with_pool_tuning(options: RuntimeOptions, tuning: PoolTuning) -> Result<Self> {
         let limits = options.limits;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.max_instances)
@@ -76,9 +114,21 @@ impl Runtime {
             .total_tables(limits.max_instances * 4)
             .total_stacks(limits.max_instances)
             .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+        if tuning.keep_resident && PoolingAllocationConfig::is_pagemap_scan_available() {
+            // Every byte of a slot is still reset before the slot is reused
+            // (copied from the image or zeroed): an instance never sees what
+            // the previous one left, only the page faults are saved.
+            pool.linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+                .table_keep_resident(TABLE_KEEP_RESIDENT)
+                .pagemap_scan(Enabled::Yes);
+        }
         let mut config = Config::new();
         config
             .epoch_interruption(true)
+            // Copy-on-write memory images (wasmtime's default, set so it
+            // stays so): an instance's memory starts as a mapping of the
+            // component's initial image, not a copy of its data segments.
+            .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
 

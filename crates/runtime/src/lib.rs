@@ -31,10 +31,10 @@ pub use bindings::{
     ValidationProblem, Value,
 };
 pub use call::{CallStats, GUEST_LOG_TARGET, GuestLogLine};
-pub use connector::{CallReport, Connector, ConnectorInfo, Delivery};
+pub use connector::{CallPhases, CallReport, Connector, ConnectorInfo, Delivery};
 pub use destination::Destination;
 pub use destination::testing;
-pub use engine::{Runtime, RuntimeOptions};
+pub use engine::{PoolTuning, Runtime, RuntimeOptions};
 pub use error::{CallError, LoadError, ReceiveError, SyncError, mib};
 pub use integration::IntegrationContext;
 pub use limits::Limits;

@@ -9,7 +9,9 @@
 //! - `panic`: panics; `leak`: logs, prints and returns its own secrets
 //!   (`authentication` and `properties`); `panic-leak`: panics quoting them;
 //! - `leak-validate`: its validation refuses the config, quoting them;
-//! - `cache`: counts its calls in the host cache.
+//! - `cache`: counts its calls in the host cache;
+//! - `leftover`: searches its memory for what an earlier record wrote, then
+//!   writes it (so a reused, unreset instance would show).
 //!
 //! It also reads webhooks (the optional `inbound` interface), doing what the
 //! body says: `{"updates": [{"user", "set": {property: value}, "at"?, "id"?}],
@@ -148,6 +150,14 @@ impl Connector for Probe {
                 eprintln!("stderr: {secrets}");
                 Outcome::permanent(format!("failed with {secrets}"))
             }
+            "leftover" => {
+                // Looks through all of its linear memory for what an earlier
+                // record left, then leaves it: found within a batch (one
+                // instance), never across calls (a fresh or reset instance).
+                let found = leftover::find();
+                leftover::leave();
+                Outcome::Skipped(format!("leftover found={found}"))
+            }
             "cache" => {
                 let calls: u32 = ctx
                     .cache_get("calls")
@@ -159,6 +169,48 @@ impl Connector for Probe {
             }
             other => Outcome::permanent(format!("unknown mode {other}")),
         }
+    }
+}
+
+/// A 64-byte pattern computed at run time from a black-boxed seed, so it
+/// is in no data segment: only `leave` writes it into memory.
+mod leftover {
+    const LEN: usize = 64;
+
+    fn byte(seed: u8, i: usize) -> u8 {
+        (i as u8).wrapping_mul(37) ^ seed
+    }
+
+    fn seed() -> u8 {
+        std::hint::black_box(0xA5)
+    }
+
+    /// Whether the pattern is anywhere in linear memory (compared byte by
+    /// byte, never built, so the search cannot find its own copy).
+    pub fn find() -> bool {
+        let seed = seed();
+        #[cfg(target_arch = "wasm32")]
+        let size = core::arch::wasm32::memory_size(0) * 65536;
+        #[cfg(not(target_arch = "wasm32"))]
+        let size: usize = 0;
+        (8..size.saturating_sub(LEN)).any(|at| {
+            (0..LEN).all(|i| {
+                // SAFETY: in wasm32 every address below the memory's size is
+                // readable; the loop never runs elsewhere.
+                let b = unsafe { std::ptr::read_volatile((at + i) as *const u8) };
+                b == byte(seed, i)
+            })
+        })
+    }
+
+    /// Writes the pattern into a heap buffer that is never freed.
+    pub fn leave() {
+        let seed = seed();
+        let mut buffer = vec![0u8; 64 * 1024];
+        for (i, b) in buffer[4096..4096 + LEN].iter_mut().enumerate() {
+            *b = byte(seed, i);
+        }
+        std::mem::forget(std::hint::black_box(buffer));
     }
 }
 

@@ -98,7 +98,7 @@ fn begin_run_in(tx: &Connection, id: &str, start: &RunStart) -> Result<Option<i6
 
 /// The last key number `id`'s snapshot handed out; an error when the
 /// activation does not exist (a snapshot never outlives its activation).
-fn last_key_number(tx: &Transaction<'_>, id: &str) -> Result<i64> {
+fn last_key_number(tx: &Connection, id: &str) -> Result<i64> {
     tx.prepare_cached("SELECT last_key_number FROM activations WHERE id = ?1")?
         .query_row(params![id], |row| row.get(0))
         .optional()?
@@ -372,11 +372,13 @@ mod tests {
         range.map(|i| format!("user{i}@example.com")).collect()
     }
 
-    /// Rows inserted, updated or deleted through the store's connection so far.
-    fn rows_changed(store: &SqliteStore) -> u64 {
-        super::super::lock(&store.conn)
-            .expect("lock")
-            .total_changes()
+    /// Rows inserted, updated or deleted through the store's write
+    /// connection so far (asked on the writer thread, which owns it).
+    async fn rows_changed(store: &SqliteStore) -> u64 {
+        store
+            .transaction("total_changes", true, |conn| Ok(conn.total_changes()))
+            .await
+            .expect("total_changes")
     }
 
     #[tokio::test]
@@ -384,13 +386,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("prefsync.db")).expect("open");
         store.put_activation(&record("users")).await.expect("put");
-        let before_first = rows_changed(&store);
+        let before_first = rows_changed(&store).await;
         store
             .snapshot_lookup("users", keys(0..2_000))
             .await
             .expect("lookup");
         // One row per new key, and the activation's last key number.
-        assert_eq!(rows_changed(&store) - before_first, 2_001);
+        assert_eq!(rows_changed(&store).await - before_first, 2_001);
         let accepted = keys(0..1_000)
             .into_iter()
             .map(|k| (k, vec![7; 16]))
@@ -400,7 +402,7 @@ mod tests {
             .await
             .expect("accept");
 
-        let before_rerun = rows_changed(&store);
+        let before_rerun = rows_changed(&store).await;
         for _ in 0..2 {
             let entries = store
                 .snapshot_lookup("users", keys(0..2_000))
@@ -411,7 +413,7 @@ mod tests {
             assert_eq!(entries[1_000].accepted, None);
         }
         assert_eq!(
-            rows_changed(&store),
+            rows_changed(&store).await,
             before_rerun,
             "known keys were written"
         );
@@ -423,7 +425,7 @@ mod tests {
             .await
             .expect("lookup");
         assert_eq!(entries[0].key_number, 2_001);
-        assert_eq!(rows_changed(&store) - before_rerun, 2);
+        assert_eq!(rows_changed(&store).await - before_rerun, 2);
     }
 
     /// A snapshot made before keys were numbered keeps what was accepted,

@@ -669,7 +669,7 @@ async fn ingest_event(
             continue;
         }
         enqueue(
-            &tx,
+            tx,
             integration_id,
             &event.organization_user_id,
             version,

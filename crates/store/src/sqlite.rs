@@ -841,7 +841,7 @@ fn complete_one(tx: &Connection, done: &Completed, now_ms: i64) -> Result<bool> 
     if changed == 0 {
         return Ok(false);
     }
-    insert_audit(tx, &audit)?;
+    insert_audit(tx, audit)?;
     Ok(true)
 }
 

@@ -152,11 +152,17 @@ fn in_savepoint<T>(conn: &Connection, body: impl FnOnce(&Connection) -> Result<T
         Ok(result) => result,
         Err(panic) => Err(anyhow!("panicked: {}", panic_message(&*panic))),
     };
-    match &result {
-        Ok(_) => conn.execute_batch("RELEASE job")?,
-        Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
-    }
-    result
+    let failed = match result {
+        Ok(value) => match conn.execute_batch("RELEASE job") {
+            Ok(()) => return Ok(value),
+            Err(error) => anyhow::Error::new(error).context("keeping the job's writes"),
+        },
+        Err(error) => error,
+    };
+    // Undone, whether the body failed or keeping its writes did: a job
+    // answered with an error leaves nothing behind.
+    conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+    Err(failed)
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {

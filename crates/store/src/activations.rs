@@ -144,3 +144,26 @@ pub trait ActivationStore: Send + Sync {
     /// How many keys the destination has accepted so far.
     async fn snapshot_size(&self, id: &str) -> Result<u64>;
 }
+
+/// Values the stores' tests share.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::ActivationRecord;
+
+    /// An activation `id` syncing to the integration `engage`.
+    pub fn record(id: &str) -> ActivationRecord {
+        ActivationRecord {
+            id: id.to_string(),
+            integration_id: "engage".to_string(),
+            config: serde_json::json!({ "id": id }),
+            created_at_ms: 10,
+            updated_at_ms: 10,
+            next_run_at_ms: None,
+        }
+    }
+
+    /// Snapshot keys `user{i}@example.com` for `i` in `range`.
+    pub fn keys(range: std::ops::Range<u32>) -> Vec<String> {
+        range.map(|i| format!("user{i}@example.com")).collect()
+    }
+}

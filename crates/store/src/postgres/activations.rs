@@ -366,22 +366,8 @@ mod tests {
     use tokio_postgres::NoTls;
 
     use super::*;
+    use crate::activations::tests_support::{keys, record};
     use crate::postgres::tests::fresh_database;
-
-    fn record(id: &str) -> ActivationRecord {
-        ActivationRecord {
-            id: id.to_string(),
-            integration_id: "engage".to_string(),
-            config: serde_json::json!({ "id": id }),
-            created_at_ms: 10,
-            updated_at_ms: 10,
-            next_run_at_ms: None,
-        }
-    }
-
-    fn keys(range: std::ops::Range<u32>) -> Vec<String> {
-        range.map(|i| format!("user{i}@example.com")).collect()
-    }
 
     /// Each snapshot row's key and `xmin` (the transaction that wrote its
     /// current version: an update, even to the same values, changes it),

@@ -356,21 +356,7 @@ mod tests {
     use rusqlite::Connection;
 
     use super::*;
-
-    fn record(id: &str) -> ActivationRecord {
-        ActivationRecord {
-            id: id.to_string(),
-            integration_id: "engage".to_string(),
-            config: serde_json::json!({ "id": id }),
-            created_at_ms: 10,
-            updated_at_ms: 10,
-            next_run_at_ms: None,
-        }
-    }
-
-    fn keys(range: std::ops::Range<u32>) -> Vec<String> {
-        range.map(|i| format!("user{i}@example.com")).collect()
-    }
+    use crate::activations::tests_support::{keys, record};
 
     /// Rows inserted, updated or deleted through the store's write
     /// connection so far (asked on the writer thread, which owns it).

@@ -170,8 +170,8 @@ struct Batch {
 /// One claim's outcome, waiting to be recorded with the rest of its batch.
 struct Finished<'c> {
     claim: &'c Claim,
-    /// The state version sent (0 when nothing was).
-    state_version: u64,
+    /// The state version sent; `None` when no call was made for it.
+    sent_version: Option<u64>,
     completion: Completion,
     outcome: AuditOutcome,
     detail: String,
@@ -220,7 +220,7 @@ impl Batch {
                 completion_for(claim, outcome, &policy, on_candidate);
             finished.push(Finished {
                 claim,
-                state_version,
+                sent_version: Some(state_version),
                 completion,
                 outcome,
                 detail,
@@ -257,7 +257,7 @@ impl Batch {
                 }
                 None => skipped.push(Finished {
                     claim,
-                    state_version: 0,
+                    sent_version: None,
                     completion: Completion::Acked,
                     outcome: AuditOutcome::Skipped,
                     detail: "user has no state".to_string(),
@@ -298,23 +298,18 @@ impl Batch {
                 at_ms,
                 integration_id: self.integration.id.clone(),
                 organization_user_id: claim.organization_user_id.clone(),
-                state_version: done.state_version,
+                state_version: done.sent_version.unwrap_or(0),
                 connector_type: info.type_id.clone(),
                 connector_version: info.version.clone(),
                 connector_hash: info.content_hash.clone(),
                 outcome: done.outcome,
                 detail: done.detail.clone(),
-                // A skipped user made no call: no statuses, no time.
-                http_statuses: if done.state_version == 0 {
-                    Vec::new()
-                } else {
-                    http_statuses.to_vec()
+                // A user with no state made no call: no statuses, no time.
+                http_statuses: match done.sent_version {
+                    Some(_) => http_statuses.to_vec(),
+                    None => Vec::new(),
                 },
-                duration_ms: if done.state_version == 0 {
-                    0
-                } else {
-                    duration_ms
-                },
+                duration_ms: done.sent_version.map_or(0, |_| duration_ms),
                 attempt: claim.attempts.saturating_add(1),
                 origin: claim.origin.clone(),
             };
@@ -322,7 +317,7 @@ impl Batch {
             // newer than the version claimed: acknowledging that version keeps
             // the same state from being sent twice.
             let sent = Claim {
-                version: claim.version.max(done.state_version),
+                version: claim.version.max(done.sent_version.unwrap_or(0)),
                 ..claim.clone()
             };
             completed.push(Completed {

@@ -164,6 +164,13 @@ pub struct ConsentEvent {
     pub consents: PartialConsents,
     /// Ids of the proofs attached to the event.
     pub proofs_id: Vec<String>,
+    /// `delegate.id`: who made the change on the user's behalf (for an
+    /// `*.updated` envelope without one, its source event's). prefsync's own
+    /// write-backs to Didomi carry theirs, which tells their echo apart.
+    pub delegate_id: Option<String>,
+    /// The id of the event that caused an `*.updated` envelope
+    /// (`parameters.source.id`), e.g. prefsync's own write coming back.
+    pub cause_id: Option<String>,
     /// The event (or, for `user.*` envelopes, the user entity) as received.
     pub raw: Value,
 }
@@ -468,11 +475,18 @@ fn parse_envelope(
     let entity = parameters.required_object(entity_key)?;
     let entity_value = parameters.map.get(entity_key).unwrap_or(&Value::Null);
     let regulation = envelope.optional_str("regulation")?;
-    let event = if kind.starts_with("event.") {
+    let mut event = if kind.starts_with("event.") {
         parse_event(&entity, entity_value, regulation)?
     } else {
         parse_user(&entity, entity_value, regulation)?
     };
+    // Who caused an update is context, not consent: read leniently.
+    if let Some(source) = parameters.map.get("source") {
+        event.cause_id = source.get("id").and_then(Value::as_str).map(str::to_string);
+        if event.delegate_id.is_none() {
+            event.delegate_id = delegate_id(source);
+        }
+    }
     Ok(Some(event))
 }
 
@@ -505,6 +519,7 @@ fn parse_event(
     };
     let consents = parse_consents(event.optional_object("consents")?)?;
     let proofs_id = event.string_list("proofs_id")?;
+    let delegate_id = delegate_id(raw);
     Ok(ConsentEvent {
         id,
         organization_id,
@@ -515,8 +530,19 @@ fn parse_event(
         user,
         consents,
         proofs_id,
+        delegate_id,
+        cause_id: None,
         raw: raw.clone(),
     })
+}
+
+/// `delegate.id` of an event, if it names one.
+fn delegate_id(event: &Value) -> Option<String> {
+    event
+        .get("delegate")
+        .and_then(|d| d.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// A Didomi user entity (from `user.*` envelopes) read as a confirmed event
@@ -554,6 +580,8 @@ fn parse_user(
         },
         consents: parse_consents(user.optional_object("consents")?)?,
         proofs_id: Vec::new(),
+        delegate_id: None,
+        cause_id: None,
         raw: raw.clone(),
     })
 }

@@ -53,37 +53,73 @@ impl PropertyValue {
 /// out (absent), unlike an explicit `null` choice, which is [`PropertyValue::Null`].
 pub fn flatten(state: &UserState) -> BTreeMap<String, PropertyValue> {
     let mut out = BTreeMap::new();
+    walk(state, &mut |name, value, _| {
+        out.insert(name, value);
+    });
+    out
+}
+
+/// The id of the event that last wrote each property (the ids a user's state
+/// was given without an event, `organization_user_id`, have none). Event ids
+/// tell where a value came from: an inbound webhook's start `webhook:`.
+pub fn writers(state: &UserState) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    walk(state, &mut |name, _, writer| match writer {
+        Some(event_id) => {
+            out.insert(name, event_id.to_string());
+        }
+        // A later entry of the same name wins in `flatten`; so here.
+        None => {
+            out.remove(&name);
+        }
+    });
+    out
+}
+
+/// Calls `put` with every property's name, value and writing event, in an
+/// order where a later entry of the same name replaces an earlier one.
+fn walk(state: &UserState, put: &mut dyn FnMut(String, PropertyValue, Option<&str>)) {
+    let mut out = Inserter(put);
     out.insert(
         names::ORGANIZATION_USER_ID.to_string(),
         PropertyValue::Text(state.organization_user_id.clone()),
+        None,
     );
     if let Some(user_id) = &state.user_id {
         out.insert(
             names::USER_ID.to_string(),
             PropertyValue::Text(user_id.clone()),
+            state.user_id_written.as_ref().map(|(_, id)| id.as_str()),
         );
     }
     if let Some(country) = &state.country {
         out.insert(
             names::COUNTRY.to_string(),
             PropertyValue::Text(country.value.clone()),
+            Some(&country.event_id),
         );
     }
     if let Some(tcfcs) = &state.tcfcs {
         out.insert(
             names::TCFCS.to_string(),
             PropertyValue::Text(tcfcs.value.clone()),
+            Some(&tcfcs.event_id),
         );
     }
     if let Some(vendors) = &state.vendors {
         for (name, list) in names::vendor_lists(&vendors.value) {
-            out.insert(name.to_string(), PropertyValue::Text(list.join(",")));
+            out.insert(
+                name.to_string(),
+                PropertyValue::Text(list.join(",")),
+                Some(&vendors.event_id),
+            );
         }
     }
     for (key, value) in &state.metadata {
         out.insert(
             names::user_metadata(key),
             PropertyValue::from_json(&value.value),
+            Some(&value.event_id),
         );
     }
 
@@ -96,24 +132,28 @@ pub fn flatten(state: &UserState) -> BTreeMap<String, PropertyValue> {
             out.insert(
                 names::purpose_enabled(id),
                 PropertyValue::choice(enabled.value),
+                Some(&enabled.event_id),
             );
         }
         if let Some(enabled_li) = &purpose.enabled_li {
             out.insert(
                 names::purpose_enabled_li(id),
                 PropertyValue::choice(enabled_li.value),
+                Some(&enabled_li.event_id),
             );
         }
         for (preference, value) in &purpose.values {
             out.insert(
                 names::purpose_value(id, preference),
                 PropertyValue::Text(value.value.clone()),
+                Some(&value.event_id),
             );
         }
         for (key, value) in &purpose.metadata {
             out.insert(
                 names::purpose_metadata(id, key),
                 PropertyValue::from_json(&value.value),
+                Some(&value.event_id),
             );
         }
     }
@@ -124,16 +164,26 @@ pub fn flatten(state: &UserState) -> BTreeMap<String, PropertyValue> {
             out.insert(
                 names::channel_enabled(id),
                 PropertyValue::choice(enabled.value),
+                Some(&enabled.event_id),
             );
         }
         for (key, value) in &channel.metadata {
             out.insert(
                 names::channel_metadata(id, key),
                 PropertyValue::from_json(&value.value),
+                Some(&value.event_id),
             );
         }
     }
-    out
+}
+
+/// `put`, called like a map's `insert`.
+struct Inserter<'a>(&'a mut dyn FnMut(String, PropertyValue, Option<&str>));
+
+impl Inserter<'_> {
+    fn insert(&mut self, name: String, value: PropertyValue, writer: Option<&str>) {
+        (self.0)(name, value, writer)
+    }
 }
 
 /// The value of one property, or `None` if the state has none. Walks the

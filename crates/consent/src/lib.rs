@@ -33,7 +33,7 @@ pub use event::{
     Batch, ChannelChange, ConsentEvent, EventError, EventStatus, EventUser, Field, PartialConsents,
     PurposeChange, Vendors, parse_batch, parse_batch_until, parse_body,
 };
-pub use flatten::{PropertyValue, flatten, resolve};
+pub use flatten::{PropertyValue, flatten, resolve, writers};
 pub use inbound::{InboundError, event_for_update};
 pub use state::{ApplyResult, ChannelState, PurposeState, SkipReason, Stamped, UserState};
 pub use time::{TimestampError, millis_to_rfc3339, parse_rfc3339};

@@ -480,13 +480,17 @@ fn read_record(path: &Path) -> Result<ConsentRecord> {
     }
     Ok(ConsentRecord {
         key_name: "organization_user_id".into(),
-        key,
         properties,
         metadata: RecordMetadata {
             state_version: 1,
             updated_at: String::new(),
-            extra: Vec::new(),
+            // As `prefsync serve` gives every record (see `pipeline::write_back`).
+            extra: vec![(
+                crate::pipeline::write_back::WRITE_ID.to_string(),
+                crate::pipeline::write_back::write_id("connector-test", &key, 1),
+            )],
         },
+        key,
     })
 }
 

@@ -248,8 +248,18 @@ mod tests {
             assert!(TEMPLATES.iter().any(|(path, _)| path == file), "{file}");
         }
         let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
-        for connector in ["dotdigital", "actito", "selligent", "webhook"] {
-            let root = plugins.join(connector);
+        // Every Rust connector shipped (the SDK aside), so a new one is held
+        // to the layout without being listed here.
+        let mut connectors: Vec<String> = std::fs::read_dir(&plugins)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|dir| dir.join("Cargo.toml").is_file() && !dir.ends_with("sdk"))
+            .map(|dir| dir.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        connectors.sort();
+        assert!(connectors.len() >= 4, "{connectors:?}");
+        for connector in connectors {
+            let root = plugins.join(&connector);
             for file in CONNECTOR_FILES.iter().chain(&["README.md"]) {
                 assert!(
                     root.join(file).is_file(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::consent::{ConsentEvent, UserState};
 use crate::now_ms;
-use crate::pipeline::{change_matters, mapped_properties};
+use crate::pipeline::{change_matters, mapped_properties, write_back};
 use crate::store::{IngestOutcome, IngestPlan, IntegrationRecord, Store, StoredEvent, UserRecord};
 
 /// The enabled integrations, each with the properties it maps.
@@ -40,6 +40,17 @@ impl<'a> Ingest<'a> {
             store,
             integrations: Arc::new(integrations),
         })
+    }
+
+    /// Which of `events` (of the events API) are prefsync's own write-backs
+    /// coming back: they are to be neither stored nor applied.
+    pub fn echoes(&self, events: &[ConsentEvent]) -> Vec<bool> {
+        events
+            .iter()
+            .map(|event| {
+                write_back::is_echo(event, self.integrations.iter().map(|(i, _)| i.id.as_str()))
+            })
+            .collect()
     }
 
     /// Stores `events` and what they change, in order and in one
@@ -75,7 +86,8 @@ impl<'a> Ingest<'a> {
 }
 
 /// Merges `event` into the current state; the integrations whose mapped
-/// properties changed get a delivery (never the event's own origin).
+/// properties changed get a delivery (never the event's own origin: the
+/// webhook's integration, or for events-API events a Didomi integration).
 fn plan(
     integrations: &Targets,
     event: &ConsentEvent,
@@ -94,8 +106,11 @@ fn plan(
     let enqueue = integrations
         .iter()
         .filter(|(i, mapped)| {
-            Some(i.id.as_str()) != origin
-                && (new_user || change_matters(mapped, &result.changed_fields))
+            let own_change = match origin {
+                Some(origin) => i.id == origin,
+                None => write_back::skips_events_api_changes(&i.type_id),
+            };
+            !own_change && (new_user || change_matters(mapped, &result.changed_fields))
         })
         .map(|(i, _)| i.id.clone())
         .collect();

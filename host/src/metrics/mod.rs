@@ -302,8 +302,13 @@ impl Metrics {
     }
 
     /// Events taken in: new ones and duplicates.
-    pub fn events(&self, recorded: u64, duplicates: u64) {
+    /// Events taken in: recorded, already seen, and our own write-backs
+    /// coming back (`echo`, applied nowhere).
+    pub fn events(&self, recorded: u64, duplicates: u64, echoes: u64) {
         let events = &self.inner.events;
+        events
+            .get_or_create(&EventLabels { result: "echo" })
+            .inc_by(echoes);
         events
             .get_or_create(&EventLabels { result: "recorded" })
             .inc_by(recorded);
@@ -484,7 +489,7 @@ mod tests {
     #[tokio::test]
     async fn renders_counters_histograms_and_gauges_under_prometheus_names() {
         let m = Metrics::new();
-        m.events(3, 1);
+        m.events(3, 1, 2);
         m.event_rejected();
         m.call("dotdigital", Duration::from_millis(30), &[201, 429]);
         m.delivery("dd", AuditOutcome::DeliveredCreated);
@@ -516,6 +521,7 @@ mod tests {
         for line in [
             "prefsync_events_total{result=\"recorded\"} 3",
             "prefsync_events_total{result=\"duplicate\"} 1",
+            "prefsync_events_total{result=\"echo\"} 2",
             "prefsync_events_total{result=\"rejected\"} 1",
             "prefsync_deliveries_total{integration=\"dd\",outcome=\"delivered\",change=\"created\"} 1",
             "prefsync_deliveries_total{integration=\"dd\",outcome=\"retry\",change=\"none\"} 1",

@@ -22,7 +22,7 @@ use super::App;
 use super::canary::CanaryRun;
 use crate::now_ms;
 use crate::pipeline::retry::at_after;
-use crate::pipeline::{RetryPolicy, record_for};
+use crate::pipeline::{RetryPolicy, mapped_properties, record_for, write_back};
 use crate::runtime::{ConsentRecord, DeliveredKind, Destination, IntegrationContext, Outcome};
 use crate::store::{AuditOutcome, AuditRow, Claim, Completed, Completion, IntegrationRecord};
 
@@ -249,10 +249,13 @@ impl Batch {
                 return (records, claims, skipped);
             }
         };
+        let mapped = mapped_properties(&self.integration.config);
         for (claim, user) in self.claims.iter().zip(states) {
             match user {
                 Some(user) => {
-                    records.push(record_for(&user.state, Vec::new()));
+                    let facts =
+                        write_back::record_facts(&self.integration.id, &user.state, &mapped);
+                    records.push(record_for(&user.state, facts));
                     claims.push((claim, user.state.version));
                 }
                 None => skipped.push(Finished {

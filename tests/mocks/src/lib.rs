@@ -2,10 +2,17 @@
 //! listens on `127.0.0.1:0` and records every request it gets.
 
 pub mod actito;
+pub mod braze;
+pub mod brevo;
+pub mod didomi;
 pub mod dotdigital;
 pub mod engage;
+pub mod hubspot;
+pub mod klaviyo;
+pub mod mailchimp;
 pub mod receiver;
 pub mod selligent;
+pub mod sfmc;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -85,10 +85,16 @@ pub struct Allowlist {
 impl Allowlist {
     /// The connector's default hosts (https) plus the host of every config
     /// field whose schema says `"format": "uri"`. A bare host means https.
+    /// A default host may name a config field in braces,
+    /// `{properties.subdomain}.rest.example.com`, for vendors with a host per
+    /// tenant: it is filled with that field's value when the value is one
+    /// DNS label, and left out otherwise.
     pub fn for_integration(config: &Json, schema: &Json, default_hosts: &[String]) -> Self {
         let mut list = Allowlist::default();
         for host in default_hosts {
-            list.add_url_or_host(host);
+            if let Some(host) = fill_host_template(host, config) {
+                list.add_url_or_host(&host);
+            }
         }
         for (_, value) in uri_fields(schema, config) {
             list.add_url_or_host(value);
@@ -122,6 +128,35 @@ impl Allowlist {
             .map(|(h, p)| format!("{h}:{p}"))
             .collect()
     }
+}
+
+/// `template` with each `{path}` replaced by the config's string at that
+/// dotted path; `None` when a path is missing or its value is not one DNS
+/// label (letters, digits, `-`; so a value can never add a dot, a port or
+/// a path to the host).
+fn fill_host_template(template: &str, config: &Json) -> Option<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let end = start + rest[start..].find('}')?;
+        out.push_str(&rest[..start]);
+        let value = rest[start + 1..end]
+            .split('.')
+            .try_fold(config, |node, key| node.get(key))?
+            .as_str()?;
+        let label = !value.is_empty()
+            && value.len() <= 63
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !label {
+            return None;
+        }
+        out.push_str(value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// Walks `schema` and `config` together: every string value whose schema
@@ -249,6 +284,28 @@ mod tests {
             "properties": {"url": "my-selligent-installation.com"}
         });
         (schema, config)
+    }
+
+    #[test]
+    fn a_default_host_can_name_a_config_field_holding_one_label() {
+        let defaults = ["{properties.subdomain}.rest.example.com".to_string()];
+        let schema = json!({});
+        let list = Allowlist::for_integration(
+            &json!({"properties": {"subdomain": "mc-Tenant1"}}),
+            &schema,
+            &defaults,
+        );
+        assert_eq!(list.entries(), ["mc-tenant1.rest.example.com:443"]);
+        for bad in [
+            json!({"properties": {"subdomain": "evil.com/x"}}),
+            json!({"properties": {"subdomain": "a.b"}}),
+            json!({"properties": {"subdomain": ""}}),
+            json!({"properties": {"subdomain": 7}}),
+            json!({"properties": {}}),
+        ] {
+            let list = Allowlist::for_integration(&bad, &schema, &defaults);
+            assert!(list.entries().is_empty(), "{bad}: {:?}", list.entries());
+        }
     }
 
     #[test]

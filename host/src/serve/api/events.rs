@@ -57,7 +57,8 @@ pub enum EventsBody {
 pub struct EventAnswer {
     /// The event's id.
     pub id: String,
-    /// `recorded`, or `duplicate` (the id was known: nothing changed).
+    /// `recorded`, `duplicate` (the id was known: nothing changed), or
+    /// `echo` (prefsync's own write-back coming back: nothing applied).
     pub status: EventStatusAnswer,
     /// The user's state version after the event (recorded events only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +76,9 @@ pub enum EventStatusAnswer {
     Recorded,
     /// Its id was stored already.
     Duplicate,
+    /// prefsync's own write-back to Didomi, posted back by Didomi's webhook:
+    /// neither stored nor applied, nothing sent.
+    Echo,
 }
 
 /// The answer to `POST /v1/events`: every event of the body, committed.
@@ -84,6 +88,8 @@ pub struct IngestAnswer {
     pub recorded: u64,
     /// Events whose id was known already.
     pub duplicates: u64,
+    /// Events that were prefsync's own write-backs coming back (not applied).
+    pub echoes: u64,
     /// `event.deleted` / `user.deleted` envelopes accepted but not turned into events.
     pub deletions_skipped: u64,
     /// Each event, in body order.
@@ -151,11 +157,20 @@ pub async fn ingest(
     let span = crate::telemetry::ingest_span(batch.events.iter().map(|e| e.id.as_str()), None);
     let ingest =
         tracing::Instrument::instrument(Ingest::start(app.store.as_ref()), span.clone()).await?;
-    let events: Arc<[crate::consent::ConsentEvent]> = batch.events.into();
+    // Our own write-backs coming back are answered, not applied.
+    let echoes = ingest.echoes(&batch.events);
+    let (echoed, applied): (Vec<_>, Vec<_>) = batch
+        .events
+        .into_iter()
+        .zip(echoes.iter().copied())
+        .partition(|(_, echo)| *echo);
+    let echoed: Vec<_> = echoed.into_iter().map(|(event, _)| event).collect();
+    let events: Arc<[crate::consent::ConsentEvent]> =
+        applied.into_iter().map(|(event, _)| event).collect();
     let outcomes =
         tracing::Instrument::instrument(ingest.record(events.clone(), None), span).await?;
     let (mut recorded, mut duplicates) = (0, 0);
-    let answers = events
+    let mut applied_answers = events
         .iter()
         .zip(outcomes)
         .map(|(event, outcome)| match outcome {
@@ -177,9 +192,29 @@ pub async fn ingest(
                     deliveries: Some(enqueued),
                 }
             }
+        });
+    let mut echo_answers = echoed.iter().map(|event| {
+        tracing::info!(event = %crate::log_safe::escaped(&event.id), user = %crate::log_safe::escaped(&event.user.organization_user_id), "own write-back echoed by Didomi: not applied");
+        EventAnswer {
+            id: event.id.clone(),
+            status: EventStatusAnswer::Echo,
+            user_version: None,
+            deliveries: None,
+        }
+    });
+    // In body order.
+    let answers = echoes
+        .iter()
+        .filter_map(|echo| {
+            if *echo {
+                echo_answers.next()
+            } else {
+                applied_answers.next()
+            }
         })
         .collect();
-    app.metrics.events(recorded, duplicates);
+    let echoes = echoed.len() as u64;
+    app.metrics.events(recorded, duplicates, echoes);
     if recorded > 0 {
         app.work.notify_one();
     }
@@ -188,6 +223,7 @@ pub async fn ingest(
         Json(IngestAnswer {
             recorded,
             duplicates,
+            echoes,
             deletions_skipped: batch.deletions_skipped as u64,
             events: answers,
         }),

@@ -114,7 +114,7 @@ async fn receive(
         span,
     )
     .await?;
-    app.metrics.events(summary.applied, summary.duplicates);
+    app.metrics.events(summary.applied, summary.duplicates, 0);
     if summary.applied > summary.without_deliveries {
         app.work.notify_one();
     }

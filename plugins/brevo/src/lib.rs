@@ -1,0 +1,80 @@
+//! Brevo (ex-Sendinblue) destination: creates or updates a contact through
+//! the contacts API v3 with the user's mapped attributes, and models consent
+//! as Brevo does: the email and SMS blacklists (`emailBlacklisted`,
+//! `smsBlacklisted`) and list membership (`listIds`, `unlinkListIds`).
+//!
+//! It also writes user-model rows (activations) as contacts' attributes.
+//!
+//! Files, as in every connector: `config.rs` (the integration config, its
+//! checks and schema), `api.rs` (requests and how answers are classified),
+//! `activation.rs` (model rows → contacts), this file (the [`Connector`] and
+//! [`Activation`] implementations).
+
+mod activation;
+mod api;
+mod config;
+
+pub use api::ContactChange;
+pub use config::{BrevoConfig, ListMapping};
+
+use prefsync_sdk::{
+    Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
+    RowFailure, RowOutcome, SyncBatch,
+};
+
+/// The Brevo connector.
+pub struct Brevo;
+
+/// Brevo's one API host (no regions); `properties.api_base` overrides it.
+pub const DEFAULT_HOST: &str = "api.brevo.com";
+
+impl Connector for Brevo {
+    type Config = BrevoConfig;
+
+    fn describe() -> Description {
+        Description {
+            type_id: "brevo".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            display_name: "Brevo".into(),
+            config_schema: config::schema(),
+            default_hosts: vec![DEFAULT_HOST.into()],
+            // Brevo allows 10 contacts requests a second on its general
+            // tier; two calls in flight at a few hundred milliseconds each
+            // stay near that, and a 429 past it waits for the window's reset.
+            max_concurrency: 2,
+            // One contact per request: the batch update call is update-only
+            // and deprecated from 30 October 2026.
+            max_batch_size: 1,
+            capabilities: Capabilities {
+                batching: false,
+                inbound_webhooks: false,
+            },
+        }
+    }
+
+    fn check(problems: &mut Problems<'_>) {
+        config::check(problems)
+    }
+
+    fn deliver(ctx: &Context<'_>, config: &BrevoConfig, record: &ConsentRecord) -> Outcome {
+        api::deliver(ctx, config, record)
+    }
+}
+
+/// Activations: model rows become contacts' attributes (the batch's key
+/// field is the email), one contact per request.
+impl Activation for Brevo {
+    fn max_rows(_config: &BrevoConfig) -> u32 {
+        activation::MAX_ROWS
+    }
+
+    fn sync(
+        ctx: &Context<'_>,
+        config: &BrevoConfig,
+        batch: &SyncBatch,
+    ) -> Result<Vec<RowOutcome>, RowFailure> {
+        activation::sync(ctx, config, batch)
+    }
+}
+
+prefsync_sdk::export!(Brevo, activation);

@@ -507,23 +507,15 @@ async fn webhooks_reach_dotdigital_not_actito_and_the_echo_stops() {
 
 #[test]
 fn inspect_shows_the_schema_and_default_host() {
-    let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
-        .args(["connector", "inspect", guests::ACTITO])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
-    for expected in [
-        "type id:          actito",
-        "default hosts:    api.actito.com",
-        "max concurrency:  5 per integration",
-        "capabilities:     inbound webhooks",
-        "\"user_unique_key\"",
-        "\"api_base\"",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "{expected} missing from:\n{stdout}"
-        );
-    }
+    prefsync_tests::support::assert_inspect_shows(
+        guests::ACTITO,
+        &[
+            "type id:          actito",
+            "default hosts:    api.actito.com",
+            "max concurrency:  5 per integration",
+            "capabilities:     inbound webhooks",
+            "\"user_unique_key\"",
+            "\"api_base\"",
+        ],
+    );
 }

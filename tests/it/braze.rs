@@ -10,8 +10,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use prefsync::runtime::{
-    Limits, Property, RowFailure, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow,
-    Value as RowValue,
+    Limits, RowFailure, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow, Value as RowValue,
 };
 use prefsync_tests::guests;
 use prefsync_tests::mocks::MockServer;
@@ -21,6 +20,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::serve::{Server, event};
+use prefsync_tests::support::model_row as row;
 
 const API_KEY: &str = "braze-rest-api-key-0123456789";
 const GROUP: &str = "3b6c0b6e-newsletter";
@@ -374,50 +374,24 @@ async fn users_go_in_batches_of_at_most_75_and_a_refused_object_fails_alone() {
 
 #[test]
 fn inspect_shows_the_type_version_and_batch_size() {
-    let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
-        .args(["connector", "inspect", guests::BRAZE])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    for expected in [
-        "type id:          braze",
-        &format!("version:          {}", env!("CARGO_PKG_VERSION")),
-        "display name:     Braze",
-        "rest.iad-01.braze.com",
-        "rest.fra-01.braze.eu",
-        "max batch size:   75",
-        "capabilities:     batching",
-        "\"rest_endpoint\"",
-        "\"writeOnly\": true",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "{expected} missing from:\n{stdout}"
-        );
-    }
-}
-
-fn row(key: &str, attributes: &[(&str, RowValue)], known: bool) -> SyncRow {
-    SyncRow {
-        key: key.into(),
-        attributes: attributes
-            .iter()
-            .map(|(name, value)| Property {
-                name: name.to_string(),
-                value: value.clone(),
-            })
-            .collect(),
-        known,
-    }
+    prefsync_tests::support::assert_inspect_shows(
+        guests::BRAZE,
+        &[
+            "type id:          braze",
+            &format!("version:          {}", env!("CARGO_PKG_VERSION")),
+            "display name:     Braze",
+            "rest.iad-01.braze.com",
+            "rest.fra-01.braze.eu",
+            "max batch size:   75",
+            "capabilities:     batching",
+            "\"rest_endpoint\"",
+            "\"writeOnly\": true",
+        ],
+    );
 }
 
 fn rows(mode: SyncMode, rows: Vec<SyncRow>) -> SyncBatch {
-    SyncBatch {
-        key_field: "external_id".into(),
-        mode,
-        rows,
-    }
+    prefsync_tests::support::model_batch("external_id", mode, rows)
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use prefsync::runtime::{
-    Limits, Outcome, Property, RowFailure, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow,
+    Limits, Outcome, RowFailure, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow,
     Value as RecordValue,
 };
 use prefsync_tests::guests;
@@ -20,6 +20,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::serve::{Server, event};
+use prefsync_tests::support::model_row as row;
 
 const API_KEY: &str = "xkeysib-brevo-test-key-0123456789abcdef";
 const NEWSLETTER_LIST: u64 = 12;
@@ -424,26 +425,8 @@ async fn brevos_wait_travels_out_of_the_sandbox() {
     assert!(mock.contacts().is_empty());
 }
 
-fn row(key: &str, attributes: &[(&str, RecordValue)], known: bool) -> SyncRow {
-    SyncRow {
-        key: key.into(),
-        attributes: attributes
-            .iter()
-            .map(|(name, value)| Property {
-                name: name.to_string(),
-                value: value.clone(),
-            })
-            .collect(),
-        known,
-    }
-}
-
 fn batch(mode: SyncMode, rows: Vec<SyncRow>) -> SyncBatch {
-    SyncBatch {
-        key_field: "email".into(),
-        mode,
-        rows,
-    }
+    prefsync_tests::support::model_batch("email", mode, rows)
 }
 
 #[tokio::test]
@@ -580,29 +563,21 @@ async fn activations_write_model_rows_as_attributes_in_every_mode() {
 
 #[test]
 fn inspect_shows_type_version_and_batch_size() {
-    let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
-        .args(["connector", "inspect", guests::BREVO])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
     let version = format!("version:          {}", env!("CARGO_PKG_VERSION"));
-    for expected in [
-        "type id:          brevo",
-        version.as_str(),
-        "display name:     Brevo",
-        "default hosts:    api.brevo.com",
-        "max concurrency:  2 per integration",
-        "max batch size:   1",
-        "capabilities:     activations",
-        "\"api_key\"",
-        "\"writeOnly\": true",
-        "\"email_consent\"",
-        "\"api_base\"",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "{expected} missing from:\n{stdout}"
-        );
-    }
+    prefsync_tests::support::assert_inspect_shows(
+        guests::BREVO,
+        &[
+            "type id:          brevo",
+            version.as_str(),
+            "display name:     Brevo",
+            "default hosts:    api.brevo.com",
+            "max concurrency:  2 per integration",
+            "max batch size:   1",
+            "capabilities:     activations",
+            "\"api_key\"",
+            "\"writeOnly\": true",
+            "\"email_consent\"",
+            "\"api_base\"",
+        ],
+    );
 }

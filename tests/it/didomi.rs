@@ -390,22 +390,14 @@ async fn without_upsert_a_user_didomi_does_not_know_is_skipped() {
 
 #[test]
 fn inspect_shows_the_connector() {
-    let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
-        .args(["connector", "inspect", guests::DIDOMI])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
-    for expected in [
-        "type id:          didomi",
-        "default hosts:    api.didomi.io",
-        "max batch size:   1",
-        "\"organization_id\"",
-        "\"writeOnly\"",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "{expected} missing from:\n{stdout}"
-        );
-    }
+    prefsync_tests::support::assert_inspect_shows(
+        guests::DIDOMI,
+        &[
+            "type id:          didomi",
+            "default hosts:    api.didomi.io",
+            "max batch size:   1",
+            "\"organization_id\"",
+            "\"writeOnly\"",
+        ],
+    );
 }

@@ -4,36 +4,19 @@
 //! refused credentials refuse the batch.
 
 use prefsync::runtime::{
-    Limits, Property, RowFailure, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow, Value,
+    Limits, RowFailure, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow, Value,
 };
 use prefsync_tests::guests;
 use prefsync_tests::mocks::dotdigital::{Dotdigital, Fault, FieldType};
+use prefsync_tests::support::model_row as row;
 use prefsync_tests::support::{loopback_egress, runtime};
 use serde_json::json;
 
 const USER: &str = "apiuser-7@apiconnector.com";
 const PASSWORD: &str = "Activation-Secret-Pw";
 
-fn row(key: &str, attributes: &[(&str, Value)], known: bool) -> SyncRow {
-    SyncRow {
-        key: key.into(),
-        attributes: attributes
-            .iter()
-            .map(|(name, value)| Property {
-                name: name.to_string(),
-                value: value.clone(),
-            })
-            .collect(),
-        known,
-    }
-}
-
 fn batch(mode: SyncMode, rows: Vec<SyncRow>) -> SyncBatch {
-    SyncBatch {
-        key_field: "email".into(),
-        mode,
-        rows,
-    }
+    prefsync_tests::support::model_batch("email", mode, rows)
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! rows as contact properties) in every mode.
 
 use prefsync::runtime::{
-    Limits, Property, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow, Value as ActivationValue,
+    Limits, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow, Value as ActivationValue,
 };
 use prefsync_tests::guests;
 use prefsync_tests::mocks::MockServer;
@@ -17,6 +17,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::serve::{Server, TOKEN, event};
+use prefsync_tests::support::model_row;
 
 const ACCESS_TOKEN: &str = "pat-eu1-hubspot-private-app-0123456789";
 const NEWSLETTER: u64 = 101;
@@ -518,42 +519,20 @@ async fn the_daily_limit_parks_deliveries_until_the_accounts_midnight() {
 
 #[test]
 fn inspect_shows_type_version_and_batch_size() {
-    let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
-        .args(["connector", "inspect", guests::HUBSPOT])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    for expected in [
-        "type id:          hubspot",
-        &format!("version:          {}", env!("CARGO_PKG_VERSION")),
-        "default hosts:    api.hubapi.com",
-        "max batch size:   100",
-        "capabilities:     batching, activations",
-        "\"access_token\"",
-        "\"writeOnly\": true",
-        "\"subscriptions\"",
-        "\"time_zone\"",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "{expected} missing from:\n{stdout}"
-        );
-    }
-}
-
-fn model_row(key: &str, attributes: &[(&str, ActivationValue)], known: bool) -> SyncRow {
-    SyncRow {
-        key: key.into(),
-        attributes: attributes
-            .iter()
-            .map(|(name, value)| Property {
-                name: name.to_string(),
-                value: value.clone(),
-            })
-            .collect(),
-        known,
-    }
+    prefsync_tests::support::assert_inspect_shows(
+        guests::HUBSPOT,
+        &[
+            "type id:          hubspot",
+            &format!("version:          {}", env!("CARGO_PKG_VERSION")),
+            "default hosts:    api.hubapi.com",
+            "max batch size:   100",
+            "capabilities:     batching, activations",
+            "\"access_token\"",
+            "\"writeOnly\": true",
+            "\"subscriptions\"",
+            "\"time_zone\"",
+        ],
+    );
 }
 
 fn model_batch(mode: SyncMode, rows: Vec<SyncRow>) -> SyncBatch {

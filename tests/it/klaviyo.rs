@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use prefsync::runtime::{
-    Limits, Property, RowFailure, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow,
-    Value as Field,
+    Limits, RowFailure, RowOutcome, SyncBatch, SyncError, SyncMode, Value as Field,
 };
 use prefsync_tests::guests;
 use prefsync_tests::mocks::MockServer;
@@ -19,6 +18,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::serve::{Server, event};
+use prefsync_tests::support::model_row as row;
 
 const API_KEY: &str = "pk_klaviyo_private_key_0123456789";
 const LIST: &str = "Xy12Ab";
@@ -423,41 +423,19 @@ async fn a_batch_shares_its_jobs_and_failures_stay_with_their_records() {
 
 #[test]
 fn inspect_shows_the_type_version_and_batch_size() {
-    let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
-        .args(["connector", "inspect", guests::KLAVIYO])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
     let version = format!("version:          {}", env!("CARGO_PKG_VERSION"));
-    for expected in [
-        "type id:          klaviyo",
-        version.as_str(),
-        "default hosts:    a.klaviyo.com",
-        "max batch size:   50",
-        "capabilities:     batching, activations",
-        "\"list_id\"",
-        "\"writeOnly\": true",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "{expected} missing from:\n{stdout}"
-        );
-    }
-}
-
-fn row(key: &str, attributes: &[(&str, Field)], known: bool) -> SyncRow {
-    SyncRow {
-        key: key.into(),
-        attributes: attributes
-            .iter()
-            .map(|(name, value)| Property {
-                name: name.to_string(),
-                value: value.clone(),
-            })
-            .collect(),
-        known,
-    }
+    prefsync_tests::support::assert_inspect_shows(
+        guests::KLAVIYO,
+        &[
+            "type id:          klaviyo",
+            version.as_str(),
+            "default hosts:    a.klaviyo.com",
+            "max batch size:   50",
+            "capabilities:     batching, activations",
+            "\"list_id\"",
+            "\"writeOnly\": true",
+        ],
+    );
 }
 
 #[tokio::test]

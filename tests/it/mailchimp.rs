@@ -434,28 +434,20 @@ async fn a_burst_goes_in_list_batches_within_ten_connections() {
 
 #[test]
 fn inspect_shows_the_type_version_and_batch_size() {
-    let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
-        .args(["connector", "inspect", guests::MAILCHIMP])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    for expected in [
-        "type id:          mailchimp",
-        "version:          0.1.0",
-        "us14.api.mailchimp.com",
-        "max concurrency:  10 per integration",
-        "max batch size:   500",
-        "capabilities:     batching",
-        "\"list_id\"",
-        "\"api_base\"",
-        "\"writeOnly\": true",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "{expected} missing from:\n{stdout}"
-        );
-    }
+    prefsync_tests::support::assert_inspect_shows(
+        guests::MAILCHIMP,
+        &[
+            "type id:          mailchimp",
+            "version:          0.1.0",
+            "us14.api.mailchimp.com",
+            "max concurrency:  10 per integration",
+            "max batch size:   500",
+            "capabilities:     batching",
+            "\"list_id\"",
+            "\"api_base\"",
+            "\"writeOnly\": true",
+        ],
+    );
 }
 
 mod activation {
@@ -463,8 +455,7 @@ mod activation {
     //! model rows become members' merge fields in every mode.
 
     use prefsync::runtime::{
-        Limits, Property, RowFailure, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow,
-        Value as RowValue,
+        Limits, RowFailure, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow, Value as RowValue,
     };
     use prefsync_tests::guests;
     use prefsync_tests::mocks::mailchimp::Fault;
@@ -473,26 +464,10 @@ mod activation {
 
     use super::{API_KEY, LIST, mock};
 
-    fn row(email: &str, attributes: &[(&str, RowValue)], known: bool) -> SyncRow {
-        SyncRow {
-            key: email.into(),
-            attributes: attributes
-                .iter()
-                .map(|(name, value)| Property {
-                    name: name.to_string(),
-                    value: value.clone(),
-                })
-                .collect(),
-            known,
-        }
-    }
+    use prefsync_tests::support::model_row as row;
 
     fn batch(mode: SyncMode, rows: Vec<SyncRow>) -> SyncBatch {
-        SyncBatch {
-            key_field: "EMAIL".into(),
-            mode,
-            rows,
-        }
+        prefsync_tests::support::model_batch("EMAIL", mode, rows)
     }
 
     fn tier(value: &str) -> (&'static str, RowValue) {

@@ -310,21 +310,13 @@ async fn result_codes_and_transport_failures_end_as_retries_or_dead_letters() {
 
 #[test]
 fn inspect_shows_the_schema() {
-    let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
-        .args(["connector", "inspect", guests::SELLIGENT])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
-    for expected in [
-        "type id:          selligent",
-        "default hosts:    (none)",
-        "\"gate\"",
-        "\"format\": \"uri\"",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "{expected} missing from:\n{stdout}"
-        );
-    }
+    prefsync_tests::support::assert_inspect_shows(
+        guests::SELLIGENT,
+        &[
+            "type id:          selligent",
+            "default hosts:    (none)",
+            "\"gate\"",
+            "\"format\": \"uri\"",
+        ],
+    );
 }

@@ -8,12 +8,13 @@
 use std::sync::Arc;
 
 use prefsync::runtime::{
-    Connector, DeliveredKind, Limits, Outcome, Property, RowFailure, RowOutcome, SyncBatch,
-    SyncError, SyncMode, SyncRow, Value,
+    Connector, DeliveredKind, Limits, Outcome, RowFailure, RowOutcome, SyncBatch, SyncError,
+    SyncMode, SyncRow, Value,
 };
 use prefsync_tests::guests;
 use prefsync_tests::mocks::MockServer;
 use prefsync_tests::mocks::engage::{Engage, FieldType};
+use prefsync_tests::support::model_row as row;
 use prefsync_tests::support::{loopback_egress, record, runtime};
 use serde_json::{Value as Json, json};
 
@@ -52,26 +53,8 @@ fn config(mock: &MockServer<Engage>) -> Json {
     })
 }
 
-fn row(key: &str, attributes: &[(&str, Value)], known: bool) -> SyncRow {
-    SyncRow {
-        key: key.into(),
-        attributes: attributes
-            .iter()
-            .map(|(name, value)| Property {
-                name: name.to_string(),
-                value: value.clone(),
-            })
-            .collect(),
-        known,
-    }
-}
-
 fn batch(mode: SyncMode, rows: Vec<SyncRow>) -> SyncBatch {
-    SyncBatch {
-        key_field: "MAIL".into(),
-        mode,
-        rows,
-    }
+    prefsync_tests::support::model_batch("MAIL", mode, rows)
 }
 
 fn text(s: &str) -> Value {

@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use prefsync::runtime::{
-    Limits, Property, RowOutcome, SyncBatch, SyncError, SyncMode, SyncRow, Value as RowValue,
-};
+use prefsync::runtime::{Limits, RowOutcome, SyncBatch, SyncError, SyncMode, Value as RowValue};
 use prefsync_tests::guests;
 use prefsync_tests::mocks::MockServer;
 use prefsync_tests::mocks::sfmc::{BadRowPolicy, ColumnType, Fault, Sfmc};
@@ -17,6 +15,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::serve::{Server, TOKEN, event};
+use prefsync_tests::support::model_row as row;
 
 const CLIENT_ID: &str = "sfmc-client-id-4711";
 const CLIENT_SECRET: &str = "sfmc-client-secret-0123456789";
@@ -417,20 +416,6 @@ async fn a_batch_with_one_bad_row_fails_only_that_row() {
         "peak {}",
         mock.state.peak_concurrency()
     );
-}
-
-fn row(key: &str, attributes: &[(&str, RowValue)], known: bool) -> SyncRow {
-    SyncRow {
-        key: key.into(),
-        attributes: attributes
-            .iter()
-            .map(|(name, value)| Property {
-                name: name.to_string(),
-                value: value.clone(),
-            })
-            .collect(),
-        known,
-    }
 }
 
 #[tokio::test]

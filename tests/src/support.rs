@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use prefsync::egress::EgressOptions;
 use prefsync::runtime::{
-    ConsentRecord, Limits, Property, RecordMetadata, Runtime, RuntimeOptions, Value,
+    ConsentRecord, Limits, Property, RecordMetadata, Runtime, RuntimeOptions, SyncBatch, SyncMode,
+    SyncRow, Value,
 };
 
 /// Precompiled artifacts shared by every test run, so each guest is compiled
@@ -54,6 +55,48 @@ pub fn record(key: &str, properties: &[(&str, Value)]) -> ConsentRecord {
             updated_at: "2026-11-23T00:00:00Z".into(),
             extra: Vec::new(),
         },
+    }
+}
+
+/// A model row for activation tests: `key` and its attributes; `known`
+/// when the host has sent the key before.
+pub fn model_row(key: &str, attributes: &[(&str, Value)], known: bool) -> SyncRow {
+    SyncRow {
+        key: key.into(),
+        attributes: attributes
+            .iter()
+            .map(|(name, value)| Property {
+                name: name.to_string(),
+                value: value.clone(),
+            })
+            .collect(),
+        known,
+    }
+}
+
+/// A batch of model rows keyed on the destination field `key_field`.
+pub fn model_batch(key_field: &str, mode: SyncMode, rows: Vec<SyncRow>) -> SyncBatch {
+    SyncBatch {
+        key_field: key_field.into(),
+        mode,
+        rows,
+    }
+}
+
+/// Runs `prefsync connector inspect` on a component and checks that it
+/// succeeds and shows each of `expected`.
+pub fn assert_inspect_shows(wasm: &str, expected: &[&str]) {
+    let out = std::process::Command::new(prefsync_bin())
+        .args(["connector", "inspect", wasm])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for expected in expected {
+        assert!(
+            stdout.contains(expected),
+            "{expected} missing from:\n{stdout}"
+        );
     }
 }
 

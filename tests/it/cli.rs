@@ -137,13 +137,34 @@ async fn connector_test_delivers_records_and_reports_each_outcome() {
         args.extend(extra.iter().map(|a| a.to_string()));
         args
     };
-    // Without the operator options the loopback mock is out of reach.
+    // Without the flags the loopback mock is out of reach: the run fails,
+    // and the one denial names both flags to pass, in this command's words.
     let (ok, stdout, stderr) = connector_test(args(&[])).await;
-    assert!(ok, "{stderr}");
+    assert!(!ok, "{stdout}");
+    for expected in [
+        "cli@example.com: failed (permanent)",
+        "pass --allow-http",
+        "(pass --allow-loopback)",
+        "FAIL the record was not delivered",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
+    }
+    assert!(!stdout.contains("egress.allow"), "{stdout}");
+    assert!(stderr.contains("1 of 1 record(s) failed"), "{stderr}");
+    // Recording then makes no cassette of the denial, and says why.
+    let cassettes = tempfile::tempdir().unwrap();
+    let (ok, stdout, _) = connector_test(args(&[
+        "--live",
+        "--cassette",
+        &cassettes.path().to_string_lossy(),
+    ]))
+    .await;
+    assert!(!ok, "{stdout}");
     assert!(
-        stdout.contains("cli@example.com: failed (permanent)"),
+        stdout.contains("FAIL not recording") && stdout.contains("no request got an answer"),
         "{stdout}"
     );
+    assert_eq!(std::fs::read_dir(cassettes.path()).unwrap().count(), 0);
     assert!(mock.state.requests().is_empty());
 
     let (ok, stdout, stderr) = connector_test(args(&["--allow-loopback", "--allow-http"])).await;

@@ -134,6 +134,11 @@ async fn a_panic_is_a_failed_outcome_not_a_host_crash() {
         message.contains("probe panicked on purpose for u1"),
         "{message}"
     );
+    // Where in its source it panicked, so the author can go there.
+    assert!(
+        message.contains("connector panicked at tests/guests/probe/src/lib.rs:"),
+        "{message}"
+    );
     still_serves(&connector).await;
 }
 

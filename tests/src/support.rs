@@ -22,6 +22,7 @@ pub fn loopback_egress() -> EgressOptions {
         allow_loopback: true,
         allow_private: false,
         allow_http: true,
+        ..Default::default()
     }
 }
 

@@ -479,13 +479,23 @@ impl Connector {
     }
 }
 
-/// A trap in one line: the guest's panic message when it printed one,
-/// otherwise the trap code, without wasmtime's multi-line backtrace.
+/// A trap in one line: the guest's panic message and where in its source it
+/// panicked (`file:line:column`) when it printed one, otherwise the trap
+/// code, without wasmtime's multi-line backtrace.
 fn describe_trap(trap: &wasmtime::Error, stderr: &str) -> String {
     let mut lines = stderr.lines();
-    if lines.any(|l| l.contains("panicked at")) {
+    // `thread '<unnamed>' panicked at src/lib.rs:12:5:`, then the message.
+    if let Some(header) = lines.find(|l| l.contains("panicked at")) {
+        let location = header
+            .split_once("panicked at ")
+            .map(|(_, at)| at.trim().trim_end_matches(':'))
+            .filter(|at| !at.is_empty());
         let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note:")).collect();
-        return format!("connector panicked: {}", message.join(" ").trim());
+        let message = message.join(" ");
+        return match location {
+            Some(at) => format!("connector panicked at {at}: {}", message.trim()),
+            None => format!("connector panicked: {}", message.trim()),
+        };
     }
     match trap.downcast_ref::<wasmtime::Trap>() {
         Some(code) => code.to_string(),

@@ -178,6 +178,7 @@ fn check(config: &Value, planted: bool) -> Result<String, String> {
         allow_loopback: true,
         allow_private: true,
         allow_http: true,
+        ..Default::default()
     };
     check_redaction(config, &Value::Null, &leak)?;
     for connector in &CONNECTORS {

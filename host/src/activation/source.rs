@@ -912,6 +912,7 @@ mod tests {
             allow_loopback: true,
             allow_private: true,
             allow_http: false,
+            ..Default::default()
         };
         assert_eq!(
             targets("postgres://u@10.0.0.5/db", &open),

@@ -165,6 +165,93 @@ impl RecordedRequest {
     }
 }
 
+/// Where a sent body differs from a recorded one, a line each: JSON bodies
+/// by path (`contacts[0].email: recorded "a", sent "b"`), other bodies at
+/// the first differing character. At most [`MAX_DIFF_LINES`] lines.
+fn body_diff(recorded: Option<&Body>, sent: Option<&Body>) -> Vec<String> {
+    match (recorded, sent) {
+        (Some(Body::Json(recorded)), Some(Body::Json(sent))) => {
+            let mut lines = Vec::new();
+            json_diff("", recorded, sent, &mut lines);
+            if lines.len() > MAX_DIFF_LINES {
+                let more = lines.len() - MAX_DIFF_LINES;
+                lines.truncate(MAX_DIFF_LINES);
+                lines.push(format!("… and {more} more difference(s)"));
+            }
+            lines
+        }
+        (None, None) => Vec::new(),
+        (None, Some(sent)) => vec![format!("recorded no body, sent {}", sent.excerpt(120))],
+        (Some(recorded), None) => vec![format!("recorded {}, sent no body", recorded.excerpt(120))],
+        (Some(recorded), Some(sent)) => {
+            let (a, b) = (recorded.excerpt(usize::MAX), sent.excerpt(usize::MAX));
+            let at = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+            let around = |text: &str| -> String {
+                text.chars().skip(at.saturating_sub(20)).take(60).collect()
+            };
+            vec![format!(
+                "from character {at}: recorded …{}…, sent …{}…",
+                around(&a),
+                around(&b)
+            )]
+        }
+    }
+}
+
+/// Most lines [`body_diff`] shows.
+const MAX_DIFF_LINES: usize = 12;
+
+fn json_diff(path: &str, recorded: &Json, sent: &Json, lines: &mut Vec<String>) {
+    let shown = |value: Option<&Json>| -> String {
+        match value {
+            None => "nothing".into(),
+            Some(value) => {
+                let text = value.to_string();
+                if text.chars().count() > 80 {
+                    format!("{}…", text.chars().take(80).collect::<String>())
+                } else {
+                    text
+                }
+            }
+        }
+    };
+    let at = |key: &str| -> String {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (recorded, sent) {
+        (Json::Object(a), Json::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => json_diff(&at(key), x, y, lines),
+                    (x, y) => lines.push(format!(
+                        "{}: recorded {}, sent {}",
+                        at(key),
+                        shown(x),
+                        shown(y)
+                    )),
+                }
+            }
+        }
+        (Json::Array(a), Json::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                json_diff(&format!("{path}[{i}]"), x, y, lines);
+            }
+        }
+        (a, b) if a != b => lines.push(format!(
+            "{}: recorded {}, sent {}",
+            if path.is_empty() { "(the body)" } else { path },
+            shown(Some(a)),
+            shown(Some(b))
+        )),
+        _ => {}
+    }
+}
+
 impl Cassette {
     /// Where the cassette of `record` lives in `dir`.
     pub fn path_for(dir: &Path, record: &Path) -> PathBuf {
@@ -191,10 +278,11 @@ impl Cassette {
     pub fn parse(text: &str, path: &Path) -> Result<Cassette> {
         let cassette: Cassette = serde_json::from_str(text).map_err(|e| {
             anyhow::anyhow!(
-                "{}: not a cassette, at line {}, column {}: {e}",
+                "{}: not a cassette, at line {}, column {}: {}",
                 path.display(),
                 e.line(),
-                e.column()
+                e.column(),
+                crate::consent::event::json_error_message(&e)
             )
         })?;
         for (i, interaction) in cassette.interactions.iter().enumerate() {
@@ -487,14 +575,30 @@ impl Tape {
                         .find(|(_, used)| !used)
                         .map(|(i, _)| &i.request)
                 });
-            let mut message = format!("unrecorded request: {}", seen.describe());
-            match nearest {
-                Some(recorded) => message.push_str(&format!(
-                    "\n    the cassette's closest unused request: {}",
+            let message = match nearest {
+                // Same method and URL: only the bodies differ, so show where.
+                Some(recorded) if recorded.method == seen.method && recorded.url == seen.url => {
+                    format!(
+                        "unrecorded request: {} {}\n    the cassette's closest unused request \
+                         has the same method and URL; its body differs:{}",
+                        seen.method,
+                        seen.url,
+                        body_diff(recorded.body.as_ref(), seen.body.as_ref())
+                            .iter()
+                            .map(|line| format!("\n      {line}"))
+                            .collect::<String>()
+                    )
+                }
+                Some(recorded) => format!(
+                    "unrecorded request: {}\n    the cassette's closest unused request: {}",
+                    seen.describe(),
                     recorded.describe()
-                )),
-                None => message.push_str("\n    the cassette has no unused request left"),
-            }
+                ),
+                None => format!(
+                    "unrecorded request: {}\n    the cassette has no unused request left",
+                    seen.describe()
+                ),
+            };
             state.unrecorded.push(message);
             state.exchanges.push(Interaction {
                 request: seen,
@@ -601,6 +705,32 @@ fn rescrub(scrubber: &Scrubber, interaction: &Interaction) -> Interaction {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_body_diff_names_each_differing_path_and_only_those() {
+        let recorded = Body::Json(serde_json::json!({
+            "attributes": {"newsletter": true, "email": "ann@example.com"},
+            "lists": [1, 2], "dropped": "x"
+        }));
+        let sent = Body::Json(serde_json::json!({
+            "attributes": {"newsletter": false, "email": "ann@example.com"},
+            "lists": [1, 3], "added": null
+        }));
+        assert_eq!(
+            body_diff(Some(&recorded), Some(&sent)),
+            [
+                "added: recorded nothing, sent null",
+                "attributes.newsletter: recorded true, sent false",
+                "dropped: recorded \"x\", sent nothing",
+                "lists[1]: recorded 2, sent 3",
+            ]
+        );
+        let text = |t: &str| Body::Text(t.into());
+        assert_eq!(
+            body_diff(Some(&text("a=1&b=2")), Some(&text("a=1&b=3"))),
+            ["from character 6: recorded …a=1&b=2…, sent …a=1&b=3…"]
+        );
+    }
+
     use serde_json::json;
 
     use super::*;

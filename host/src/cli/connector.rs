@@ -8,10 +8,10 @@ use serde_json::Value as Json;
 
 use std::sync::Arc;
 
-use super::cassette::{Cassette, Interaction, Tape, TapeReport};
+use super::cassette::{Cassette, Interaction, RecordedError, Tape, TapeReport};
 use super::scaffold;
 use crate::config::HostConfig;
-use crate::egress::EgressOptions;
+use crate::egress::{EgressOptions, OptionNames};
 use crate::outbound_http::Network;
 use crate::runtime::bindings::Level;
 use crate::runtime::{
@@ -143,23 +143,49 @@ async fn test(args: TestArgs) -> Result<()> {
         replaying,
     };
     let mut differing = Vec::new();
+    let mut failed = Vec::new();
     for path in &args.records {
-        if !bench.deliver_record(path).await? {
-            differing.push(path.display().to_string());
+        match bench.deliver_record(path).await? {
+            Verdict::Passed => {}
+            Verdict::DiffersFromCassette => differing.push(path.display().to_string()),
+            Verdict::Failed => failed.push(path.display().to_string()),
         }
     }
     for path in &args.webhooks {
         bench.receive_webhook(path).await?;
     }
+    let mut reasons = Vec::new();
     if !differing.is_empty() {
-        bail!(
+        reasons.push(format!(
             "{} of {} record(s) differ from their cassette: {}",
             differing.len(),
             args.records.len(),
             differing.join(", ")
-        );
+        ));
+    }
+    if !failed.is_empty() {
+        reasons.push(format!(
+            "{} of {} record(s) failed (see FAIL above): {}",
+            failed.len(),
+            args.records.len(),
+            failed.join(", ")
+        ));
+    }
+    if !reasons.is_empty() {
+        bail!("{}", reasons.join("; "));
     }
     Ok(())
+}
+
+/// How one record's test ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Delivered or skipped live, or replayed as its cassette says.
+    Passed,
+    /// Replayed, and a request or the outcome differs from the cassette.
+    DiffersFromCassette,
+    /// Failed live (a failure outcome, or a cassette that could not be recorded).
+    Failed,
 }
 
 /// The sandbox's limits and egress options: the host config's (else the
@@ -180,6 +206,8 @@ fn sandbox_options(args: &TestArgs) -> Result<(Limits, EgressOptions)> {
     }
     egress.allow_loopback |= args.allow_loopback;
     egress.allow_http |= args.allow_http;
+    // A denial should name this command's flags, not the server's settings.
+    egress.named_by = OptionNames::CommandLine;
     Ok((limits, egress))
 }
 
@@ -228,9 +256,8 @@ struct TestBench<'a> {
 }
 
 impl TestBench<'_> {
-    /// Delivers one record file and prints what happened; false when it
-    /// differs from its cassette.
-    async fn deliver_record(&self, path: &Path) -> Result<bool> {
+    /// Delivers one record file and prints what happened and how it ended.
+    async fn deliver_record(&self, path: &Path) -> Result<Verdict> {
         let record = read_record(path)?;
         let key = record.key.clone();
         let recorded = match (self.cassette, self.replaying) {
@@ -240,6 +267,7 @@ impl TestBench<'_> {
         self.tape.begin(recorded.as_ref());
         let delivery = self.connector.deliver(self.integration, vec![record]).await;
         let tape_report = self.tape.finish();
+        let failed = matches!(delivery.outcomes[0], Outcome::Failed(_));
         let outcome = self.tape.scrub(&describe_outcome(&delivery.outcomes[0]));
         println!("{key}: {outcome}");
         print_exchanges(&tape_report.exchanges);
@@ -256,11 +284,18 @@ impl TestBench<'_> {
                     for problem in &problems {
                         println!("  FAIL {problem}");
                     }
-                    return Ok(false);
+                    return Ok(Verdict::DiffersFromCassette);
                 }
+                // As recorded, a recorded failure included: replaying it is
+                // how a connector's failure handling is tested.
+                return Ok(Verdict::Passed);
             }
             (Some(dir), None) => {
                 let file = Cassette::path_for(dir, path);
+                if let Some(why) = unrecordable(&tape_report.exchanges) {
+                    println!("  FAIL not recording {}: {why}", file.display());
+                    return Ok(Verdict::Failed);
+                }
                 let info = self.connector.info();
                 Cassette {
                     connector: format!("{} {}", info.type_id, info.version),
@@ -272,7 +307,11 @@ impl TestBench<'_> {
             }
             (None, _) => {}
         }
-        Ok(true)
+        if failed {
+            println!("  FAIL the record was not delivered");
+            return Ok(Verdict::Failed);
+        }
+        Ok(Verdict::Passed)
     }
 
     /// Hands one webhook body to the connector and prints the consent
@@ -307,6 +346,24 @@ impl TestBench<'_> {
         }
         Ok(())
     }
+}
+
+/// Why a live delivery's exchanges make no cassette: a cassette replays the
+/// vendor's answers, so it needs at least one, and a request the egress
+/// policy refused says something about this machine's flags, not the vendor.
+fn unrecordable(exchanges: &[Interaction]) -> Option<String> {
+    if let Some(denied) = exchanges.iter().find_map(|e| match &e.error {
+        Some(RecordedError::Denied(why)) => Some(why),
+        _ => None,
+    }) {
+        return Some(format!("a request was refused before it left ({denied})"));
+    }
+    if !exchanges.iter().any(|e| e.response.is_some()) {
+        // A request the egress policy refuses never reaches the tape: the
+        // outcome above says why.
+        return Some("no request got an answer (see the outcome above)".to_string());
+    }
+    None
 }
 
 /// How a replayed delivery differs from its cassette: requests it made that
@@ -441,10 +498,11 @@ fn read_json(path: &Path) -> Result<Json> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
-            "{}: invalid JSON at line {}, column {}: {e}",
+            "{}: invalid JSON at line {}, column {}: {}",
             path.display(),
             e.line(),
-            e.column()
+            e.column(),
+            crate::consent::event::json_error_message(&e)
         )
     })
 }

@@ -45,7 +45,17 @@ impl Request {
         Self::new(Method::Get, url)
     }
 
+    /// Sets header `name`, replacing any header of that name (names compare
+    /// case-insensitively), so `.json(&body).header("Accept", "text/csv")`
+    /// sends one `Accept`. Use [`Request::add_header`] to send a name twice.
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Adds a header even when one of that name is already set.
+    pub fn add_header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_string(), value.into()));
         self
     }
@@ -56,7 +66,9 @@ impl Request {
         self.header("Authorization", format!("Basic {token}"))
     }
 
-    /// Sets a JSON body and its content type.
+    /// Sets a JSON body, `Content-Type: application/json`, and
+    /// `Accept: application/json` (the answer is read as JSON too; set
+    /// another `Accept` after this call to replace it).
     pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
         // Serializing plain data (maps, strings, numbers) cannot fail.
         self.body = Some(serde_json::to_vec(body).unwrap_or_default());
@@ -240,6 +252,24 @@ pub fn encode_component(raw: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn header_replaces_and_add_header_repeats() {
+        let request = Request::get("https://x.test")
+            .json(&serde_json::json!({}))
+            .header("accept", "text/csv")
+            .add_header("X-Tag", "a")
+            .add_header("X-Tag", "b");
+        assert_eq!(
+            request.headers,
+            [
+                ("Content-Type".to_string(), "application/json".to_string()),
+                ("accept".to_string(), "text/csv".to_string()),
+                ("X-Tag".to_string(), "a".to_string()),
+                ("X-Tag".to_string(), "b".to_string()),
+            ]
+        );
+    }
+
     use super::*;
 
     fn h(name: &str, value: &str) -> Vec<(String, String)> {

@@ -41,6 +41,45 @@ pub struct EgressOptions {
     /// Let connectors use plain `http://` URLs.
     #[serde(default)]
     pub allow_http: bool,
+    /// How a denial names the option that would allow the request; not
+    /// configurable (the host config's names unless a command sets its own).
+    #[serde(skip)]
+    pub named_by: OptionNames,
+}
+
+/// Who sets the egress options, so that a denial names the switch the
+/// person reading it can turn: the host config's `[egress]` settings, or
+/// `prefsync connector test`'s flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OptionNames {
+    #[default]
+    HostConfig,
+    CommandLine,
+}
+
+impl OptionNames {
+    /// How to allow plain http.
+    fn allow_http(self) -> &'static str {
+        match self {
+            OptionNames::HostConfig => "set egress.allow_http",
+            OptionNames::CommandLine => "pass --allow-http",
+        }
+    }
+
+    /// Why an address class is refused, and how to allow it.
+    fn address_hint(self, class: AddressClass) -> &'static str {
+        match (self, class) {
+            (_, AddressClass::Public | AddressClass::Reserved) => "",
+            (OptionNames::HostConfig, AddressClass::Loopback) => " (egress.allow_loopback is off)",
+            (OptionNames::CommandLine, AddressClass::Loopback) => " (pass --allow-loopback)",
+            (OptionNames::HostConfig, AddressClass::Private | AddressClass::LinkLocal) => {
+                " (egress.allow_private is off)"
+            }
+            (OptionNames::CommandLine, AddressClass::Private | AddressClass::LinkLocal) => {
+                " (set egress.allow_private in a --host-config file)"
+            }
+        }
+    }
 }
 
 /// Why a request was refused. The text names the host and the reason.
@@ -51,10 +90,8 @@ pub enum Denied {
     InvalidUrl(String),
     #[error("scheme `{scheme}` is not allowed for {host} (only https)")]
     Scheme { scheme: String, host: String },
-    #[error(
-        "plain http to {host} is not allowed (use https, or set egress.allow_http for local testing)"
-    )]
-    PlainHttp { host: String },
+    #[error("plain http to {host} is not allowed (use https, or {allow} for local testing)")]
+    PlainHttp { host: String, allow: &'static str },
     #[error("host {host}:{port} is not in this integration's allowlist ({allowed})")]
     NotAllowed {
         host: String,
@@ -74,6 +111,15 @@ pub enum Denied {
     /// A Unix socket is local: it needs `egress.allow_loopback`.
     #[error("socket {path} is local, which is not allowed (egress.allow_loopback is off)")]
     LocalSocket { path: String },
+    /// More than one reason, all told at once so that one run shows every
+    /// option to change.
+    #[error("{}", join_reasons(.0))]
+    Several(Vec<Denied>),
+}
+
+fn join_reasons(reasons: &[Denied]) -> String {
+    let shown: Vec<String> = reasons.iter().map(Denied::to_string).collect();
+    shown.join("; and ")
 }
 
 /// The hosts one integration may reach, as (lower-case host, port).
@@ -204,19 +250,33 @@ pub fn check_url(raw: &str, allowlist: &Allowlist, options: &EgressOptions) -> R
         .host_str()
         .ok_or_else(|| Denied::InvalidUrl(prefsync_base::secrets::redact_url(raw)))?
         .to_string();
-    check_scheme(&url, &host, options)?;
+    // Every reason at once: plain http, an allowlist and an address problem
+    // are independent, and each needs its own change. Another scheme is
+    // refused whatever the rest says.
+    let mut reasons = Vec::new();
+    match check_scheme(&url, &host, options) {
+        Err(denied @ Denied::Scheme { .. }) => return Err(denied),
+        Err(denied) => reasons.push(denied),
+        Ok(()) => {}
+    }
     let port = url
         .port_or_known_default()
         .ok_or_else(|| Denied::InvalidUrl(prefsync_base::secrets::redact_url(raw)))?;
     if !allowlist.allows(&host, port) {
-        return Err(Denied::NotAllowed {
-            host,
+        reasons.push(Denied::NotAllowed {
+            host: host.clone(),
             port,
             allowed: allowlist.entries().join(", "),
         });
     }
-    check_literal_address(&host, options)?;
-    Ok(url)
+    if let Err(denied) = check_literal_address(&host, options) {
+        reasons.push(denied);
+    }
+    match reasons.len() {
+        0 => Ok(url),
+        1 => Err(reasons.remove(0)),
+        _ => Err(Denied::Several(reasons)),
+    }
 }
 
 /// https, or http where the operator allows it; nothing else.
@@ -226,6 +286,7 @@ fn check_scheme(url: &Url, host: &str, options: &EgressOptions) -> Result<(), De
         "http" if options.allow_http => Ok(()),
         "http" => Err(Denied::PlainHttp {
             host: host.to_string(),
+            allow: options.named_by.allow_http(),
         }),
         other => Err(Denied::Scheme {
             scheme: other.to_string(),
@@ -247,14 +308,13 @@ fn check_literal_address(host: &str, options: &EgressOptions) -> Result<(), Deni
 /// Checks one resolved (or literal) address against the operator's options.
 pub fn check_address(host: &str, address: IpAddr, options: &EgressOptions) -> Result<(), Denied> {
     let class = classify(address);
-    let (allowed, hint) = match class {
-        AddressClass::Public => (true, ""),
-        AddressClass::Loopback => (options.allow_loopback, " (egress.allow_loopback is off)"),
-        AddressClass::Private | AddressClass::LinkLocal => {
-            (options.allow_private, " (egress.allow_private is off)")
-        }
-        AddressClass::Reserved => (false, ""),
+    let allowed = match class {
+        AddressClass::Public => true,
+        AddressClass::Loopback => options.allow_loopback,
+        AddressClass::Private | AddressClass::LinkLocal => options.allow_private,
+        AddressClass::Reserved => false,
     };
+    let hint = options.named_by.address_hint(class);
     if allowed {
         Ok(())
     } else {
@@ -344,9 +404,13 @@ mod tests {
             check_url("https://r1-api.dotdigital.com:8443/", &list, &strict),
             Err(Denied::NotAllowed { .. })
         ));
+        // Plain http, and port 80 is not the allowlisted 443: both are said.
         assert!(matches!(
             check_url("http://r1-api.dotdigital.com/", &list, &strict),
-            Err(Denied::PlainHttp { .. })
+            Err(Denied::Several(reasons)) if matches!(
+                reasons.as_slice(),
+                [Denied::PlainHttp { .. }, Denied::NotAllowed { port: 80, .. }]
+            )
         ));
         assert!(matches!(
             check_url("ftp://r1-api.dotdigital.com/", &list, &strict),
@@ -356,6 +420,38 @@ mod tests {
             check_url("not a url", &list, &strict),
             Err(Denied::InvalidUrl(_))
         ));
+    }
+
+    #[test]
+    fn every_reason_is_told_at_once_in_the_words_of_who_sets_the_options() {
+        let mut list = Allowlist::default();
+        list.add_url_or_host("http://127.0.0.1:9000");
+        let config_file = EgressOptions::default();
+        let denied = check_url("http://127.0.0.1:9000/x", &list, &config_file).unwrap_err();
+        assert!(matches!(&denied, Denied::Several(reasons) if reasons.len() == 2));
+        assert_eq!(
+            denied.to_string(),
+            "plain http to 127.0.0.1 is not allowed (use https, or set egress.allow_http for \
+             local testing); and host 127.0.0.1 resolves to 127.0.0.1, a loopback address, \
+             which is not allowed (egress.allow_loopback is off)"
+        );
+        let flags = EgressOptions {
+            named_by: OptionNames::CommandLine,
+            ..Default::default()
+        };
+        let denied = check_url("http://127.0.0.1:9001/x", &list, &flags)
+            .unwrap_err()
+            .to_string();
+        for told in ["pass --allow-http", "(pass --allow-loopback)", "allowlist"] {
+            assert!(denied.contains(told), "{told} in {denied}");
+        }
+        assert!(!denied.contains("egress.allow"), "{denied}");
+        let private = check_address("db", "10.0.0.5".parse().unwrap(), &flags).unwrap_err();
+        assert!(
+            private
+                .to_string()
+                .ends_with("(set egress.allow_private in a --host-config file)")
+        );
     }
 
     #[test]
@@ -401,6 +497,7 @@ mod tests {
             allow_loopback: true,
             allow_private: true,
             allow_http: true,
+            ..Default::default()
         };
         assert!(check_address("x", "0.0.0.0".parse().unwrap(), &everything).is_err());
         assert!(check_address("x", "224.0.0.1".parse().unwrap(), &everything).is_err());

@@ -5,11 +5,15 @@
 # runs every test of the workspace (tests/build.rs builds the guests from
 # source), then the serve-level tests once more with every server on
 # PostgreSQL, then every fuzz target for a short fixed count, stops the
-# server, and ends with one summary line over all of it.
+# server, and ends with one summary line over all of it. The console's
+# browser tests need headless Chromium and chromedriver: scripts/chromium.sh
+# installs them from the distribution's packages when missing, and the run
+# fails, saying why, when it cannot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
+./scripts/chromium.sh
 log=$(mktemp)
 pg_dir=""
 cleanup() {

@@ -8,6 +8,7 @@ pub mod native;
 pub mod otlp;
 pub mod pipeline;
 pub mod support;
+pub mod webdriver;
 
 /// Paths of the guest components built from source for these tests.
 pub mod guests {

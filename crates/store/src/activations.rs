@@ -72,7 +72,10 @@ pub struct RunRecord {
     pub started_at_ms: i64,
     pub finished_at_ms: Option<i64>,
     pub status: RunStatus,
-    /// The counts, warnings and first errors (`activation::RunSummary`), once finished.
+    /// Once finished: the counts, warnings and first errors
+    /// (`activation::RunSummary`). While running: its progress,
+    /// `{"progress": {"rows_read", "rows_sent", "updated_at_ms"}}`, refreshed
+    /// at least every second.
     pub summary: Json,
 }
 
@@ -120,6 +123,11 @@ pub trait ActivationStore: Send + Sync {
     async fn begin_due_run(&self, start: &RunStart) -> Result<Option<(ActivationRecord, i64)>>;
     /// Extends the lease of a running run; false when it was lost.
     async fn renew_run(&self, id: &str, run_id: i64, until_ms: i64) -> Result<bool>;
+    /// Replaces the summary of run `run_id` of `id` while it is running
+    /// (its progress, `{"progress": {…}}`); false, and nothing written, once
+    /// it has ended (finished or abandoned), so a late report never
+    /// overwrites the finished summary.
+    async fn record_run_progress(&self, id: &str, run_id: i64, summary: &Json) -> Result<bool>;
     /// Records the end of a run, frees the lease and sets the next scheduled time.
     async fn finish_run(
         &self,

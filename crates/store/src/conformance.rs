@@ -1500,6 +1500,133 @@ macro_rules! store_conformance_tests {
         assert!(store.insert_activation(&activation_record("other", None)).await.expect("insert"));
     }
 
+
+    /// An audit row of `integration` made at `at_ms`, with `outcome`.
+    fn audit_of(integration: &str, outcome: &str, at_ms: i64) -> AuditRow {
+        AuditRow {
+            id: 0,
+            at_ms,
+            integration_id: integration.to_string(),
+            organization_user_id: "user".to_string(),
+            state_version: 1,
+            connector_type: "dotdigital".to_string(),
+            connector_version: "0.1.0".to_string(),
+            connector_hash: "abc123".to_string(),
+            outcome: $crate::AuditOutcome::parse(outcome).expect("a known outcome"),
+            detail: format!("{outcome} at {at_ms}"),
+            http_statuses: vec![503],
+            duration_ms: 5,
+            attempt: 1,
+            origin: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn delivery_counts_group_by_integration_bucket_and_outcome_from_since() {
+        let (_keep, store) = open().await;
+        for (integration, outcome, at_ms) in [
+            ("crm", "delivered:created", 999), // before `since`
+            ("crm", "delivered:created", 1_000), // the first bucket's first instant
+            ("crm", "delivered:updated", 1_099), // its last
+            ("crm", "failed:retryable", 1_100), // the second bucket's first
+            ("crm", "failed:retryable", 1_150),
+            ("crm", "dead_letter", 1_350),
+            ("mail", "skipped", 1_000),
+            ("mail", "failed:permanent", 5_000), // far past the caller's window
+        ] {
+            store.append_audit(&audit_of(integration, outcome, at_ms)).await.expect("audit");
+        }
+        let counts: Vec<(String, i64, &str, u64)> = store
+            .delivery_counts(1_000, 100)
+            .await
+            .expect("counts")
+            .into_iter()
+            .map(|c| (c.integration_id, c.bucket, c.outcome.as_str(), c.count))
+            .collect();
+        let expected: Vec<(String, i64, &str, u64)> = [
+            ("crm", 0, "delivered:created", 1),
+            ("crm", 0, "delivered:updated", 1),
+            ("crm", 1, "failed:retryable", 2),
+            ("crm", 3, "dead_letter", 1),
+            ("mail", 0, "skipped", 1),
+            ("mail", 40, "failed:permanent", 1),
+        ]
+        .into_iter()
+        .map(|(i, b, o, n)| (i.to_string(), b, o, n))
+        .collect();
+        assert_eq!(counts, expected);
+        // One bucket as wide as the window: totals per outcome.
+        let whole: Vec<(String, i64, u64)> = store
+            .delivery_counts(1_100, 1_000_000)
+            .await
+            .expect("counts")
+            .into_iter()
+            .map(|c| (c.integration_id, c.bucket, c.count))
+            .collect();
+        assert_eq!(
+            whole,
+            [("crm".to_string(), 0, 1), ("crm".to_string(), 0, 2), ("mail".to_string(), 0, 1)]
+        );
+        assert!(store.delivery_counts(6_000, 100).await.expect("counts").is_empty());
+        assert!(store.delivery_counts(0, 0).await.is_err(), "a zero-wide bucket");
+    }
+
+    #[tokio::test]
+    async fn latest_failures_are_the_newest_failed_attempt_of_each_integration_since() {
+        let (_keep, store) = open().await;
+        for (integration, outcome, at_ms) in [
+            ("crm", "failed:retryable", 1_000),
+            ("crm", "failed:permanent", 1_200),
+            ("crm", "delivered:updated", 1_300), // not a failure
+            ("crm", "skipped", 1_400),           // nor this
+            ("mail", "failed:canary", 900),      // before `since`
+            ("mail", "dead_letter", 1_100),
+            ("ok", "delivered:created", 1_500),
+        ] {
+            store.append_audit(&audit_of(integration, outcome, at_ms)).await.expect("audit");
+        }
+        let failures = store.latest_failures(1_000).await.expect("failures");
+        let shown: Vec<(&str, &str, i64, &str)> = failures
+            .iter()
+            .map(|r| (r.integration_id.as_str(), r.outcome.as_str(), r.at_ms, r.detail.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("crm", "failed:permanent", 1_200, "failed:permanent at 1200"),
+                ("mail", "dead_letter", 1_100, "dead_letter at 1100"),
+            ]
+        );
+        assert_eq!(failures[0].http_statuses, [503]);
+        let later = store.latest_failures(1_150).await.expect("failures");
+        assert_eq!(later.iter().map(|r| r.integration_id.as_str()).collect::<Vec<_>>(), ["crm"]);
+        assert!(store.latest_failures(2_000).await.expect("failures").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_running_run_shows_its_progress_until_its_summary_replaces_it() {
+        use $crate::RunStatus;
+        let (_keep, store) = open().await;
+        store.put_activation(&activation_record("users", None)).await.expect("put");
+        let run = store.begin_run("users", &run_start("a", 100)).await.expect("begin").expect("free");
+        let progress = json!({"progress": {"rows_read": 1000, "rows_sent": 500, "updated_at_ms": 150}});
+        assert!(store.record_run_progress("users", run, &progress).await.expect("progress"));
+        let runs = store.runs("users", 1).await.expect("runs");
+        assert_eq!((runs[0].status, &runs[0].summary), (RunStatus::Running, &progress));
+        // Another activation's run of that id is not this one.
+        assert!(!store.record_run_progress("other", run, &progress).await.expect("progress"));
+        store
+            .finish_run("users", run, RunStatus::Succeeded, &json!({"rows_read": 1200}), 300, None)
+            .await
+            .expect("finish");
+        // A late report changes nothing once the run has ended.
+        assert!(!store.record_run_progress("users", run, &progress).await.expect("progress"));
+        assert_eq!(store.runs("users", 1).await.expect("runs")[0].summary, json!({"rows_read": 1200}));
+        // Nor once it was abandoned (its lease lapsed and another run began).
+        let lapsed = store.begin_run("users", &run_start("a", 400)).await.expect("begin").expect("free");
+        store.begin_run("users", &run_start("b", 400 + LEASE + 1)).await.expect("begin").expect("lapsed");
+        assert!(!store.record_run_progress("users", lapsed, &progress).await.expect("progress"));
+    }
     };
 }
 

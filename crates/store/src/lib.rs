@@ -175,6 +175,67 @@ prefsync_base::named_enum! {
     }
 }
 
+impl AuditOutcome {
+    /// Whether the attempt failed (to be retried, or given up on): neither
+    /// delivered nor skipped.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            AuditOutcome::FailedRetryable
+                | AuditOutcome::FailedCanary
+                | AuditOutcome::FailedPermanent
+                | AuditOutcome::DeadLetter
+        )
+    }
+}
+
+/// Audit rows of one integration, time bucket and outcome:
+/// [`Store::delivery_counts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryCount {
+    pub integration_id: String,
+    /// `(at_ms - since_ms) / bucket_ms`: 0 for the bucket that starts at `since_ms`.
+    pub bucket: i64,
+    pub outcome: AuditOutcome,
+    /// Audit rows (attempts) with that outcome.
+    pub count: u64,
+}
+
+/// [`Store::delivery_counts`] in SQL both stores speak (SQLite numbers `$1`
+/// and `$2` in order of first appearance, as PostgreSQL does). The
+/// numerator is never negative, so integer division is the floor on both.
+const DELIVERY_COUNTS: &str = "
+    SELECT integration_id, (at_ms - $1) / $2, outcome, COUNT(*)
+    FROM audit WHERE at_ms >= $1
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+
+/// [`Store::latest_failures`] in SQL both stores speak: the newest (largest
+/// id) failed audit row of each integration at or after `$1`. `columns`
+/// are the store's audit columns.
+fn latest_failures_query(columns: &str) -> String {
+    let failures: Vec<String> = AuditOutcome::ALL
+        .iter()
+        .filter(|o| o.is_failure())
+        .map(|o| format!("'{}'", o.as_str()))
+        .collect();
+    format!(
+        "SELECT {columns} FROM audit WHERE id IN (
+             SELECT MAX(id) FROM audit
+             WHERE at_ms >= $1 AND outcome IN ({})
+             GROUP BY integration_id)
+         ORDER BY integration_id",
+        failures.join(", ")
+    )
+}
+
+/// Refuses a bucket width that would divide by zero or count backwards.
+fn check_bucket(bucket_ms: i64) -> Result<()> {
+    if bucket_ms <= 0 {
+        anyhow::bail!("delivery_counts: bucket_ms must be above 0, not {bucket_ms}");
+    }
+    Ok(())
+}
+
 /// Filters of `GET /v1/deliveries`.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -389,6 +450,17 @@ pub trait Store: ConnectorStore + ActivationStore + Send + Sync + 'static {
     async fn replay_integration(&self, integration_id: &str, now_ms: i64) -> Result<u64>;
 
     async fn append_audit(&self, row: &AuditRow) -> Result<()>;
+    /// Audit rows at or after `since_ms`, counted per integration, time
+    /// bucket (`(at_ms - since_ms) / bucket_ms`, from 0; rows dated later
+    /// than the caller's window fall in buckets past it) and outcome,
+    /// ordered by those three. `bucket_ms` must be above 0. Reads the index
+    /// on `audit(at_ms)`, so its cost follows the window, not the history.
+    async fn delivery_counts(&self, since_ms: i64, bucket_ms: i64) -> Result<Vec<DeliveryCount>>;
+    /// Each integration's newest failed attempt (an outcome
+    /// [`AuditOutcome::is_failure`]: not delivered, not skipped) at or after
+    /// `since_ms`, ordered by integration id; integrations without one are
+    /// left out.
+    async fn latest_failures(&self, since_ms: i64) -> Result<Vec<AuditRow>>;
     /// Oldest first.
     async fn audit_for_user(&self, organization_user_id: &str, limit: u32)
     -> Result<Vec<AuditRow>>;

@@ -28,9 +28,10 @@ use tokio_postgres::{Row, Transaction};
 use std::sync::Arc;
 
 use super::{
-    AuditRow, Claim, Completed, Completion, DeadLetter, DeliveryFilter, DeliveryStatus,
-    IngestOutcome, IngestPlanner, IntegrationRecord, OutboxEntry, QUEUE_STATS, QueueStats, Result,
-    Store, StoredEvent, UserRecord,
+    AuditRow, Claim, Completed, Completion, DELIVERY_COUNTS, DeadLetter, DeliveryCount,
+    DeliveryFilter, DeliveryStatus, IngestOutcome, IngestPlanner, IntegrationRecord, OutboxEntry,
+    QUEUE_STATS, QueueStats, Result, Store, StoredEvent, UserRecord, check_bucket,
+    latest_failures_query,
 };
 use crate::postgres_tls::{PgConnectionString, error_chain};
 use prefsync_consent::UserState;
@@ -216,6 +217,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE activations ADD COLUMN last_key_number BIGINT NOT NULL DEFAULT 0;
     UPDATE activations SET last_key_number =
         (SELECT count(*) FROM activation_snapshot WHERE activation_id = activations.id);
+    "#,
+    // 7: the audit by time, for the overview's counts (SQLite's migration 9).
+    r#"
+    CREATE INDEX audit_by_time ON audit (at_ms);
     "#,
 ];
 
@@ -1194,6 +1199,34 @@ impl Store for PostgresStore {
                 ),
                 &[&organization_user_id, &i64::from(limit)],
             )
+            .await?
+            .iter()
+            .map(audit_from_row)
+            .collect()
+    }
+
+    async fn delivery_counts(&self, since_ms: i64, bucket_ms: i64) -> Result<Vec<DeliveryCount>> {
+        check_bucket(bucket_ms)?;
+        let client = self.client().await?;
+        client
+            .query(DELIVERY_COUNTS, &[&since_ms, &bucket_ms])
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(DeliveryCount {
+                    integration_id: row.try_get(0)?,
+                    bucket: row.try_get(1)?,
+                    outcome: named(row, 2)?,
+                    count: uint(row.try_get(3)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn latest_failures(&self, since_ms: i64) -> Result<Vec<AuditRow>> {
+        let client = self.client().await?;
+        client
+            .query(&latest_failures_query(AUDIT_COLUMNS), &[&since_ms])
             .await?
             .iter()
             .map(audit_from_row)

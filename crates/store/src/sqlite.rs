@@ -20,7 +20,8 @@
 //! - `audit(id PK AUTOINCREMENT, at_ms, integration_id, organization_user_id,
 //!   state_version, connector_type, connector_version, connector_hash, outcome,
 //!   detail, http_statuses, duration_ms, attempt, origin)`: append-only;
-//!   `http_statuses` is a JSON array as text; indexed on `(organization_user_id, id)`.
+//!   `http_statuses` is a JSON array as text; indexed on `(organization_user_id, id)`
+//!   and on `at_ms`.
 //!
 //! - `connector_versions` and `connector_switches`: the connector registry (`sqlite/connectors.rs`).
 //!
@@ -54,9 +55,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AuditRow, Claim, Completed, Completion, DeadLetter, DeliveryFilter, DeliveryStatus,
-    IngestOutcome, IngestPlanner, IntegrationRecord, OutboxEntry, QUEUE_STATS, QueueStats, Result,
-    Store, StoredEvent, UserRecord,
+    AuditRow, Claim, Completed, Completion, DELIVERY_COUNTS, DeadLetter, DeliveryCount,
+    DeliveryFilter, DeliveryStatus, IngestOutcome, IngestPlanner, IntegrationRecord, OutboxEntry,
+    QUEUE_STATS, QueueStats, Result, Store, StoredEvent, UserRecord, check_bucket,
+    latest_failures_query,
 };
 use prefsync_consent::UserState;
 
@@ -254,6 +256,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE activations ADD COLUMN last_key_number INTEGER NOT NULL DEFAULT 0;
     UPDATE activations SET last_key_number =
         (SELECT count(*) FROM activation_snapshot WHERE activation_id = activations.id);
+    "#,
+    // 9: the audit by time, for the overview's counts over the last hour or
+    // day (`delivery_counts`, `latest_failures`).
+    r#"
+    CREATE INDEX audit_by_time ON audit (at_ms);
     "#,
 ];
 
@@ -1236,6 +1243,32 @@ impl Store for SqliteStore {
                  ORDER BY id LIMIT ?2"
             ))?;
             let rows = stmt.query_map(params![organization_user_id, limit], audit_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn delivery_counts(&self, since_ms: i64, bucket_ms: i64) -> Result<Vec<DeliveryCount>> {
+        check_bucket(bucket_ms)?;
+        self.transaction("delivery_counts", false, move |tx| {
+            let mut stmt = tx.prepare_cached(DELIVERY_COUNTS)?;
+            let rows = stmt.query_map(params![since_ms, bucket_ms], |row| {
+                Ok(DeliveryCount {
+                    integration_id: row.get(0)?,
+                    bucket: row.get(1)?,
+                    outcome: named_column(row, 2)?,
+                    count: u64_column(row, 3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn latest_failures(&self, since_ms: i64) -> Result<Vec<AuditRow>> {
+        self.transaction("latest_failures", false, move |tx| {
+            let mut stmt = tx.prepare_cached(&latest_failures_query(AUDIT_COLUMNS))?;
+            let rows = stmt.query_map(params![since_ms], audit_from_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await

@@ -575,6 +575,17 @@ impl run::Lease for StoreLease {
             }
         }
     }
+
+    /// The run's stored summary while it runs, so `GET /v1/activations/{id}/runs` shows it.
+    async fn report(&self, progress: &Json) {
+        if let Err(error) = self
+            .store
+            .record_run_progress(&self.id, self.run_id, progress)
+            .await
+        {
+            tracing::warn!(activation = %self.id, error = %format!("{error:#}"), "recording the run's progress failed");
+        }
+    }
 }
 /// How a finished run stands: failed, above its rejected-share threshold
 /// (a warning), or succeeded; the reason is added to its warnings.

@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use std::collections::hash_map::{Entry, RandomState};
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
 
 use super::config::{ActivationConfig, SyncMode};
 use super::confine::SourceAccess;
@@ -29,6 +31,10 @@ const KEPT_ERRORS: usize = 20;
 const BATCH_ATTEMPTS: u32 = 4;
 
 const LOST_LEASE: &str = "the run lost its lease (another run of this activation took over)";
+
+/// How often a running run reports its progress ([`Lease::report`]): well
+/// under a second, so what is shown is never more than a second old.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// What a run did, as the history shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -110,6 +116,31 @@ pub struct Progress {
 #[async_trait::async_trait]
 pub trait Lease: Send + Sync {
     async fn renew(&self) -> bool;
+    /// Shows how far the running run has come (`{"progress": {"rows_read",
+    /// "rows_sent", "updated_at_ms"}}`, the run's stored summary while it
+    /// runs); called every [`PROGRESS_EVERY`] from the run's start to its
+    /// end, never after [`execute`] returns. Does nothing by default.
+    async fn report(&self, progress: &Json) {
+        let _ = progress;
+    }
+}
+
+/// The counts a running run reports, updated as it goes.
+#[derive(Debug, Default)]
+struct LiveCounts {
+    rows_read: AtomicU64,
+    rows_sent: AtomicU64,
+}
+
+impl LiveCounts {
+    /// The progress document: `{"progress": {"rows_read", "rows_sent", "updated_at_ms"}}`.
+    fn progress(&self) -> Json {
+        json!({"progress": {
+            "rows_read": self.rows_read.load(Ordering::Relaxed),
+            "rows_sent": self.rows_sent.load(Ordering::Relaxed),
+            "updated_at_ms": crate::now_ms(),
+        }})
+    }
 }
 
 /// What a run needs.
@@ -137,7 +168,30 @@ struct Pending {
 pub async fn execute(inputs: RunInputs<'_>) -> RunSummary {
     let started = Instant::now();
     let mut summary = RunSummary::default();
-    if let Err(error) = execute_into(&inputs, &mut summary).await {
+    let live = LiveCounts::default();
+    let finished = tokio::sync::Notify::new();
+    let work = async {
+        let result = execute_into(&inputs, &mut summary, &live).await;
+        // Stored as a permit if the reporter is busy writing: it stops next.
+        finished.notify_one();
+        result
+    };
+    // Beside the work, not between its steps, so a long connector call or a
+    // slow source still shows progress; the report in flight ends before
+    // `execute` returns, so none lands after the finished summary.
+    let reporter = async {
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = finished.notified() => break,
+                _ = tick.tick() => inputs.lease.report(&live.progress()).await,
+            }
+        }
+    };
+    let (result, ()) = tokio::join!(work, reporter);
+    if let Err(error) = result {
         summary.error = Some(error);
     }
     summary.duration_ms = started.elapsed().as_millis() as u64;
@@ -156,7 +210,11 @@ struct KeyedChunk {
     rows: Vec<(u64, Vec<Value>)>,
 }
 
-async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Result<(), String> {
+async fn execute_into(
+    inputs: &RunInputs<'_>,
+    summary: &mut RunSummary,
+    live: &LiveCounts,
+) -> Result<(), String> {
     let config = inputs.config;
     let max_rows = inputs
         .destination
@@ -182,6 +240,7 @@ async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Resul
             &key_hasher,
             summary,
         );
+        live.rows_read.store(summary.rows_read, Ordering::Relaxed);
         let entries = lookup_snapshot(inputs, keyed.keys).await?;
         for (row, entry) in keyed.rows.into_iter().zip(entries) {
             if !seen.first_sight(entry.key_number) {
@@ -196,6 +255,7 @@ async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Resul
                 let batch = std::mem::take(&mut pending);
                 progress.sent += batch.len() as u64;
                 send(inputs, batch, summary).await?;
+                live.rows_sent.store(progress.sent, Ordering::Relaxed);
             }
         }
         progress.rows_read = summary.rows_read;
@@ -206,6 +266,7 @@ async fn execute_into(inputs: &RunInputs<'_>, summary: &mut RunSummary) -> Resul
     if !pending.is_empty() {
         progress.sent += pending.len() as u64;
         send(inputs, pending, summary).await?;
+        live.rows_sent.store(progress.sent, Ordering::Relaxed);
         progress.failed = summary.failed;
         (inputs.progress)(&progress);
     }
@@ -503,6 +564,150 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    use crate::runtime::testing::NullDestination;
+    use crate::runtime::{CallError, ConnectorInfo, Delivery, ValidationProblem};
+
+    /// A destination whose `sync` takes `pause` per batch of one row.
+    struct SlowSync {
+        inner: NullDestination,
+        pause: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl Destination for SlowSync {
+        fn info(&self) -> &ConnectorInfo {
+            self.inner.info()
+        }
+        async fn validate(&self, config: &Json) -> Result<Vec<ValidationProblem>, CallError> {
+            self.inner.validate(config).await
+        }
+        async fn deliver(
+            &self,
+            integration: &Arc<IntegrationContext>,
+            batch: Vec<crate::runtime::ConsentRecord>,
+        ) -> Delivery {
+            self.inner.deliver(integration, batch).await
+        }
+        async fn max_rows(&self, _: &Arc<IntegrationContext>) -> Result<u32, SyncError> {
+            Ok(1)
+        }
+        async fn sync(
+            &self,
+            _: &Arc<IntegrationContext>,
+            batch: SyncBatch,
+        ) -> Result<Vec<RowOutcome>, SyncError> {
+            tokio::time::sleep(self.pause).await;
+            Ok(batch.rows.iter().map(|_| RowOutcome::Inserted).collect())
+        }
+    }
+
+    /// A lease always held, keeping every progress report with its time.
+    #[derive(Default)]
+    struct Recorder {
+        reports: Mutex<Vec<(Instant, Json)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Lease for Recorder {
+        async fn renew(&self) -> bool {
+            true
+        }
+        async fn report(&self, progress: &Json) {
+            self.reports
+                .lock()
+                .unwrap()
+                .push((Instant::now(), progress.clone()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_running_run_reports_its_progress_at_least_every_second_and_never_after() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("model.csv"),
+            "email,name\na@x.test,Ann\nb@x.test,Bob\nc@x.test,Cy\n",
+        )
+        .unwrap();
+        let access = SourceAccess {
+            source_dir: Some(dir.path().to_path_buf()),
+            data_dir: dir.path().join("data"),
+            egress: Default::default(),
+        };
+        let config = ActivationConfig::parse(
+            br#"{"id": "users", "integration": "dd", "source": {"type": "csv", "path": "model.csv"},
+                 "key": {"column": "email", "field": "EMAIL"},
+                 "mappings": [{"id": "NAME", "value": "name"}]}"#,
+            None,
+        )
+        .unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("store.db")).unwrap());
+        store
+            .put_activation(&crate::store::ActivationRecord {
+                id: "users".into(),
+                integration_id: "dd".into(),
+                config: json!({}),
+                created_at_ms: 1,
+                updated_at_ms: 1,
+                next_run_at_ms: None,
+            })
+            .await
+            .unwrap();
+        let destination: Arc<dyn Destination> = Arc::new(SlowSync {
+            inner: NullDestination::new("slow", "0.1.0"),
+            pause: Duration::from_millis(800),
+        });
+        let integration = destination.integration("dd", &json!({}));
+        let lease = Recorder::default();
+        let started = Instant::now();
+        let summary = execute(RunInputs {
+            config: &config,
+            store,
+            destination,
+            integration,
+            access: &access,
+            full_resync: false,
+            lease: &lease,
+            progress: &|_| {},
+        })
+        .await;
+        let ended = Instant::now();
+        assert_eq!((summary.error.as_deref(), summary.inserted), (None, 3));
+
+        let reports = lease.reports.lock().unwrap().clone();
+        let mut times = vec![started];
+        times.extend(reports.iter().map(|(at, _)| *at));
+        times.push(ended);
+        let longest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            longest < Duration::from_secs(1),
+            "{longest:?} without a report in a run of {:?}",
+            ended - started
+        );
+        let counts: Vec<(u64, u64)> = reports
+            .iter()
+            .map(|(_, json)| {
+                let p = &json["progress"];
+                assert!(p["updated_at_ms"].as_i64().unwrap() > 0, "{json}");
+                (
+                    p["rows_read"].as_u64().unwrap(),
+                    p["rows_sent"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+        assert!(
+            counts
+                .iter()
+                .any(|&(read, sent)| read == 3 && (1..3).contains(&sent)),
+            "a report during the sends: {counts:?}"
+        );
+        // Nothing is reported once the run has returned.
+        tokio::time::sleep(PROGRESS_EVERY * 2).await;
+        assert_eq!(lease.reports.lock().unwrap().len(), reports.len());
+    }
 
     #[test]
     fn keys_read_as_text() {

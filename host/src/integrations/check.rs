@@ -4,18 +4,23 @@
 
 use serde_json::{Value as Json, json};
 
-use super::{ConnectorLookup, IntegrationError, retry_policy, url_problems, webhook};
+use super::{
+    ConnectorLookup, IntegrationError, keep_redacted, retry_policy, url_problems, webhook,
+};
 use crate::store::IntegrationRecord;
 
 /// Parses and validates an integration body. `path_id` is the id the
-/// request's URL names, when it names one.
+/// request's URL names, when it names one; `stored` is the integration a
+/// replacement replaces (`None` on create), whose secrets a `"[REDACTED]"`
+/// keeps ([`keep_redacted`]).
 pub async fn checked(
     connectors: &dyn ConnectorLookup,
     path_id: Option<&str>,
+    stored: Option<&IntegrationRecord>,
     body: &[u8],
 ) -> Result<IntegrationRecord, IntegrationError> {
     let config: Json = serde_json::from_slice(body).map_err(IntegrationError::Syntax)?;
-    let (record, config) = host_fields(path_id, config)?;
+    let (record, mut config) = host_fields(path_id, config)?;
     let Some(connector) = connectors.connector(&record.type_id) else {
         return Err(IntegrationError::Field(format!(
             "type_id: unknown connector type `{}` (loaded: {})",
@@ -23,6 +28,12 @@ pub async fn checked(
             list_or_none(&connectors.type_ids())
         )));
     };
+    keep_redacted(
+        &mut config,
+        stored,
+        &record.type_id,
+        &connector.info().config_schema,
+    )?;
     let mut problems =
         connector
             .validate(&config)

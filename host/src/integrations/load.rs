@@ -50,7 +50,9 @@ pub async fn check_file(
         path: shown.clone(),
         error,
     };
-    let mut record = checked(connectors, None, &body).await.map_err(invalid)?;
+    let mut record = checked(connectors, None, None, &body)
+        .await
+        .map_err(invalid)?;
     let id_given = serde_json::from_slice::<Json>(&body)
         .ok()
         .is_some_and(|v| v.get("id").is_some_and(|id| !id.is_null()));

@@ -7,6 +7,7 @@
 
 mod check;
 mod load;
+mod redacted;
 mod retry;
 mod urls;
 pub mod webhook;
@@ -21,6 +22,7 @@ use crate::store::IntegrationRecord;
 
 pub use check::checked;
 pub use load::{FileError, check_file, json_files, load_dir};
+pub use redacted::keep_redacted;
 pub use retry::retry_policy;
 pub use urls::{config_url_problem, url_problems};
 

@@ -9,6 +9,7 @@ pub mod api;
 mod auth;
 pub mod canary;
 pub mod connectors;
+mod console;
 mod dispatch;
 pub mod registry;
 mod request_log;
@@ -381,6 +382,7 @@ pub fn router(app: Arc<App>) -> Router {
     let admin = api::integrations::routes()
         .merge(api::deliveries::routes())
         .merge(api::activations::routes())
+        .merge(api::overview::routes())
         .merge(api::connectors::routes(
             app.config.connectors.max_upload_bytes,
         ))
@@ -405,6 +407,7 @@ pub fn router(app: Arc<App>) -> Router {
         // Authenticated by each integration's shared secret, not a bearer token.
         .merge(api::webhooks::routes())
         .merge(api::connectors::renamed_routes())
+        .merge(console::routes())
         .route_layer(axum::middleware::from_fn(request_log::keep_route))
         .fallback(api::error::no_route)
         .layer(DefaultBodyLimit::max(app.config.server.max_body_bytes))

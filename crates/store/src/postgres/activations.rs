@@ -230,6 +230,19 @@ impl ActivationStore for PostgresStore {
         Ok(renewed > 0)
     }
 
+    async fn record_run_progress(&self, id: &str, run_id: i64, summary: &Json) -> Result<bool> {
+        let written = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE activation_runs SET summary = $3
+                 WHERE id = $2 AND activation_id = $1 AND status = 'running'",
+                &[&id, &run_id, &to_json(summary)?],
+            )
+            .await?;
+        Ok(written > 0)
+    }
+
     async fn finish_run(
         &self,
         id: &str,

@@ -233,6 +233,21 @@ impl ActivationStore for SqliteStore {
         .await
     }
 
+    async fn record_run_progress(&self, id: &str, run_id: i64, summary: &Json) -> Result<bool> {
+        let id = id.to_string();
+        let summary = to_json(summary)?;
+        self.transaction("record_run_progress", true, move |tx| {
+            Ok(tx
+                .prepare_cached(
+                    "UPDATE activation_runs SET summary = ?3
+                     WHERE id = ?2 AND activation_id = ?1 AND status = 'running'",
+                )?
+                .execute(params![id, run_id, summary])?
+                > 0)
+        })
+        .await
+    }
+
     async fn finish_run(
         &self,
         id: &str,

@@ -17,7 +17,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::openapi::schema_as;
+use super::openapi::{free_object, schema_as};
 use crate::serve::App;
 use crate::serve::ConnectorManager;
 use crate::serve::canary::{CanaryPolicy, Counts};
@@ -130,6 +130,21 @@ pub struct ConnectorList {
 pub struct ConnectorType {
     /// The connector type.
     pub type_id: String,
+    /// The active version's name for people (`Dotdigital`).
+    pub display_name: String,
+    /// What the active version can do.
+    pub capabilities: Capabilities,
+    /// The active version's JSON Schema of an integration's config, as the
+    /// connector describes it (secret fields marked `writeOnly`).
+    #[schema(schema_with = config_schema_schema)]
+    pub config_schema: serde_json::Value,
+    /// Hosts the active version may reach besides its integrations' URL fields
+    /// (a `{config.path}` is filled from each integration).
+    pub default_hosts: Vec<String>,
+    /// Most records the active version takes per delivery call.
+    pub max_batch_size: u32,
+    /// Most calls of the active version at once, per integration.
+    pub max_concurrency: u32,
     /// The version making the deliveries.
     pub active: LoadedVersion,
     /// The previous version, kept loaded for a rollback.
@@ -141,6 +156,25 @@ pub struct ConnectorType {
     /// The type's switches, newest first (`GET /v1/connectors/{type_id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switches: Option<Vec<ConnectorSwitch>>,
+}
+
+/// What a connector version can do: its exports (and, for batching, its claim).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Capabilities {
+    /// It delivers consent changes (`deliver`): every loaded connector does.
+    pub deliver: bool,
+    /// Its `deliver` takes more than one record per call.
+    pub batching: bool,
+    /// It reads webhooks (exports `inbound`): integrations may set `enable_webhooks`.
+    pub inbound_webhooks: bool,
+    /// It syncs user models (exports `activation`): activations may target it.
+    pub activations: bool,
+}
+
+fn config_schema_schema() -> utoipa::openapi::schema::Object {
+    free_object(
+        "The active version's JSON Schema of an integration's config, as the connector describes it.",
+    )
 }
 
 /// A loaded version.
@@ -337,8 +371,21 @@ async fn describe_type(
     } else {
         None
     };
+    let info = view.active.info();
     Ok(Some(ConnectorType {
         type_id: type_id.to_string(),
+        display_name: info.display_name.clone(),
+        capabilities: Capabilities {
+            // Loading refuses a component without the `connector` export.
+            deliver: true,
+            batching: info.batching,
+            inbound_webhooks: info.inbound_webhooks,
+            activations: info.activations,
+        },
+        config_schema: info.config_schema.clone(),
+        default_hosts: info.default_hosts.clone(),
+        max_batch_size: info.max_batch_size,
+        max_concurrency: info.max_concurrency,
         active: version(&view.active),
         standby: view.standby.as_ref().map(version),
         canary,

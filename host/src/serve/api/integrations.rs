@@ -176,7 +176,7 @@ async fn show(
     })))),
     responses(
         (status = 201, description = "Created; secrets redacted.", body = IntegrationView),
-        (status = 400, description = "Refused: a syntax error (`line`, `column`), a bad field, or every problem the connector found (`problems`).", body = ErrorBody),
+        (status = 400, description = "Refused: a syntax error (`line`, `column`), a bad field, every problem the connector found (`problems`), or a secret given as `[REDACTED]` (nothing is stored to keep).", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token.", body = ErrorBody),
         (status = 409, description = "The id exists already.", body = ErrorBody),
         (status = 413, description = "The body is over `server.max_body_bytes`.", body = ErrorBody),
@@ -190,7 +190,7 @@ async fn create(
     State(app): State<Arc<App>>,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
-    let record = checked(app.connectors.as_ref(), None, &body).await?;
+    let record = checked(app.connectors.as_ref(), None, None, &body).await?;
     // One conditional insert: of concurrent creates of one id, one wins.
     if !app.store.insert_integration(&record).await? {
         return Err(ApiError::new(
@@ -207,7 +207,9 @@ async fn create(
     ))
 }
 
-/// Replaces an integration, checked as a create is.
+/// Replaces an integration, checked as a create is. A secret field (one the
+/// answers show as `"[REDACTED]"`) sent as exactly `"[REDACTED]"` keeps its
+/// stored value.
 #[utoipa::path(
     put,
     path = "/v1/integrations/{id}",
@@ -227,7 +229,7 @@ async fn create(
     })))),
     responses(
         (status = 200, description = "Replaced; secrets redacted.", body = IntegrationView),
-        (status = 400, description = "Refused (see create); or the body's id is not the path's.", body = ErrorBody),
+        (status = 400, description = "Refused (see create); or the body's id is not the path's; or a secret is `[REDACTED]` where none is stored (`problems` names it).", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token.", body = ErrorBody),
         (status = 404, description = "No such integration.", body = ErrorBody),
         (status = 413, description = "The body is over `server.max_body_bytes`.", body = ErrorBody),
@@ -243,10 +245,11 @@ async fn replace(
     JsonBody(body): JsonBody,
 ) -> Result<Json<IntegrationView>, ApiError> {
     crate::ids::check_id(&id)?;
-    if app.store.integration(&id).await?.is_none() {
+    let Some(stored) = app.store.integration(&id).await? else {
         return Err(ApiError::not_found(format!("no integration `{id}`")));
-    }
-    let record = checked(app.connectors.as_ref(), Some(&id), &body).await?;
+    };
+    // A secret sent back as "[REDACTED]" keeps its stored value.
+    let record = checked(app.connectors.as_ref(), Some(&id), Some(&stored), &body).await?;
     app.store.put_integration(&record).await?;
     let stored = app.store.integration(&id).await?.unwrap_or(record);
     Ok(Json(IntegrationView(present(

@@ -8,4 +8,5 @@ pub mod events;
 pub mod integrations;
 pub mod json_body;
 pub mod openapi;
+pub mod overview;
 pub mod webhooks;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{activations, connectors, deliveries, error, events, integrations, webhooks};
+use super::{activations, connectors, deliveries, error, events, integrations, overview, webhooks};
 
 /// Gives a response type whose value is a JSON document built elsewhere (an
 /// integration or activation as `present` shows it, a switch report) the
@@ -71,6 +71,7 @@ pub(crate) fn free_object(description: &str) -> utoipa::openapi::schema::Object 
         deliveries::replay_one,
         deliveries::replay_integration,
         deliveries::history,
+        overview::overview,
         activations::list,
         activations::create,
         activations::show,
@@ -87,7 +88,7 @@ pub(crate) fn free_object(description: &str) -> utoipa::openapi::schema::Object 
         webhooks::receive,
     ),
     components(schemas(error::ErrorBody, integrations::IntegrationDocument)),
-    modifiers(&SecuritySchemes, &UniqueOperationIds),
+    modifiers(&SecuritySchemes, &ConsolePaths, &UniqueOperationIds),
     tags(
         (name = "health", description = "Liveness, readiness, metrics and this document."),
         (name = "events", description = "Didomi consent events in; users' merged state."),
@@ -96,6 +97,7 @@ pub(crate) fn free_object(description: &str) -> utoipa::openapi::schema::Object 
         (name = "activations", description = "Scheduled reverse-ETL syncs and their runs."),
         (name = "connectors", description = "The connector registry: versions, upgrades, rollbacks."),
         (name = "webhooks", description = "Destinations telling us about consent changes."),
+        (name = "console", description = "The admin console's static files (`serve/console.rs`): no token, no data."),
     )
 )]
 pub struct ApiDoc;
@@ -135,6 +137,93 @@ impl Modify for SecuritySchemes {
                 "The integration's shared secret (`authentication.webhook_secret`), in the header \
                  its `properties.webhook_header` names (default `X-Authorization`).",
             ))),
+        );
+    }
+}
+
+/// The admin console's routes (`serve/console.rs`): static files and
+/// redirects, served without a token because they hold no data. Documented
+/// here, as the router serves them, so the document keeps listing every route.
+struct ConsolePaths;
+
+impl Modify for ConsolePaths {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{Content, HeaderBuilder, ResponseBuilder};
+        let text = || ObjectBuilder::new().schema_type(Type::String).build();
+        let redirect = || {
+            ResponseBuilder::new()
+                .description("See Other: the console starts at `/ui/`.")
+                .header(
+                    "Location",
+                    HeaderBuilder::new()
+                        .schema(Some(text()))
+                        .description(Some("`/ui/`"))
+                        .build(),
+                )
+                .build()
+        };
+        let file = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("text/html", Content::new(Some(text())))
+                .build()
+        };
+        let missing = || {
+            ResponseBuilder::new()
+                .description("No such console file.")
+                .content(
+                    "application/json",
+                    Content::new(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))),
+                )
+                .build()
+        };
+        let operation = |id: &str, summary: &str| {
+            OperationBuilder::new()
+                .tag("console")
+                .operation_id(Some(id))
+                .summary(Some(summary))
+        };
+        let paths = &mut openapi.paths;
+        paths.add_path_operation(
+            "/",
+            vec![HttpMethod::Get],
+            operation("console_root", "The console, from the server's root.")
+                .response("303", redirect()),
+        );
+        paths.add_path_operation(
+            "/ui",
+            vec![HttpMethod::Get],
+            operation("console_ui", "The console, without the trailing slash.")
+                .response("303", redirect()),
+        );
+        paths.add_path_operation(
+            "/ui/",
+            vec![HttpMethod::Get],
+            operation("console_index", "The console's page.")
+                .response("200", file("`index.html`: the console.")),
+        );
+        paths.add_path_operation(
+            "/ui/{name}",
+            vec![HttpMethod::Get],
+            operation(
+                "console_file",
+                "One of the console's files (scripts, styles).",
+            )
+            .parameter(
+                ParameterBuilder::new()
+                    .name("name")
+                    .parameter_in(ParameterIn::Path)
+                    .required(utoipa::openapi::Required::True)
+                    .description(Some("The file's path under `/ui/` (may hold `/`)."))
+                    .schema(Some(text())),
+            )
+            .response(
+                "200",
+                file("The file, with its content type (HTML, JavaScript, CSS)."),
+            )
+            .response("404", missing()),
         );
     }
 }

@@ -293,3 +293,57 @@ export function download(filename, mime, text) {
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
+
+/** Takes every problem `placeProblems` put in `scope` away again. */
+export function clearFieldProblems(scope) {
+  scope.querySelectorAll(".problem").forEach((p) => p.remove());
+  scope.querySelectorAll("[aria-invalid]").forEach((el) => {
+    el.removeAttribute("aria-invalid");
+    const ids = (el.getAttribute("aria-describedby") ?? "").split(" ").filter((x) => x && !x.startsWith("problem-"));
+    if (ids.length) el.setAttribute("aria-describedby", ids.join(" ")); else el.removeAttribute("aria-describedby");
+  });
+}
+
+/** The problem beside the field (or fieldset) it names; returns those with no place. */
+export function placeProblems(scope, problems) {
+  const loose = [];
+  for (const p of problems) {
+    const path = String(p.path ?? "");
+    const target = path ? findTarget(scope, path) : null;
+    if (!target) { loose.push(p); continue; }
+    const pid = `problem-${target.path}`;
+    let el = document.getElementById(pid);
+    if (el) {
+      el.textContent = `${el.textContent}; ${p.message}`;
+      continue;
+    }
+    el = h("p", { class: "problem", id: pid, role: "alert" },
+      target.path === path ? p.message : `${path}: ${p.message}`);
+    const node = target.node;
+    if (node.tagName === "FIELDSET") {
+      const legend = node.querySelector(":scope > legend");
+      if (legend) legend.after(el); else node.prepend(el);
+    } else {
+      node.after(el);
+    }
+    const closed = node.closest("details");
+    if (closed) closed.open = true;
+    node.setAttribute("aria-invalid", "true");
+    const described = (node.getAttribute("aria-describedby") ?? "").split(" ").filter(Boolean);
+    node.setAttribute("aria-describedby", [...described, pid].join(" "));
+  }
+  return loose;
+}
+
+/** The field for `path`, else the nearest enclosing field or fieldset. */
+function findTarget(scope, path) {
+  let p = path;
+  while (p) {
+    const node = document.getElementById(`field-${p}`);
+    if (node && scope.contains(node)) return { node, path: p };
+    const cut = Math.max(p.lastIndexOf("."), p.lastIndexOf("["));
+    if (cut <= 0) break;
+    p = p.slice(0, cut);
+  }
+  return null;
+}

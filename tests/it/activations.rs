@@ -72,6 +72,47 @@ pub(crate) fn activation(id: &str, integration: &str, source: Value) -> Value {
     })
 }
 
+/// What the Dotdigital model tests share: a mock account (user
+/// `apiuser-1@apiconnector.com`) with the model's fields and `extra` ones, a
+/// server (this module's, with Selligent) whose integration `dd` points at
+/// it, and [`FIRST`] written to `models/users.csv`, whose path is returned.
+pub(crate) async fn dotdigital_and_models(
+    extra: &[(&str, prefsync_tests::mocks::dotdigital::FieldType)],
+) -> (
+    prefsync_tests::mocks::MockServer<prefsync_tests::mocks::dotdigital::Dotdigital>,
+    Server,
+    std::path::PathBuf,
+) {
+    use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType as DdType};
+    let mut fields = vec![
+        ("FIRSTNAME", DdType::String),
+        ("CITY", DdType::String),
+        ("AGE", DdType::Numeric),
+    ];
+    fields.extend_from_slice(extra);
+    let mock = Dotdigital::start(
+        "apiuser-1@apiconnector.com",
+        crate::serve::PASSWORD,
+        &fields,
+    )
+    .await
+    .unwrap();
+    let server = server();
+    let mut integration = crate::serve::dotdigital(Some("dd"));
+    integration["authentication"]["url"] = json!(mock.url());
+    server.create_integration(&integration).await;
+    let csv = server.models_dir().join("users.csv");
+    std::fs::write(&csv, FIRST).unwrap();
+    (mock, server, csv)
+}
+
+/// Activation `dd-users`: the CSV at `csv` into integration `dd`, keyed by `EMAIL`.
+pub(crate) fn dd_users(csv: &Path) -> Value {
+    let mut config = activation("dd-users", "dd", json!({"type": "csv", "path": csv}));
+    config["key"]["field"] = json!("EMAIL");
+    config
+}
+
 pub(crate) const FIRST: &str = "email,first_name,city,age\n\
     ann@example.com,Ann,Lyon,41\n\
     bob@example.com,Bob,Paris,35\n\
@@ -448,27 +489,9 @@ async fn rejected_rows_are_reported_retried_and_warn_until_recovered() {
 
 #[tokio::test]
 async fn the_same_activation_works_against_dotdigital() {
-    use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType as DdType};
-    let mock = Dotdigital::start(
-        "apiuser-1@apiconnector.com",
-        crate::serve::PASSWORD,
-        &[
-            ("FIRSTNAME", DdType::String),
-            ("CITY", DdType::String),
-            ("AGE", DdType::Numeric),
-        ],
-    )
-    .await
-    .unwrap();
-    let server = server();
-    let mut integration = crate::serve::dotdigital(Some("dd"));
-    integration["authentication"]["url"] = json!(mock.url());
-    server.create_integration(&integration).await;
-    let csv = server.models_dir().join("users.csv");
-    std::fs::write(&csv, FIRST).unwrap();
-    let mut config = activation("dd-users", "dd", json!({"type": "csv", "path": csv}));
-    config["key"]["field"] = json!("EMAIL");
-    server.create_activation(&config).await;
+    // The mock answers as long as it is held.
+    let (_mock, server, csv) = dotdigital_and_models(&[]).await;
+    server.create_activation(&dd_users(&csv)).await;
     let first = server.run_activation("dd-users", "").await;
     assert_eq!(counts(&first), [4, 4, 0, 0, 0, 0], "{first}");
     std::fs::write(&csv, SECOND).unwrap();

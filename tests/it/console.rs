@@ -910,26 +910,10 @@ async fn integrations_deliveries_history_and_dead_letters_from_the_console() {
 /// activation's page: a run started, its counts shown, the rows landing.
 #[tokio::test]
 async fn connectors_upgrade_and_roll_back_and_activations_run_from_the_console() {
-    use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
-    let mock = Dotdigital::start(
-        DD_USER,
-        crate::serve::PASSWORD,
-        &[
-            ("NEWSLETTER", FieldType::Boolean),
-            ("FIRSTNAME", FieldType::String),
-            ("CITY", FieldType::String),
-            ("AGE", FieldType::Numeric),
-        ],
-    )
-    .await
-    .unwrap();
+    use prefsync_tests::mocks::dotdigital::FieldType;
     // Dotdigital and Selligent loaded; models read from a CSV file.
-    let server = crate::activations::server();
-    let mut integration = crate::serve::dotdigital(Some("dd"));
-    integration["authentication"]["url"] = json!(mock.url());
-    server.create_integration(&integration).await;
-    let csv = server.models_dir().join("users.csv");
-    std::fs::write(&csv, crate::activations::FIRST).unwrap();
+    let (mock, server, csv) =
+        crate::activations::dotdigital_and_models(&[("NEWSLETTER", FieldType::Boolean)]).await;
 
     let mut console = Console::open(&server).await;
     console

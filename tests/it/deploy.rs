@@ -64,29 +64,11 @@ fn mentioned_names(text: &str) -> BTreeSet<String> {
 /// Dotdigital mock (whose account lacks the mapped field, so the delivery is
 /// dead-lettered) and run one activation: every family has a series.
 async fn scrape_after_traffic() -> String {
-    use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
-    let mock = Dotdigital::start(
-        "apiuser-1@apiconnector.com",
-        crate::serve::PASSWORD,
-        &[
-            ("FIRSTNAME", FieldType::String),
-            ("CITY", FieldType::String),
-            ("AGE", FieldType::Numeric),
-        ],
-    )
-    .await
-    .unwrap();
-    let server = crate::activations::server();
-    let mut integration = crate::serve::dotdigital(Some("dd"));
-    integration["authentication"]["url"] = json!(mock.url());
-    server.create_integration(&integration).await;
-
-    let csv = server.models_dir().join("users.csv");
-    std::fs::write(&csv, crate::activations::FIRST).unwrap();
-    let mut activation =
-        crate::activations::activation("dd-users", "dd", json!({"type": "csv", "path": csv}));
-    activation["key"]["field"] = json!("EMAIL");
-    server.create_activation(&activation).await;
+    // The mock answers as long as it is held.
+    let (_mock, server, csv) = crate::activations::dotdigital_and_models(&[]).await;
+    server
+        .create_activation(&crate::activations::dd_users(&csv))
+        .await;
     let run = server.run_activation("dd-users", "").await;
     assert_eq!(run["status"], "succeeded", "{run}");
 

@@ -380,28 +380,10 @@ async fn the_overview_edit_keeps_a_redacted_password() {
 
 #[tokio::test]
 async fn the_overview_of_a_running_activation_run_shows_its_progress() {
-    use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
-    let mock = Dotdigital::start(
-        "apiuser-1@apiconnector.com",
-        PASSWORD,
-        &[
-            ("FIRSTNAME", FieldType::String),
-            ("CITY", FieldType::String),
-            ("AGE", FieldType::Numeric),
-        ],
-    )
-    .await
-    .unwrap();
-    let server = crate::activations::server();
-    let mut integration = dotdigital(Some("dd"));
-    integration["authentication"]["url"] = json!(mock.url());
-    server.create_integration(&integration).await;
-    let csv = server.models_dir().join("users.csv");
-    std::fs::write(&csv, crate::activations::FIRST).unwrap();
-    let mut config =
-        crate::activations::activation("dd-users", "dd", json!({"type": "csv", "path": csv}));
-    config["key"]["field"] = json!("EMAIL");
-    server.create_activation(&config).await;
+    let (mock, server, csv) = crate::activations::dotdigital_and_models(&[]).await;
+    server
+        .create_activation(&crate::activations::dd_users(&csv))
+        .await;
     // Every request to Dotdigital takes a while: the run lasts seconds.
     mock.state
         .set_outage(Some(Fault::Slow(Duration::from_millis(600))));

@@ -4,7 +4,7 @@
 // run's progress (polled every second while it runs, bounded), and the form
 // that edits it. The document's fields: host/src/activation/config.rs.
 
-import { api, ApiError, h, table, fmtTime, fmtAge, notice, confirmDialog } from "../ui.js";
+import { api, ApiError, h, table, fmtTime, fmtAge, notice, confirmDialog, placeProblems, clearFieldProblems } from "../ui.js";
 
 /** A table that scrolls sideways on a narrow screen. */
 const wideTable = (...args) => h("div", { class: "table-wrap" }, table(...args));
@@ -448,12 +448,7 @@ function activationForm({ stored, targets }) {
   };
 
   const clear = () => {
-    form.querySelectorAll(".problem").forEach((p) => p.remove());
-    form.querySelectorAll("[aria-invalid]").forEach((el) => {
-      el.removeAttribute("aria-invalid");
-      const ids = (el.getAttribute("aria-describedby") ?? "").split(" ").filter((x) => x && !x.startsWith("problem-"));
-      if (ids.length) el.setAttribute("aria-describedby", ids.join(" ")); else el.removeAttribute("aria-describedby");
-    });
+    clearFieldProblems(form);
     problemsBox.replaceChildren();
   };
   const show = (problems, headline) => {
@@ -547,33 +542,3 @@ function mappingRows(initial) {
   };
 }
 
-/** The problem beside the field (or fieldset) it names; returns those with no place. */
-function placeProblems(scope, problems) {
-  const loose = [];
-  for (const p of problems) {
-    const path = String(p.path ?? "");
-    let target = null;
-    for (let q = path; q && !target;) {
-      const node = document.getElementById(`field-${q}`);
-      if (node && scope.contains(node)) target = { node, path: q };
-      const cut = Math.max(q.lastIndexOf("."), q.lastIndexOf("["));
-      q = cut > 0 ? q.slice(0, cut) : "";
-    }
-    if (!target) { loose.push(p); continue; }
-    const pid = `problem-${target.path}`;
-    const existing = document.getElementById(pid);
-    if (existing) { existing.textContent = `${existing.textContent}; ${p.message}`; continue; }
-    const el = h("p", { class: "problem", id: pid, role: "alert" }, target.path === path ? p.message : `${path}: ${p.message}`);
-    const node = target.node;
-    if (node.tagName === "FIELDSET") {
-      const legend = node.querySelector(":scope > legend");
-      if (legend) legend.after(el); else node.prepend(el);
-    } else {
-      node.after(el);
-    }
-    node.setAttribute("aria-invalid", "true");
-    const described = (node.getAttribute("aria-describedby") ?? "").split(" ").filter(Boolean);
-    node.setAttribute("aria-describedby", [...described, pid].join(" "));
-  }
-  return loose;
-}

@@ -6,7 +6,7 @@
 // Secrets: password inputs are never pre-filled; on edit a blank one is sent
 // as "[REDACTED]", which the API reads as "keep the stored value".
 
-import { api, ApiError, h, table, fmtTime, notice, confirmDialog } from "../ui.js";
+import { api, ApiError, h, table, fmtTime, notice, confirmDialog, placeProblems, clearFieldProblems } from "../ui.js";
 
 /** A table that scrolls sideways on a narrow screen. */
 const wideTable = (...args) => h("div", { class: "table-wrap" }, table(...args));
@@ -395,12 +395,7 @@ function buildForm({ schema, stored, type, editing, capabilities, checkOffered }
   };
 
   const clearProblems = () => {
-    form.querySelectorAll(".problem").forEach((p) => p.remove());
-    form.querySelectorAll("[aria-invalid]").forEach((el) => {
-      el.removeAttribute("aria-invalid");
-      const ids = (el.getAttribute("aria-describedby") ?? "").split(" ").filter((x) => x && !x.startsWith("problem-"));
-      if (ids.length) el.setAttribute("aria-describedby", ids.join(" ")); else el.removeAttribute("aria-describedby");
-    });
+    clearFieldProblems(form);
     formError.replaceChildren();
   };
 
@@ -520,50 +515,6 @@ function setRequiredMark(el, required) {
     if (required) input.setAttribute("aria-required", "true"); else input.removeAttribute("aria-required");
     if (!input.placeholder?.startsWith("unchanged")) input.required = required;
   }
-}
-
-/** The problem beside the field (or fieldset) it names; returns those with no place. */
-function placeProblems(scope, problems) {
-  const loose = [];
-  for (const p of problems) {
-    const path = String(p.path ?? "");
-    const target = path ? findTarget(scope, path) : null;
-    if (!target) { loose.push(p); continue; }
-    const pid = `problem-${target.path}`;
-    let el = document.getElementById(pid);
-    if (el) {
-      el.textContent = `${el.textContent}; ${p.message}`;
-      continue;
-    }
-    el = h("p", { class: "problem", id: pid, role: "alert" },
-      target.path === path ? p.message : `${path}: ${p.message}`);
-    const node = target.node;
-    if (node.tagName === "FIELDSET") {
-      const legend = node.querySelector(":scope > legend");
-      if (legend) legend.after(el); else node.prepend(el);
-    } else {
-      node.after(el);
-    }
-    const closed = node.closest("details");
-    if (closed) closed.open = true;
-    node.setAttribute("aria-invalid", "true");
-    const described = (node.getAttribute("aria-describedby") ?? "").split(" ").filter(Boolean);
-    node.setAttribute("aria-describedby", [...described, pid].join(" "));
-  }
-  return loose;
-}
-
-/** The field for `path`, else the nearest enclosing field or fieldset. */
-function findTarget(scope, path) {
-  let p = path;
-  while (p) {
-    const node = document.getElementById(`field-${p}`);
-    if (node && scope.contains(node)) return { node, path: p };
-    const cut = Math.max(p.lastIndexOf("."), p.lastIndexOf("["));
-    if (cut <= 0) break;
-    p = p.slice(0, cut);
-  }
-  return null;
 }
 
 /** Follows local `$ref`s and merges `allOf`; `true` means "anything". */

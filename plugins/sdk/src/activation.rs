@@ -72,7 +72,9 @@ impl SyncRow {
 pub struct SyncBatch {
     /// The destination field rows are matched on, e.g. `MAIL`.
     pub key_field: String,
+    /// Whether rows may be inserted, updated, or both.
     pub mode: SyncMode,
+    /// The rows to write; never more than [`Activation::max_rows`] allows.
     pub rows: Vec<SyncRow>,
 }
 
@@ -83,6 +85,7 @@ pub struct RowFailure {
     pub retryable: bool,
     /// The destination field at fault, when the destination says.
     pub field: Option<String>,
+    /// What went wrong, for logs and the operator.
     pub message: String,
 }
 
@@ -141,11 +144,14 @@ impl RowFailure {
 /// What became of one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowOutcome {
+    /// The destination lacked the row; it was created.
     Inserted,
+    /// An existing row was changed.
     Updated,
     /// Deliberately not written, with the reason (e.g. `update` mode and the
     /// destination does not have the row).
     Skipped(String),
+    /// Not written; see [`RowFailure`] for whether to retry.
     Failed(RowFailure),
 }
 

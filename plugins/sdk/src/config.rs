@@ -12,6 +12,7 @@ pub struct Problems<'a> {
 }
 
 impl<'a> Problems<'a> {
+    /// Starts with no problems, checking the config document `root`.
     pub fn new(root: &'a Json) -> Self {
         Problems {
             root,
@@ -27,6 +28,7 @@ impl<'a> Problems<'a> {
         });
     }
 
+    /// Every problem recorded, in the order found; empty means the config is valid.
     pub fn into_vec(self) -> Vec<ValidationProblem> {
         self.found
     }

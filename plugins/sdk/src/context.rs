@@ -5,19 +5,30 @@ use crate::http::{HttpError, Request, Response};
 /// Log level of a connector's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
+    /// Finest detail, normally filtered out.
     Trace,
+    /// Detail useful when investigating a connector.
     Debug,
+    /// Normal progress worth recording.
     Info,
+    /// Something unexpected that did not stop the call.
     Warn,
+    /// A failure the operator should see.
     Error,
 }
 
 /// The host's services. In a component they are the WIT imports; natively,
 /// tests supply [`crate::testing::MockHost`] or the host links its own.
 pub trait Host {
+    /// Sends `request` through the host's egress policy; `Err` when no response
+    /// came back (denied, timed out, connection failed, too large, invalid).
     fn send(&self, request: Request) -> Result<Response, HttpError>;
+    /// Writes one log line with structured key/value `fields`.
     fn log(&self, level: LogLevel, message: &str, fields: &[(String, String)]);
+    /// The cached value for `key`, or `None` if there is none.
     fn cache_get(&self, key: &str) -> Option<String>;
+    /// Caches `value` under `key` for `ttl_seconds` seconds, in a small cache
+    /// scoped to the integration (e.g. for access tokens).
     fn cache_set(&self, key: &str, value: &str, ttl_seconds: u32);
 }
 
@@ -29,6 +40,7 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// A context on `host` whose log lines carry no record key.
     pub fn new(host: &'a dyn Host) -> Self {
         Context {
             host,
@@ -44,10 +56,13 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// Sends `request` through the host; see [`Host::send`].
     pub fn send(&self, request: Request) -> Result<Response, HttpError> {
         self.host.send(request)
     }
 
+    /// Logs `message` with `fields`, adding a `record_key` field when this
+    /// context was made by [`Context::for_record`].
     pub fn log(&self, level: LogLevel, message: &str, fields: &[(&str, &str)]) {
         let mut owned: Vec<(String, String)> = fields
             .iter()
@@ -59,22 +74,27 @@ impl<'a> Context<'a> {
         self.host.log(level, message, &owned);
     }
 
+    /// Logs at [`LogLevel::Debug`].
     pub fn debug(&self, message: &str, fields: &[(&str, &str)]) {
         self.log(LogLevel::Debug, message, fields)
     }
 
+    /// Logs at [`LogLevel::Info`].
     pub fn info(&self, message: &str, fields: &[(&str, &str)]) {
         self.log(LogLevel::Info, message, fields)
     }
 
+    /// Logs at [`LogLevel::Warn`].
     pub fn warn(&self, message: &str, fields: &[(&str, &str)]) {
         self.log(LogLevel::Warn, message, fields)
     }
 
+    /// The host's cached value for `key`, if still there; see [`Host::cache_get`].
     pub fn cache_get(&self, key: &str) -> Option<String> {
         self.host.cache_get(key)
     }
 
+    /// Caches `value` under `key` for `ttl_seconds` seconds; see [`Host::cache_set`].
     pub fn cache_set(&self, key: &str, value: &str, ttl_seconds: u32) {
         self.host.cache_set(key, value, ttl_seconds)
     }

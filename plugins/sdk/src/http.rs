@@ -11,26 +11,37 @@ use crate::types::{Failure, Outcome};
 /// HTTP method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`.
     Get,
+    /// `POST`.
     Post,
+    /// `PUT`.
     Put,
+    /// `PATCH`.
     Patch,
+    /// `DELETE`.
     Delete,
+    /// `HEAD`.
     Head,
 }
 
 /// An outbound request; build it with [`Request::new`] and the helpers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
+    /// The HTTP method.
     pub method: Method,
+    /// The absolute URL, query included; its host must pass the egress policy.
     pub url: String,
+    /// Headers in sending order; a name may repeat.
     pub headers: Vec<(String, String)>,
+    /// The request body; `None` sends none.
     pub body: Option<Vec<u8>>,
     /// Per-request timeout; the host caps it at its own limit.
     pub timeout_ms: Option<u32>,
 }
 
 impl Request {
+    /// A request with no headers, no body and the host's default timeout.
     pub fn new(method: Method, url: impl Into<String>) -> Self {
         Request {
             method,
@@ -41,6 +52,7 @@ impl Request {
         }
     }
 
+    /// A `GET` request to `url`.
     pub fn get(url: impl Into<String>) -> Self {
         Self::new(Method::Get, url)
     }
@@ -82,6 +94,7 @@ impl Request {
         self.header("Content-Type", content_type)
     }
 
+    /// Sets the timeout in milliseconds; the host caps it at its own limit.
     pub fn timeout_ms(mut self, ms: u32) -> Self {
         self.timeout_ms = Some(ms);
         self
@@ -91,8 +104,11 @@ impl Request {
 /// A response from the destination.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
+    /// Response headers; look one up with [`Response::header`].
     pub headers: Vec<(String, String)>,
+    /// The raw response body.
     pub body: Vec<u8>,
 }
 
@@ -131,10 +147,13 @@ impl Response {
 pub enum HttpError {
     /// Refused by the egress policy; the text says which host and why.
     Denied(String),
+    /// No response within the request's timeout.
     Timeout,
+    /// DNS, TCP or TLS failure; the text says which.
     Connection(String),
     /// The response body passed the host's cap, in bytes.
     TooLarge(u64),
+    /// The request itself is malformed (bad URL, bad header).
     InvalidRequest(String),
 }
 
@@ -169,7 +188,10 @@ pub enum StatusClass {
     /// 2xx.
     Success,
     /// 408, 425, 429, 5xx: try again, after the hint when there is one.
-    Retryable { retry_after_ms: Option<u64> },
+    Retryable {
+        /// How long the destination asked to wait, in milliseconds, if it said.
+        retry_after_ms: Option<u64>,
+    },
     /// Any other status: the same request will fail the same way.
     Permanent,
 }

@@ -14,6 +14,7 @@ use crate::types::{Property, Value};
 pub struct InboundRequest {
     /// Header names in lower case; the shared-secret header is left out.
     pub headers: Vec<(String, String)>,
+    /// The raw request body.
     pub body: Vec<u8>,
 }
 
@@ -37,6 +38,7 @@ impl InboundRequest {
 /// mappings use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsentUpdate {
+    /// The user's id in the organization, as records carry it.
     pub organization_user_id: String,
     /// Only purpose and channel choices (`consents_purposes_<id>_enabled`,
     /// `consents_channels_<id>_enabled`) and user metadata (`metadata_<key>`)
@@ -49,6 +51,7 @@ pub struct ConsentUpdate {
 }
 
 impl ConsentUpdate {
+    /// An update for this user with no properties and no timestamp or id yet.
     pub fn new(organization_user_id: impl Into<String>) -> Self {
         ConsentUpdate {
             organization_user_id: organization_user_id.into(),
@@ -71,6 +74,7 @@ impl ConsentUpdate {
 /// What a connector makes of one webhook.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Receipt {
+    /// The changes to apply, one per user reported.
     pub updates: Vec<ConsentUpdate>,
     /// Parts deliberately left alone, each with the reason; the host logs them.
     pub ignored: Vec<String>,

@@ -10,6 +10,8 @@
 //! prefsync_sdk::export!(MyConnector);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod activation;
 pub mod config;
 pub mod connector;

@@ -17,7 +17,9 @@ pub struct Mapping {
 /// A destination field with the value the record holds for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappedField<'a> {
+    /// The destination field name (the mapping's `id`).
     pub field: &'a str,
+    /// The record's value for the mapped property.
     pub value: &'a Value,
 }
 

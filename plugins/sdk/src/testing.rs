@@ -41,6 +41,7 @@ struct Route {
 }
 
 impl MockHost {
+    /// A host with no routes, no logs and an empty cache.
     pub fn new() -> Self {
         Self::default()
     }

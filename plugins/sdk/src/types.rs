@@ -8,8 +8,11 @@ use std::collections::BTreeMap;
 pub enum Value {
     /// No explicit value ("no choice made" for a consent).
     Null,
+    /// A true/false value, e.g. a consent choice.
     Boolean(bool),
+    /// A number; whole numbers serialize as JSON integers.
     Number(f64),
+    /// A string value.
     Text(String),
 }
 
@@ -46,7 +49,9 @@ impl Value {
 /// A named property of a user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Property {
+    /// The flattened property name, e.g. `consents_purposes_<id>_enabled`.
     pub name: String,
+    /// The property's value.
     pub value: Value,
 }
 
@@ -70,6 +75,7 @@ pub struct ConsentRecord {
     pub key: String,
     /// The user's flattened properties.
     pub properties: Vec<Property>,
+    /// State version and other facts the host attaches.
     pub metadata: RecordMetadata,
 }
 
@@ -123,6 +129,7 @@ pub struct Description {
     pub type_id: String,
     /// The connector's semver version.
     pub version: String,
+    /// Human-readable name of the connector.
     pub display_name: String,
     /// JSON Schema of the integration config; `"format": "uri"` string fields
     /// name hosts the integration may reach.
@@ -133,6 +140,7 @@ pub struct Description {
     pub max_concurrency: u32,
     /// Most records per `deliver` call.
     pub max_batch_size: u32,
+    /// Optional abilities the connector supports.
     pub capabilities: Capabilities,
 }
 
@@ -141,32 +149,40 @@ pub struct Description {
 pub struct ValidationProblem {
     /// JSON path of the field, e.g. `authentication.url`; empty for the whole document.
     pub path: String,
+    /// What is wrong, for the person editing the config.
     pub message: String,
 }
 
 /// How a delivered record changed the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveredKind {
+    /// The destination had no such user; one was created.
     Created,
+    /// An existing user was changed.
     Updated,
+    /// The destination already held these values.
     Unchanged,
 }
 
 /// Why a record failed, and whether trying again may help.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
+    /// True when the host may try the record again later.
     pub retryable: bool,
     /// The destination's own hint, in milliseconds.
     pub retry_after_ms: Option<u64>,
+    /// What went wrong, for logs and the operator.
     pub message: String,
 }
 
 /// The result for one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Written to the destination, with how it changed it.
     Delivered(DeliveredKind),
     /// Deliberately not sent, with the reason.
     Skipped(String),
+    /// Not written; see [`Failure`] for whether to retry.
     Failed(Failure),
 }
 

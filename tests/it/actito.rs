@@ -519,3 +519,22 @@ fn inspect_shows_the_schema_and_default_host() {
         ],
     );
 }
+
+/// This connector's connection check case (tests/it/connection_check.rs).
+pub(crate) async fn connection_check_case() -> crate::connection_check::CheckCase {
+    let mock = mock().await;
+    let mut good = integration(&mock, true);
+    // An id no other case uses: the table test shares one server.
+    good["id"] = json!("actito-check");
+    let mut bad = good.clone();
+    bad["authentication"]["private_api_key"] = json!("wrong-key-7f3a");
+    crate::connection_check::CheckCase {
+        type_id: "actito",
+        wasm: guests::ACTITO,
+        good,
+        bad,
+        refused_path: "authentication.private_api_key",
+        secret: "wrong-key-7f3a",
+        mock: Box::new(mock),
+    }
+}

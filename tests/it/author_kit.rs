@@ -58,28 +58,83 @@ fn str_arg(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// A `PATH` of only what an author without a prefsync checkout has: the
+/// `prefsync` binary, cargo and rustc (one toolchain directory), and the
+/// system linker rustc calls (`cc`, linked alone into `tools`).
+fn author_path(tools: &Path) -> std::ffi::OsString {
+    let cc = std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("cc"))
+                .find(|cc| cc.is_file())
+        })
+        .expect("a C linker `cc` on PATH");
+    std::fs::create_dir_all(tools).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&cc, tools.join("cc")).unwrap();
+    let dirs = [
+        prefsync_bin().parent().unwrap().to_path_buf(),
+        Path::new(env!("CARGO")).parent().unwrap().to_path_buf(),
+        tools.to_path_buf(),
+    ];
+    std::env::join_paths(dirs).unwrap()
+}
+
 #[tokio::test]
 async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
-    // Outside the repository (the system temp dir, not target/).
+    // Outside the repository (the system temp dir, not target/), from an
+    // empty directory, with no way to a checkout: no --sdk, no PREFSYNC_SDK,
+    // nothing on PATH but the binary and the toolchain.
     let root = tempfile::tempdir().unwrap();
+    let tools = tempfile::tempdir().unwrap();
     let repo = workspace_root().canonicalize().unwrap();
     assert!(!root.path().starts_with(&repo));
     let lock_before = std::fs::read(repo.join("Cargo.lock")).unwrap();
     let crate_dir = root.path().join("acme-crm");
+    let path = author_path(&tools.path().join("bin"));
+    let as_author = |mut command: Command| {
+        command.env("PATH", &path).env_remove("PREFSYNC_SDK");
+        command
+    };
 
-    let (ok, stdout, stderr) = output(prefsync(&[
-        "connector",
-        "new",
-        "acme-crm",
-        "--dir",
-        &str_arg(&crate_dir),
-    ]))
-    .await;
+    let mut new = as_author(prefsync(&["connector", "new", "acme-crm"]));
+    new.current_dir(root.path());
+    let (ok, stdout, stderr) = output(new).await;
     assert!(ok, "{stderr}");
     assert!(
         stdout.contains("created connector `acme-crm` (type id `acme_crm`)"),
         "{stdout}"
     );
+    // The SDK and the WIT, vendored beside the crate, which points nowhere else.
+    assert!(
+        stdout.contains("vendored the guest SDK of prefsync"),
+        "{stdout}"
+    );
+    let vendored = crate_dir.join("vendor/prefsync");
+    for file in [
+        "README.md",
+        "plugins/sdk/Cargo.toml",
+        "plugins/sdk/src/lib.rs",
+        "plugins/sdk/schema/Cargo.toml",
+        "wit/connector.wit",
+    ] {
+        assert!(
+            vendored.join(file).is_file(),
+            "vendor/prefsync/{file} missing"
+        );
+    }
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"prefsync-sdk = { path = "vendor/prefsync/plugins/sdk" }"#),
+        "{manifest}"
+    );
+    for line in manifest.lines().filter(|l| l.contains("path =")) {
+        assert!(
+            !line.contains("..") && !line.contains("path = \"/"),
+            "a path outside the crate: {line}"
+        );
+    }
+    assert!(!manifest.contains(&*repo.to_string_lossy()), "{manifest}");
     for file in [
         "Cargo.toml",
         "README.md",
@@ -121,13 +176,13 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
     // The workspace's lock file pins the versions this suite already
     // downloaded, so the build needs no registry; cargo trims it to the crate.
     std::fs::copy(repo.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
-    let (ok, stdout, stderr) = output(cargo(&crate_dir, &["test", "--quiet"])).await;
+    let (ok, stdout, stderr) = output(as_author(cargo(&crate_dir, &["test", "--quiet"]))).await;
     assert!(ok, "the scaffold's unit tests fail:\n{stdout}\n{stderr}");
     assert!(stdout.contains("3 passed"), "{stdout}");
-    let (ok, _, stderr) = output(cargo(
+    let (ok, _, stderr) = output(as_author(cargo(
         &crate_dir,
         &["build", "--release", "--target", "wasm32-wasip2"],
-    ))
+    )))
     .await;
     assert!(
         ok,
@@ -142,7 +197,7 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
         "type id:          acme_crm",
         "version:          0.1.0",
         "display name:     Acme Crm",
-        "WIT:              prefsync:connector@0.1.2",
+        "WIT:              prefsync:connector@0.1.3",
     ] {
         assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
     }

@@ -546,3 +546,20 @@ async fn model_rows_become_user_attributes_in_every_mode() {
         other => panic!("{other:?}"),
     }
 }
+
+/// This connector's connection check case (tests/it/connection_check.rs).
+pub(crate) async fn connection_check_case() -> crate::connection_check::CheckCase {
+    let mock = mock().await;
+    let good = integration(&mock, true);
+    let mut bad = good.clone();
+    bad["authentication"]["api_key"] = json!("wrong-key-7f3a");
+    crate::connection_check::CheckCase {
+        type_id: "braze",
+        wasm: guests::BRAZE,
+        good,
+        bad,
+        refused_path: "authentication.api_key",
+        secret: "wrong-key-7f3a",
+        mock: Box::new(mock),
+    }
+}

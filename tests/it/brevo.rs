@@ -581,3 +581,24 @@ fn inspect_shows_type_version_and_batch_size() {
         ],
     );
 }
+
+/// This connector's connection check case (tests/it/connection_check.rs).
+pub(crate) async fn connection_check_case() -> crate::connection_check::CheckCase {
+    let mock = mock().await;
+    // A check is three reads (the account, two lists) and the table test
+    // makes five in a row: past the mock's 10 a second, Brevo would answer
+    // 429, which a check rightly reports as "could not be made".
+    mock.state.set_rate_limit(1000, Duration::from_secs(1));
+    let good = integration(&mock, true);
+    let mut bad = good.clone();
+    bad["authentication"]["api_key"] = json!("wrong-key-7f3a");
+    crate::connection_check::CheckCase {
+        type_id: "brevo",
+        wasm: guests::BREVO,
+        good,
+        bad,
+        refused_path: "authentication.api_key",
+        secret: "wrong-key-7f3a",
+        mock: Box::new(mock),
+    }
+}

@@ -25,7 +25,7 @@ fn inspect_shows_the_description_and_wit_version() {
     for expected in [
         "type id:          dotdigital",
         "display name:     Dotdigital",
-        "WIT:              prefsync:connector@0.1.2",
+        "WIT:              prefsync:connector@0.1.3",
         "default hosts:    r1-api.dotdigital.com, r2-api.dotdigital.com, r3-api.dotdigital.com",
         "max batch size:   1",
         "\"upsert_mode\"",

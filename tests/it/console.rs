@@ -588,6 +588,26 @@ async fn integrations_deliveries_history_and_dead_letters_from_the_console() {
         )
         .await;
 
+    // "Check without saving": the connector asks Dotdigital, which refuses
+    // a wrong password (shown beside its field) and accepts the right one.
+    password.fill("not-the-password-3c1d").await;
+    browser.click("button[data-action=\"check\"]").await;
+    browser
+        .wait_text(
+            "[id=\"problem-authentication.password\"]",
+            "Dotdigital refused the API user and password (HTTP 401)",
+        )
+        .await;
+    password.fill(crate::serve::PASSWORD).await;
+    browser.click("button[data-action=\"check\"]").await;
+    browser
+        .wait_text("#result", "the destination accepted the connection")
+        .await;
+    let (_, list) = server
+        .send(reqwest::Method::GET, "/v1/integrations", None)
+        .await;
+    assert_eq!(list, json!([]), "a check saves nothing");
+
     // Filled in: created.
     password.fill(crate::serve::PASSWORD).await;
     console.leave_page().await;

@@ -401,3 +401,22 @@ fn inspect_shows_the_connector() {
         ],
     );
 }
+
+/// This connector's connection check case (tests/it/connection_check.rs).
+/// Didomi's credential is a key and secret pair (no `api_key`): the bad
+/// config has a wrong secret, refused at `authentication.secret`.
+pub(crate) async fn connection_check_case() -> crate::connection_check::CheckCase {
+    let mock = mock_didomi().await;
+    let good = didomi_integration(&mock, SECRET, true);
+    let mut bad = good.clone();
+    bad["authentication"]["secret"] = json!("wrong-key-7f3a");
+    crate::connection_check::CheckCase {
+        type_id: "didomi",
+        wasm: guests::DIDOMI,
+        good,
+        bad,
+        refused_path: "authentication.secret",
+        secret: "wrong-key-7f3a",
+        mock: Box::new(mock),
+    }
+}

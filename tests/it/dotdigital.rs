@@ -286,3 +286,31 @@ async fn credentials_never_reach_logs_or_outcomes() {
         assert!(!logs.contains(leak), "log leaks {leak}: {logs}");
     }
 }
+
+/// This connector's connection check case (tests/it/connection_check.rs).
+pub(crate) async fn connection_check_case() -> crate::connection_check::CheckCase {
+    let mock = Dotdigital::start(
+        USER,
+        PASSWORD,
+        &[
+            ("NEWSLETTER", FieldType::Boolean),
+            ("EMAIL_OPTIN", FieldType::Boolean),
+            ("FIRSTNAME", FieldType::String),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut good = config(&mock, PASSWORD, true);
+    good["id"] = json!("dd-check");
+    let mut bad = good.clone();
+    bad["authentication"]["password"] = json!("wrong-password-7f3a");
+    crate::connection_check::CheckCase {
+        type_id: "dotdigital",
+        wasm: guests::DOTDIGITAL,
+        good,
+        bad,
+        refused_path: "authentication.password",
+        secret: "wrong-password-7f3a",
+        mock: Box::new(mock),
+    }
+}

@@ -67,7 +67,7 @@ async fn refused_upgrades_leave_the_running_version_and_rollbacks_trade_places()
         .await;
     assert_eq!(detail["versions"][0]["status"], "active");
     assert_eq!(detail["versions"][0]["source"], "directory");
-    assert_eq!(detail["versions"][0]["wit_version"], "0.1.2");
+    assert_eq!(detail["versions"][0]["wit_version"], "0.1.3");
     assert_eq!(detail["switches"][0]["action"], "install");
 
     // Each refusal names what is wrong; the active version never moves.

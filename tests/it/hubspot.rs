@@ -686,3 +686,20 @@ async fn model_rows_become_contact_properties_in_every_mode() {
         other => panic!("{other:?}"),
     }
 }
+
+/// This connector's connection check case (tests/it/connection_check.rs).
+pub(crate) async fn connection_check_case() -> crate::connection_check::CheckCase {
+    let mock = mock().await;
+    let good = integration(&mock, true);
+    let mut bad = good.clone();
+    bad["authentication"]["access_token"] = json!("pat-eu1-wrong-token-7f3a");
+    crate::connection_check::CheckCase {
+        type_id: "hubspot",
+        wasm: guests::HUBSPOT,
+        good,
+        bad,
+        refused_path: "authentication.access_token",
+        secret: "pat-eu1-wrong-token-7f3a",
+        mock: Box::new(mock),
+    }
+}

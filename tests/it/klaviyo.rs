@@ -589,3 +589,20 @@ async fn activation_rows_become_profile_attributes_in_every_mode() {
         other => panic!("{other:?}"),
     }
 }
+
+/// This connector's connection check case (tests/it/connection_check.rs).
+pub(crate) async fn connection_check_case() -> crate::connection_check::CheckCase {
+    let mock = mock().await;
+    let good = integration(&mock, true);
+    let mut bad = good.clone();
+    bad["authentication"]["private_api_key"] = json!("pk_wrong_key_7f3a");
+    crate::connection_check::CheckCase {
+        type_id: "klaviyo",
+        wasm: guests::KLAVIYO,
+        good,
+        bad,
+        refused_path: "authentication.private_api_key",
+        secret: "pk_wrong_key_7f3a",
+        mock: Box::new(mock),
+    }
+}

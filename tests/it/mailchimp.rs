@@ -627,3 +627,20 @@ mod activation {
         }
     }
 }
+
+/// This connector's connection check case (tests/it/connection_check.rs).
+pub(crate) async fn connection_check_case() -> crate::connection_check::CheckCase {
+    let mock = mock().await;
+    let good = integration(&mock, true);
+    let mut bad = good.clone();
+    bad["authentication"]["api_key"] = json!("wrong-key-7f3a");
+    crate::connection_check::CheckCase {
+        type_id: "mailchimp",
+        wasm: guests::MAILCHIMP,
+        good,
+        bad,
+        refused_path: "authentication.api_key",
+        secret: "wrong-key-7f3a",
+        mock: Box::new(mock),
+    }
+}

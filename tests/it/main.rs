@@ -8,6 +8,7 @@ mod braze;
 mod brevo;
 mod cli;
 mod cluster;
+mod connection_check;
 mod console;
 mod console_assets;
 mod contract;

@@ -266,7 +266,7 @@ async fn the_overview_connectors_show_what_the_active_version_describes() {
     assert_eq!(dd["display_name"], "Dotdigital", "{dd}");
     assert_eq!(
         dd["capabilities"],
-        json!({"deliver": true, "batching": false, "inbound_webhooks": false, "activations": true}),
+        json!({"deliver": true, "batching": false, "inbound_webhooks": false, "activations": true, "connection_check": true}),
         "{dd}"
     );
     assert_eq!(

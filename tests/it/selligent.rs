@@ -320,3 +320,22 @@ fn inspect_shows_the_schema() {
         ],
     );
 }
+
+/// This connector's connection check case (tests/it/connection_check.rs).
+/// The Gate API (this module's mock): the check is a `GetUserByFilter`, and
+/// a wrong encryption key is refused with result 10001.
+pub(crate) async fn connection_check_case() -> crate::connection_check::CheckCase {
+    let mock = mock().await;
+    let good = integration(&mock, "selligent-check", "DIDOMI_GATE");
+    let mut bad = good.clone();
+    bad["authentication"]["password"] = json!("wrong-key-7f3a");
+    crate::connection_check::CheckCase {
+        type_id: "selligent",
+        wasm: guests::SELLIGENT,
+        good,
+        bad,
+        refused_path: "authentication.password",
+        secret: "wrong-key-7f3a",
+        mock: Box::new(mock),
+    }
+}

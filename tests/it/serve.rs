@@ -377,7 +377,15 @@ async fn bad_integrations_get_400s_that_say_what_to_fix() {
         "type_id: unknown connector type `mailchimp` (loaded: dotdigital)"
     );
 
-    let invalid = json!({"type_id": "dotdigital", "authentication": {"url": "ftp://x", "username": "u"}, "mappings": []});
+    // The connector's derived JSON Schema, checked by the host, and the
+    // host's URL rule: every problem at once, in path order, and never the
+    // value (a password given as a number is not quoted back).
+    let invalid = json!({
+        "type_id": "dotdigital",
+        "authentication": {"url": "ftp://x", "username": "u", "password": 73_519_246, "token": "t"},
+        "properties": {"identifier": "fax"},
+        "mappings": []
+    });
     let (status, body) = server
         .send(
             reqwest::Method::POST,
@@ -386,11 +394,30 @@ async fn bad_integrations_get_400s_that_say_what_to_fix() {
         )
         .await;
     assert_eq!(status, 400);
+    let shown: Vec<String> = body["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problems in {body}"))
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: {}",
+                p["path"].as_str().unwrap(),
+                p["message"].as_str().unwrap()
+            )
+        })
+        .collect();
     assert_eq!(
-        problem_paths(&body),
-        ["authentication.url", "authentication.password", "mappings"],
+        shown,
+        [
+            "authentication.password: must be a string",
+            "authentication.token: unknown field (expected one of: password, url, username)",
+            "authentication.url: must be an http:// or https:// URL (or a bare host, meaning https)",
+            "mappings: must not be empty",
+            "properties.identifier: must be one of: email, mobileNumber, contactId",
+        ],
         "{body}"
     );
+    assert!(!body.to_string().contains("73519246"), "{body}");
 
     let (status, body) = server
         .send(

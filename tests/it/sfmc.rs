@@ -582,3 +582,20 @@ fn inspect_shows_type_version_batch_size_and_activations() {
         );
     }
 }
+
+/// This connector's connection check case (tests/it/connection_check.rs).
+pub(crate) async fn connection_check_case() -> crate::connection_check::CheckCase {
+    let mock = mock().await;
+    let good = integration(&mock, true);
+    let mut bad = good.clone();
+    bad["authentication"]["client_secret"] = json!("wrong-secret-7f3a");
+    crate::connection_check::CheckCase {
+        type_id: "sfmc",
+        wasm: guests::SFMC,
+        good,
+        bad,
+        refused_path: "authentication.client_secret",
+        secret: "wrong-secret-7f3a",
+        mock: Box::new(mock),
+    }
+}

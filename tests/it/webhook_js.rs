@@ -20,15 +20,24 @@ async fn the_javascript_connector_validates_delivers_and_classifies() {
         .unwrap();
     let info = connector.info();
     assert_eq!(info.type_id, "webhook_js");
-    assert_eq!(info.wit_version, "0.1.2");
+    assert_eq!(info.wit_version, "0.1.3");
     assert_eq!(info.max_concurrency, 2);
 
     let problems = connector
         .validate(&json!({"type_id": "webhook_js", "properties": {"url": "ftp://x"}, "mappings": [{"id": "a"}]}))
         .await
         .unwrap();
+    // The host checks the connector's own JSON Schema first (a mapping
+    // without its `value`) …
     let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
-    assert_eq!(paths, ["properties.url", "mappings[0].value"]);
+    assert_eq!(paths, ["mappings[0].value"]);
+    // … and hands a config that fits it to the component's `validate`.
+    let problems = connector
+        .validate(&json!({"type_id": "webhook_js", "properties": {"url": "ftp://x"}, "mappings": [{"id": "a", "value": "b"}]}))
+        .await
+        .unwrap();
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["properties.url"]);
 
     let receiver = Receiver::start(None).await.unwrap();
     let config = json!({

@@ -48,7 +48,7 @@ impl<C: sdk::Connector + 'static> NativeConnector<C> {
                 type_id: description.type_id,
                 version: description.version,
                 display_name: description.display_name,
-                config_schema: description.config_schema,
+                config_schema: C::config_schema(),
                 default_hosts: description.default_hosts,
                 max_concurrency: description.max_concurrency,
                 max_batch_size: description.max_batch_size,
@@ -56,6 +56,7 @@ impl<C: sdk::Connector + 'static> NativeConnector<C> {
                 inbound_webhooks: description.capabilities.inbound_webhooks,
                 // The native path benchmarks deliveries only.
                 activations: false,
+                connection_check: false,
                 wit_version: "native".into(),
                 content_hash: "native".into(),
             },

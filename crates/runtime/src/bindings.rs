@@ -43,12 +43,24 @@ pub mod model_sync {
     });
 }
 
+/// The optional `connection` export (world `connection-check`, WIT 0.1.3):
+/// a check of an integration's credentials against its destination.
+pub mod connection_check {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "connection-check",
+        exports: { default: async },
+        additional_derives: [PartialEq],
+    });
+}
+
 pub use self::prefsync::connector::http::{HttpError, Method, Request, Response};
 pub use self::prefsync::connector::log::Level;
 pub use self::prefsync::connector::types::{ConsentRecord, Property, RecordMetadata, Value};
 pub use bidirectional::exports::prefsync::connector::inbound::{
     ConsentUpdate, InboundRequest, Receipt,
 };
+pub use connection_check::exports::prefsync::connector::connection::ConfigProblem;
 pub use exports::prefsync::connector::connector::{
     Capabilities, DeliveredKind, Description, Failure, Outcome, ValidationProblem,
 };

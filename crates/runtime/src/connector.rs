@@ -14,15 +14,18 @@ use wasmtime::component::Instance;
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::bidirectional::exports::prefsync::connector::inbound::GuestIndices as InboundIndices;
+use crate::bindings::connection_check::exports::prefsync::connector::connection::GuestIndices as ConnectionIndices;
 use crate::bindings::model_sync::exports::prefsync::connector::activation::GuestIndices as ActivationIndices;
 use crate::bindings::{
     self, ConsentRecord, Destination as DestinationWorld, DestinationIndices, DestinationPre,
     Failure, InboundRequest, Outcome, Receipt, RowFailure, RowOutcome, SyncBatch,
     ValidationProblem,
 };
+use prefsync_sdk_schema::ConfigSchema;
+
 use crate::call::{CallState, CallStats, CallTags};
 use crate::engine::Shared;
-use crate::{CallError, IntegrationContext, ReceiveError, Source, SyncError};
+use crate::{CallError, CheckError, IntegrationContext, ReceiveError, Source, SyncError};
 
 /// What a connector says about itself, as the host keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,6 +41,9 @@ pub struct ConnectorInfo {
     pub inbound_webhooks: bool,
     /// Whether it exports `activation` (can sync a user model).
     pub activations: bool,
+    /// Whether it exports `connection` (can check an integration's
+    /// credentials against its destination).
+    pub connection_check: bool,
     /// Version of the WIT package the component was built against.
     pub wit_version: String,
     /// SHA-256 of the component's bytes.
@@ -90,7 +96,12 @@ pub struct Connector {
     pub(crate) inbound: Option<InboundIndices>,
     /// Set when the component exports the optional `activation` interface.
     pub(crate) activation: Option<ActivationIndices>,
+    /// Set when the component exports the optional `connection` interface.
+    pub(crate) connection: Option<ConnectionIndices>,
     pub(crate) info: ConnectorInfo,
+    /// `info.config_schema` compiled at load; every config is checked
+    /// against it before the connector's own `validate` sees it.
+    pub(crate) config_schema: Option<Arc<ConfigSchema>>,
     pub(crate) source: Source,
     /// Calls in flight for this connector across integrations.
     pub(crate) calls: Arc<Semaphore>,
@@ -140,9 +151,24 @@ impl Connector {
         result
     }
 
-    /// Every problem the connector finds in `config`, redacted: a message
-    /// may quote the value it found wrong, and that value may be a secret.
+    /// Every problem of `config`: first against the connector's JSON Schema
+    /// (checked here, by the host, so every connector gets the same checks
+    /// and messages); only a config that fits goes to the connector's own
+    /// `validate`, whose answer is redacted: a message may quote the value
+    /// it found wrong, and that value may be a secret.
     pub async fn validate(&self, config: &Json) -> Result<Vec<ValidationProblem>, CallError> {
+        if let Some(schema) = &self.config_schema {
+            let problems = schema.problems(config);
+            if !problems.is_empty() {
+                return Ok(problems
+                    .into_iter()
+                    .map(|p| ValidationProblem {
+                        path: p.path,
+                        message: p.message,
+                    })
+                    .collect());
+            }
+        }
         let integration = self.integration("(validate)", config);
         let text = integration.config_text().to_string();
         let (result, _) = self
@@ -167,6 +193,46 @@ impl Connector {
                 message: redactor.redact(&problem.message).into_owned(),
             })
             .collect())
+    }
+
+    /// Checks the integration's connection: the connector reaches its
+    /// destination with the config (one that passed `validate`) and says
+    /// what the destination refused, each problem at its field's path.
+    /// Messages come back redacted.
+    pub async fn check_connection(
+        &self,
+        integration: &Arc<IntegrationContext>,
+    ) -> Result<Vec<ValidationProblem>, CheckError> {
+        let Some(indices) = self.connection.clone() else {
+            return Err(CheckError::Unsupported(self.info.type_id.clone()));
+        };
+        let text = integration.config_text().to_string();
+        let _permit = self.integration_permit(integration.id()).await;
+        let (result, _) = self
+            .run(
+                integration.clone(),
+                Vec::new(),
+                move |_, instance, store| {
+                    Box::pin(async move {
+                        let connection = indices.load(&mut *store, instance)?;
+                        connection.call_check(store, &text).await
+                    })
+                },
+            )
+            .await;
+        let redactor = integration.redactor();
+        match result? {
+            Ok(problems) => Ok(problems
+                .into_iter()
+                .map(|p| ValidationProblem {
+                    path: redactor.redact(&p.path).into_owned(),
+                    message: redactor.redact(&p.message).into_owned(),
+                })
+                .collect()),
+            Err(reason) => Err(CheckError::Unreachable(
+                redactor.redact(&reason).into_owned(),
+            )),
+        }
     }
 
     /// Delivers a batch. Never fails as a whole: a trap, limit breach or

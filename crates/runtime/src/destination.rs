@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use super::bindings::ValidationProblem;
 use super::{
-    CallError, Connector, ConnectorInfo, ConsentRecord, Delivery, InboundRequest,
+    CallError, CheckError, Connector, ConnectorInfo, ConsentRecord, Delivery, InboundRequest,
     IntegrationContext, Receipt, ReceiveError, RowOutcome, SyncBatch, SyncError,
 };
 
@@ -56,6 +56,16 @@ pub trait Destination: Send + Sync + 'static {
         Err(SyncError::Unsupported(self.info().type_id.clone()))
     }
 
+    /// Checks an integration's connection against the destination
+    /// (`info().connection_check` says whether it can).
+    async fn check_connection(
+        &self,
+        integration: &Arc<IntegrationContext>,
+    ) -> Result<Vec<ValidationProblem>, CheckError> {
+        let _ = integration;
+        Err(CheckError::Unsupported(self.info().type_id.clone()))
+    }
+
     /// The runtime view of an integration of this connector: its allowlist
     /// and the secrets to redact. Build it once per config change.
     fn integration(&self, id: &str, config: &Json) -> Arc<IntegrationContext> {
@@ -100,6 +110,13 @@ impl Destination for Connector {
     ) -> Result<Vec<RowOutcome>, SyncError> {
         Connector::sync(self, integration, batch).await
     }
+
+    async fn check_connection(
+        &self,
+        integration: &Arc<IntegrationContext>,
+    ) -> Result<Vec<ValidationProblem>, CheckError> {
+        Connector::check_connection(self, integration).await
+    }
 }
 
 /// A destination that accepts every config and skips every record, for the
@@ -129,6 +146,7 @@ pub mod testing {
                     batching: false,
                     inbound_webhooks: false,
                     activations: false,
+                    connection_check: false,
                     wit_version: "0.1.1".into(),
                     content_hash: format!("{type_id}-{version}"),
                 },

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
+use prefsync_sdk_schema::ConfigSchema;
 use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 use wasmtime::component::types::ComponentItem;
@@ -15,14 +16,15 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::bidirectional::exports::prefsync::connector::inbound::GuestIndices as InboundIndices;
+use crate::bindings::connection_check::exports::prefsync::connector::connection::GuestIndices as ConnectionIndices;
 use crate::bindings::model_sync::exports::prefsync::connector::activation::GuestIndices as ActivationIndices;
 use crate::bindings::{self, Destination as DestinationWorld, DestinationIndices, DestinationPre};
 use crate::call::CallState;
 use crate::egress::EgressOptions;
 use crate::outbound_http::{OutboundHttp, Transport};
 use crate::{
-    ACTIVATION_INTERFACE, ArtifactCache, CONNECTOR_INTERFACE, Connector, ConnectorInfo,
-    INBOUND_INTERFACE, Limits, LoadError, SUPPORTED_WIT, Source, content_hash, kv,
+    ACTIVATION_INTERFACE, ArtifactCache, CONNECTION_INTERFACE, CONNECTOR_INTERFACE, Connector,
+    ConnectorInfo, INBOUND_INTERFACE, Limits, LoadError, SUPPORTED_WIT, Source, content_hash, kv,
 };
 
 /// How the runtime is set up.
@@ -189,6 +191,8 @@ impl Runtime {
             world: linked.world,
             inbound: linked.inbound,
             activation: linked.activation,
+            connection: linked.connection,
+            config_schema: None,
             info: ConnectorInfo {
                 type_id: String::new(),
                 version: String::new(),
@@ -200,6 +204,7 @@ impl Runtime {
                 batching: false,
                 inbound_webhooks: false,
                 activations: false,
+                connection_check: false,
                 wit_version,
                 content_hash: hash,
             },
@@ -214,6 +219,7 @@ impl Runtime {
             .await
             .map_err(|e| LoadError::Describe(e.to_string()))?;
         connector.info = described_info(description, &connector)?;
+        connector.config_schema = compiled_schema(&connector.info.config_schema)?;
         tracing::info!(
             connector = %connector.info.type_id,
             connector_version = %connector.info.version,
@@ -257,11 +263,15 @@ impl Runtime {
         let activation = exports_interface(engine, component, ACTIVATION_INTERFACE)
             .then(|| ActivationIndices::new(pre.instance_pre()).map_err(link_error))
             .transpose()?;
+        let connection = exports_interface(engine, component, CONNECTION_INTERFACE)
+            .then(|| ConnectionIndices::new(pre.instance_pre()).map_err(link_error))
+            .transpose()?;
         Ok(Linked {
             pre,
             world,
             inbound,
             activation,
+            connection,
         })
     }
 }
@@ -272,6 +282,19 @@ struct Linked {
     world: DestinationIndices,
     inbound: Option<InboundIndices>,
     activation: Option<ActivationIndices>,
+    connection: Option<ConnectionIndices>,
+}
+
+/// The config schema compiled for checking configs; `null` (a connector
+/// that describes no schema) checks nothing. A schema that is not a JSON
+/// Schema refuses the load: every config would otherwise go unchecked.
+fn compiled_schema(schema: &Json) -> Result<Option<Arc<ConfigSchema>>, LoadError> {
+    if schema.is_null() {
+        return Ok(None);
+    }
+    ConfigSchema::compile(schema)
+        .map(|compiled| Some(Arc::new(compiled)))
+        .map_err(|e| LoadError::Describe(e.to_string()))
 }
 
 /// The connector's info from its `describe`: the type id checked (it keys
@@ -310,6 +333,7 @@ fn described_info(
             .contains(bindings::Capabilities::BATCHING),
         inbound_webhooks: connector.inbound.is_some(),
         activations: connector.activation.is_some(),
+        connection_check: connector.connection.is_some(),
         ..connector.info.clone()
     })
 }
@@ -417,5 +441,29 @@ impl EpochTicker {
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_config_schema_is_compiled_at_load_or_refuses_the_connector() {
+        assert!(compiled_schema(&Json::Null).unwrap().is_none());
+        assert!(compiled_schema(&json!({})).unwrap().is_some());
+        let derived = json!({"type": "object", "required": ["mappings"],
+                             "properties": {"mappings": {"type": "array", "minItems": 1}}});
+        let compiled = compiled_schema(&derived).unwrap().unwrap();
+        assert_eq!(compiled.problems(&json!({"mappings": []})).len(), 1);
+        let refused = compiled_schema(&json!({"type": "no-such-type"})).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("the config schema is not a valid JSON Schema"),
+            "{refused}"
+        );
     }
 }

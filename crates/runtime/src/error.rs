@@ -75,6 +75,19 @@ pub enum ReceiveError {
 
 /// Why a `sync` call (activations) wrote nothing.
 #[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("the {0} connector has no connection check (it does not export `connection`)")]
+    Unsupported(String),
+    /// The check itself could not be made (unreachable, timeout, 5xx): the
+    /// config may be right.
+    #[error("could not check the connection: {0}")]
+    Unreachable(String),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+/// Why a `sync` call wrote nothing.
+#[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error("connector `{0}` cannot sync models (it does not export `activation`)")]
     Unsupported(String),

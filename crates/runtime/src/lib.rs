@@ -35,7 +35,7 @@ pub use connector::{CallPhases, CallReport, Connector, ConnectorInfo, Delivery};
 pub use destination::Destination;
 pub use destination::testing;
 pub use engine::{PoolTuning, Runtime, RuntimeOptions};
-pub use error::{CallError, LoadError, ReceiveError, SyncError, mib};
+pub use error::{CallError, CheckError, LoadError, ReceiveError, SyncError, mib};
 pub use integration::IntegrationContext;
 pub use limits::Limits;
 
@@ -47,6 +47,9 @@ pub const CONNECTOR_INTERFACE: &str = "prefsync:connector/connector";
 pub const INBOUND_INTERFACE: &str = "prefsync:connector/inbound";
 /// The optional interface a connector exports to sync a user model (activations).
 pub const ACTIVATION_INTERFACE: &str = "prefsync:connector/activation";
+/// The optional interface a connector exports to check an integration's
+/// connection (credentials, names) against its destination.
+pub const CONNECTION_INTERFACE: &str = "prefsync:connector/connection";
 /// Contract versions this host runs: any `0.1.x` (a minor version of a
 /// `0.x` package is its compatibility line).
 pub const SUPPORTED_WIT: &[&str] = &["0.1"];

@@ -80,6 +80,7 @@ pub const TARGET: Target = Target {
 struct Linked {
     name: &'static str,
     describe: fn() -> prefsync_sdk::Description,
+    schema: fn() -> Value,
     validate: fn(&str) -> Vec<prefsync_sdk::ValidationProblem>,
 }
 
@@ -87,21 +88,25 @@ const CONNECTORS: [Linked; 4] = [
     Linked {
         name: "dotdigital",
         describe: prefsync_dotdigital::Dotdigital::describe,
+        schema: prefsync_dotdigital::Dotdigital::config_schema,
         validate: prefsync_sdk::connector::validate::<prefsync_dotdigital::Dotdigital>,
     },
     Linked {
         name: "actito",
         describe: prefsync_actito::Actito::describe,
+        schema: prefsync_actito::Actito::config_schema,
         validate: prefsync_sdk::connector::validate::<prefsync_actito::Actito>,
     },
     Linked {
         name: "selligent",
         describe: prefsync_selligent::Selligent::describe,
+        schema: prefsync_selligent::Selligent::config_schema,
         validate: prefsync_sdk::connector::validate::<prefsync_selligent::Selligent>,
     },
     Linked {
         name: "webhook",
         describe: prefsync_webhook::Webhook::describe,
+        schema: prefsync_webhook::Webhook::config_schema,
         validate: prefsync_sdk::connector::validate::<prefsync_webhook::Webhook>,
     },
 ];
@@ -183,12 +188,9 @@ fn check(config: &Value, planted: bool) -> Result<String, String> {
     check_redaction(config, &Value::Null, &leak)?;
     for connector in &CONNECTORS {
         let description = (connector.describe)();
-        check_redaction(config, &description.config_schema, &leak)?;
-        let allowlist = Allowlist::for_integration(
-            config,
-            &description.config_schema,
-            &description.default_hosts,
-        );
+        let schema = (connector.schema)();
+        check_redaction(config, &schema, &leak)?;
+        let allowlist = Allowlist::for_integration(config, &schema, &description.default_hosts);
         for raw in strings(config, 16)
             .into_iter()
             .filter(|s| s.contains(':'))
@@ -214,7 +216,7 @@ fn check(config: &Value, planted: bool) -> Result<String, String> {
         }
         let problems = (connector.validate)(&text);
         // As the runtime shows them: through the integration's redactor.
-        let redactor = Redactor::from_config(config, &description.config_schema);
+        let redactor = Redactor::from_config(config, &schema);
         for problem in &problems {
             let shown = format!("{}: {}", problem.path, problem.message);
             leak(

@@ -41,6 +41,7 @@ function facts(c) {
     capabilities: c.capabilities ?? {
       deliver: true, batching: d.batching ?? false,
       inbound_webhooks: d.inbound_webhooks ?? false, activations: d.activations ?? false,
+      connection_check: d.connection_check ?? false,
     },
     defaultHosts: c.default_hosts ?? d.default_hosts ?? [],
     maxBatchSize: c.max_batch_size ?? d.max_batch_size,
@@ -250,6 +251,7 @@ function capabilityText(caps) {
   if (caps.batching) can.push("batch");
   if (caps.inbound_webhooks) can.push("read webhooks");
   if (caps.activations) can.push("sync models");
+  if (caps.connection_check) can.push("check its connection");
   return can.join(", ") || "—";
 }
 

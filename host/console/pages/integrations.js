@@ -174,6 +174,7 @@ function facts(c) {
     batching: d.batching ?? false,
     inbound_webhooks: d.inbound_webhooks ?? false,
     activations: d.activations ?? false,
+    connection_check: d.connection_check ?? false,
   };
   return {
     displayName: c.display_name ?? d.display_name ?? c.type_id,
@@ -189,6 +190,7 @@ function capabilityTags(caps) {
     tag(caps.deliver !== false, "delivers", "does not deliver", "deliver"),
     tag(!!caps.inbound_webhooks, "reads webhooks", "no webhooks", "inbound_webhooks"),
     tag(!!caps.activations, "syncs models", "no model sync", "activations"),
+    tag(!!caps.connection_check, "checks its connection", "no connection check", "connection_check"),
     caps.batching ? h("li", { class: "badge", "data-capability": "batching", "data-on": "true" }, "batches") : null);
 }
 
@@ -244,8 +246,9 @@ async function renderEditor(root, { id, type }) {
       const saved = await api(method, check ? `${path}?check=true` : path, doc);
       if (check) {
         const problems = Array.isArray(saved?.problems) ? saved.problems : [];
-        if (problems.length) form.showProblems(problems, "The connector found problems:");
-        else result.textContent = "Checked: the connector found no problem. Nothing was saved.";
+        if (problems.length) form.showProblems(problems, "The destination refused:");
+        else if (saved?.result === "unsupported") result.textContent = `Checked: ${saved.message}. Nothing was saved.`;
+        else result.textContent = "Checked: the destination accepted the connection. Nothing was saved.";
         return;
       }
       flash = { text: `${editing ? "Saved" : "Created"} integration ${saved?.id ?? id}.` };
@@ -638,7 +641,8 @@ function buildNode(ctx, path, key, rawNode, isRequired, value) {
   }
 
   if (Array.isArray(node.enum)) {
-    return selectField(ctx, { path, label, help, isRequired, options: node.enum, def: node.default, value });
+    // A `null` choice of an optional field is "leave it out", which an empty select already says.
+    return selectField(ctx, { path, label, help, isRequired, options: node.enum.filter((v) => v !== null), def: node.default, value });
   }
 
   if (types.length === 1 && types[0] === "boolean") {

@@ -169,7 +169,8 @@ fn report_integration(path: &Path, error: IntegrationError, report: &mut Report)
         IntegrationError::Id(e) => {
             report.problem(path, Some(line_of(&lines, "id")), format!("id: {e}"))
         }
-        error @ IntegrationError::ValidatorFailed { .. } => report.problem(path, None, error),
+        error @ (IntegrationError::ValidatorFailed { .. }
+        | IntegrationError::CheckFailed { .. }) => report.problem(path, None, error),
     }
 }
 

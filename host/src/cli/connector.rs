@@ -38,6 +38,10 @@ pub enum ConnectorCommand {
     /// Create a new connector crate (outside any workspace) that builds
     /// into a component with `cargo build --release --target wasm32-wasip2`.
     New(scaffold::NewArgs),
+    /// Re-write a connector crate's `vendor/prefsync` (the guest SDK and the
+    /// WIT contract `connector new` vendored) with this binary's: the upgrade
+    /// path after installing a newer prefsync.
+    VendorSdk(scaffold::VendorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,8 +53,14 @@ pub struct TestArgs {
     config: PathBuf,
     /// A record: a JSON object of flattened properties, keyed by
     /// `organization_user_id` (repeat for several records).
-    #[arg(long = "record", required_unless_present = "webhooks")]
+    #[arg(long = "record", required_unless_present_any = ["webhooks", "check"])]
     records: Vec<PathBuf>,
+    /// Check the connection first (the connector's optional `connection`
+    /// export: its credentials and names against the destination, writing
+    /// nothing); with `--cassette`, its exchange is `<DIR>/check.json`.
+    /// Fails when the destination refuses or the check cannot be made.
+    #[arg(long)]
+    check: bool,
     /// A webhook body the destination would send, for a connector that reads
     /// webhooks (repeat for several).
     #[arg(long = "webhook")]
@@ -100,6 +110,7 @@ pub async fn run(command: ConnectorCommand) -> Result<()> {
         }
         ConnectorCommand::Test(args) => test(args).await,
         ConnectorCommand::New(args) => scaffold::create(&args),
+        ConnectorCommand::VendorSdk(args) => scaffold::vendor_sdk(&args),
     }
 }
 
@@ -144,6 +155,13 @@ async fn test(args: TestArgs) -> Result<()> {
     };
     let mut differing = Vec::new();
     let mut failed = Vec::new();
+    if args.check {
+        match bench.check_connection().await? {
+            Verdict::Passed => {}
+            Verdict::DiffersFromCassette => differing.push("the connection check".into()),
+            Verdict::Failed => failed.push("the connection check".into()),
+        }
+    }
     for path in &args.records {
         match bench.deliver_record(path).await? {
             Verdict::Passed => {}
@@ -256,12 +274,44 @@ struct TestBench<'a> {
 }
 
 impl TestBench<'_> {
+    /// Checks the connection and prints what the destination said.
+    async fn check_connection(&self) -> Result<Verdict> {
+        let file = self.cassette.map(|dir| dir.join("check.json"));
+        let recorded = match (&file, self.replaying) {
+            (Some(file), true) => Some(Cassette::read(file)?),
+            _ => None,
+        };
+        self.tape.begin(recorded.as_ref());
+        let result = self.connector.check_connection(self.integration).await;
+        let tape_report = self.tape.finish();
+        let (outcome, failed) = match &result {
+            Ok(problems) if problems.is_empty() => ("connection accepted".to_string(), false),
+            Ok(problems) => (
+                format!(
+                    "connection refused: {}",
+                    problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                true,
+            ),
+            Err(error) => (error.to_string(), true),
+        };
+        let outcome = self.tape.scrub(&outcome);
+        println!("check: {outcome}");
+        print_exchanges(&tape_report.exchanges);
+        self.settle(file, recorded, tape_report, outcome, failed, "the check")
+    }
+
     /// Delivers one record file and prints what happened and how it ended.
     async fn deliver_record(&self, path: &Path) -> Result<Verdict> {
         let record = read_record(path)?;
         let key = record.key.clone();
-        let recorded = match (self.cassette, self.replaying) {
-            (Some(dir), true) => Some(Cassette::read(&Cassette::path_for(dir, path))?),
+        let file = self.cassette.map(|dir| Cassette::path_for(dir, path));
+        let recorded = match (&file, self.replaying) {
+            (Some(file), true) => Some(Cassette::read(file)?),
             _ => None,
         };
         self.tape.begin(recorded.as_ref());
@@ -272,7 +322,28 @@ impl TestBench<'_> {
         println!("{key}: {outcome}");
         print_exchanges(&tape_report.exchanges);
         print_call(&delivery.report, self.limits, delivery.error.as_ref());
-        match (self.cassette, recorded) {
+        self.settle(
+            file,
+            recorded,
+            tape_report,
+            outcome,
+            failed,
+            "the record was not delivered",
+        )
+    }
+
+    /// How one call ends: replayed against its cassette, recorded into
+    /// it, or (without cassettes) by its own outcome.
+    fn settle(
+        &self,
+        file: Option<PathBuf>,
+        recorded: Option<Cassette>,
+        tape_report: TapeReport,
+        outcome: String,
+        failed: bool,
+        failure: &str,
+    ) -> Result<Verdict> {
+        match (file, recorded) {
             (Some(_), Some(recorded)) => {
                 let problems = replay_problems(&recorded, &tape_report, &outcome);
                 if problems.is_empty() {
@@ -290,8 +361,7 @@ impl TestBench<'_> {
                 // how a connector's failure handling is tested.
                 return Ok(Verdict::Passed);
             }
-            (Some(dir), None) => {
-                let file = Cassette::path_for(dir, path);
+            (Some(file), None) => {
                 if let Some(why) = unrecordable(&tape_report.exchanges) {
                     println!("  FAIL not recording {}: {why}", file.display());
                     return Ok(Verdict::Failed);
@@ -308,7 +378,7 @@ impl TestBench<'_> {
             (None, _) => {}
         }
         if failed {
-            println!("  FAIL the record was not delivered");
+            println!("  FAIL {failure}");
             return Ok(Verdict::Failed);
         }
         Ok(Verdict::Passed)
@@ -563,6 +633,9 @@ pub fn render(info: &ConnectorInfo) -> String {
     }
     if info.activations {
         abilities.push("activations");
+    }
+    if info.connection_check {
+        abilities.push("connection check");
     }
     let schema = serde_json::to_string_pretty(&info.config_schema).unwrap_or_default();
     format!(

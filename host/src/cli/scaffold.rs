@@ -5,6 +5,14 @@
 //!
 //! The templates are the files under `scaffold/` (`*.tmpl`), embedded in the
 //! binary; `{{name}}`-style placeholders are filled from the connector's name.
+//! The guest SDK and the WIT contract are embedded too (`vendor.rs`) and
+//! written beside the crate as `vendor/prefsync/`, so an author needs nothing
+//! but this binary and a Rust toolchain; `--sdk PATH` or `PREFSYNC_SDK` points
+//! the crate at a checkout's SDK instead (for work on the SDK itself).
+
+mod vendor;
+
+pub use vendor::{VendorArgs, refresh as vendor_sdk};
 
 use std::path::{Path, PathBuf};
 
@@ -20,8 +28,9 @@ pub struct NewArgs {
     /// Where to create the crate; `./<name>` by default. Must not exist or be empty.
     #[arg(long, value_name = "PATH")]
     dir: Option<PathBuf>,
-    /// The guest SDK (`plugins/sdk` of a prefsync checkout); by default
-    /// `PREFSYNC_SDK`, else the checkout this binary was built from.
+    /// Depend on the guest SDK of a prefsync checkout (its `plugins/sdk`)
+    /// by path, instead of the copy this binary vendors into
+    /// `vendor/prefsync`; `PREFSYNC_SDK` does the same.
     #[arg(long, value_name = "PATH")]
     sdk: Option<PathBuf>,
 }
@@ -105,28 +114,62 @@ impl Names {
     }
 }
 
+/// Where the new crate takes the guest SDK from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sdk {
+    /// The copy embedded in this binary, written to `vendor/prefsync`.
+    Vendored,
+    /// A checkout's `plugins/sdk` (`--sdk` or `PREFSYNC_SDK`, canonical).
+    Path(PathBuf),
+}
+
+impl Sdk {
+    /// The `path` of the `prefsync-sdk` dependency.
+    fn path(&self) -> String {
+        match self {
+            Sdk::Vendored => vendor::SDK_PATH.to_string(),
+            Sdk::Path(path) => path.display().to_string(),
+        }
+    }
+
+    /// The comment above that dependency.
+    fn note(&self) -> &'static str {
+        match self {
+            Sdk::Vendored => {
+                "# The guest SDK, vendored with the WIT contract under vendor/prefsync by\n\
+                 # `prefsync connector new`; `prefsync connector vendor-sdk` refreshes it\n\
+                 # (vendor/prefsync/README.md says which version it is). A connector that\n\
+                 # reads webhooks or syncs models adds its companion from there too:\n\
+                 # prefsync-sdk-inbound = { path = \"vendor/prefsync/plugins/sdk/inbound\" }"
+            }
+            Sdk::Path(_) => {
+                "# The guest SDK of a prefsync checkout (`prefsync connector new --sdk PATH`\n\
+                 # or PREFSYNC_SDK chose it), for work on the SDK itself."
+            }
+        }
+    }
+}
+
 /// Fills a template's placeholders.
-pub fn render(template: &str, names: &Names, sdk: &Path) -> String {
+pub fn render(template: &str, names: &Names, sdk: &Sdk) -> String {
     template
         .replace("{{crate_name}}", &names.crate_name)
         .replace("{{lib_name}}", &names.lib_name)
         .replace("{{type_id}}", &names.type_id)
         .replace("{{struct_name}}", &names.struct_name)
         .replace("{{display_name}}", &names.display_name)
+        .replace("{{sdk_note}}", sdk.note())
         // A TOML basic string: backslashes (Windows paths) must be doubled.
-        .replace(
-            "{{sdk_path}}",
-            &sdk.display().to_string().replace('\\', "\\\\"),
-        )
+        .replace("{{sdk_path}}", &sdk.path().replace('\\', "\\\\"))
 }
 
-/// Where the guest SDK is: `--sdk`, `PREFSYNC_SDK`, or this build's checkout.
-fn find_sdk(given: Option<&Path>) -> Result<PathBuf> {
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
-    let (candidate, how) = match (given, std::env::var_os("PREFSYNC_SDK")) {
+/// Where the guest SDK comes from: `--sdk`, `PREFSYNC_SDK`, or vendored.
+fn find_sdk(given: Option<&Path>) -> Result<Sdk> {
+    let from_env = std::env::var_os("PREFSYNC_SDK").filter(|v| !v.is_empty());
+    let (candidate, how) = match (given, from_env) {
         (Some(path), _) => (path.to_path_buf(), "--sdk"),
         (None, Some(env)) => (PathBuf::from(env), "PREFSYNC_SDK"),
-        (None, None) => (built_from, "the checkout prefsync was built from"),
+        (None, None) => return Ok(Sdk::Vendored),
     };
     let manifest = candidate.join("Cargo.toml");
     let is_sdk = std::fs::read_to_string(&manifest)
@@ -134,12 +177,13 @@ fn find_sdk(given: Option<&Path>) -> Result<PathBuf> {
         .unwrap_or(false);
     if !is_sdk {
         bail!(
-            "no prefsync guest SDK at {} (from {how}); pass --sdk PATH, the plugins/sdk folder of a prefsync checkout",
+            "no prefsync guest SDK at {} (from {how}); give the plugins/sdk folder of a prefsync checkout, or neither --sdk nor PREFSYNC_SDK to vendor the SDK this binary carries",
             candidate.display()
         );
     }
     candidate
         .canonicalize()
+        .map(Sdk::Path)
         .with_context(|| format!("cannot resolve {}", candidate.display()))
 }
 
@@ -184,6 +228,15 @@ pub fn create(args: &NewArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(error);
     }
+    match &sdk {
+        Sdk::Vendored => println!(
+            "vendored the guest SDK of prefsync {} (WIT {}) into {}",
+            vendor::VERSION,
+            vendor::WIT_PACKAGE,
+            dir.join(vendor::DIR).display()
+        ),
+        Sdk::Path(path) => println!("using the guest SDK at {}", path.display()),
+    }
     println!(
         "created connector `{}` (type id `{}`) in {}\n\nnext:\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  prefsync connector test target/wasm32-wasip2/release/{}.wasm --config examples/integration.json --record examples/record.json --cassette cassettes",
         names.crate_name,
@@ -195,7 +248,7 @@ pub fn create(args: &NewArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_all(root: &Path, names: &Names, sdk: &Path) -> Result<()> {
+fn write_all(root: &Path, names: &Names, sdk: &Sdk) -> Result<()> {
     for (path, template) in TEMPLATES {
         let target = root.join(path);
         if let Some(dir) = target.parent() {
@@ -204,6 +257,9 @@ fn write_all(root: &Path, names: &Names, sdk: &Path) -> Result<()> {
         }
         std::fs::write(&target, render(template, names, sdk))
             .with_context(|| format!("cannot write {}", target.display()))?;
+    }
+    if *sdk == Sdk::Vendored {
+        vendor::write(&root.join(vendor::DIR))?;
     }
     Ok(())
 }
@@ -236,10 +292,46 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled() {
         let names = Names::parse("acme").unwrap();
-        for (path, template) in TEMPLATES {
-            let text = render(template, &names, Path::new("/sdk"));
-            assert!(!text.contains("{{"), "{path} keeps a placeholder");
+        for sdk in [Sdk::Vendored, Sdk::Path(PathBuf::from("/sdk"))] {
+            for (path, template) in TEMPLATES {
+                let text = render(template, &names, &sdk);
+                assert!(!text.contains("{{"), "{path} keeps a placeholder");
+            }
         }
+    }
+
+    #[test]
+    fn the_manifest_depends_on_the_vendored_sdk_unless_told_otherwise() {
+        let names = Names::parse("acme").unwrap();
+        let cargo = TEMPLATES[0].1;
+        let vendored: toml::Table = render(cargo, &names, &Sdk::Vendored).parse().unwrap();
+        assert_eq!(
+            vendored["dependencies"]["prefsync-sdk"]["path"].as_str(),
+            Some("vendor/prefsync/plugins/sdk")
+        );
+        assert!(vendored["workspace"].is_table());
+        let given = Sdk::Path(PathBuf::from(r"C:\sdk"));
+        let checkout: toml::Table = render(cargo, &names, &given).parse().unwrap();
+        assert_eq!(
+            checkout["dependencies"]["prefsync-sdk"]["path"].as_str(),
+            Some(r"C:\sdk")
+        );
+    }
+
+    #[test]
+    fn a_new_crate_carries_the_sdk_and_the_wit() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("acme");
+        let names = Names::parse("acme").unwrap();
+        write_all(&dir, &names, &Sdk::Vendored).unwrap();
+        let vendored = dir.join(vendor::DIR);
+        assert!(vendored.join("README.md").is_file());
+        assert!(vendored.join("plugins/sdk/Cargo.toml").is_file());
+        assert!(vendored.join("wit/connector.wit").is_file());
+        assert!(dir.join(vendor::SDK_PATH).join("Cargo.toml").is_file());
+        let other = parent.path().join("other");
+        write_all(&other, &names, &Sdk::Path(PathBuf::from("/sdk"))).unwrap();
+        assert!(!other.join("vendor").exists());
     }
 
     #[test]

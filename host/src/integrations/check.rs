@@ -1,8 +1,12 @@
 //! Checking an integration body: the host's fields first (`type_id`, `id`,
-//! `enabled`, `retry`), then the connector's own `validate`, the webhook
-//! rules and the URL rule, every problem at once.
+//! `enabled`, `retry`), then the connector's JSON Schema and (for a config
+//! that fits it) the connector's own `validate` — both in
+//! `Connector::validate` — the webhook rules and the URL rule, every
+//! problem at once, in path order.
 
 use serde_json::{Value as Json, json};
+
+use crate::runtime::{CheckError, ValidationProblem};
 
 use super::{
     ConnectorLookup, IntegrationError, keep_redacted, retry_policy, url_problems, webhook,
@@ -50,6 +54,8 @@ pub async fn checked(
         .filter(|p| !problems.iter().any(|q| q.path == p.path))
         .collect();
     problems.extend(url_problems);
+    // One list in path order, whichever rule found what.
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
     if !problems.is_empty() {
         return Err(IntegrationError::problems(
             "invalid integration: ",
@@ -57,6 +63,51 @@ pub async fn checked(
         ));
     }
     Ok(IntegrationRecord { config, ..record })
+}
+
+/// What the destination said of an integration's connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectionVerdict {
+    /// It accepted every credential and name it was shown.
+    Accepted,
+    /// It refused these, each at its field's path.
+    Refused(Vec<ValidationProblem>),
+    /// The connector has no connection check (it does not export
+    /// `connection`); nothing was sent.
+    Unsupported,
+}
+
+/// Checks a valid integration's connection through its connector: the
+/// connector reaches the destination with the config, through the same
+/// egress policy as deliveries. Only an operator's request calls it.
+pub async fn check_connection(
+    connectors: &dyn ConnectorLookup,
+    record: &IntegrationRecord,
+) -> Result<ConnectionVerdict, IntegrationError> {
+    let Some(connector) = connectors.connector(&record.type_id) else {
+        return Err(IntegrationError::Field(format!(
+            "type_id: unknown connector type `{}` (loaded: {})",
+            record.type_id,
+            list_or_none(&connectors.type_ids())
+        )));
+    };
+    let integration = connector.integration(&record.id, &record.config);
+    match connector.check_connection(&integration).await {
+        Ok(problems) if problems.is_empty() => Ok(ConnectionVerdict::Accepted),
+        Ok(mut problems) => {
+            problems.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(ConnectionVerdict::Refused(problems))
+        }
+        Err(CheckError::Unsupported(_)) => Ok(ConnectionVerdict::Unsupported),
+        Err(CheckError::Unreachable(reason)) => Err(IntegrationError::CheckFailed {
+            type_id: record.type_id.clone(),
+            reason: format!("could not check the connection: {reason}"),
+        }),
+        Err(CheckError::Call(e)) => Err(IntegrationError::CheckFailed {
+            type_id: record.type_id.clone(),
+            reason: format!("could not run its connection check: {e}"),
+        }),
+    }
 }
 
 /// The fields the host owns. Returns the record (without config) and the

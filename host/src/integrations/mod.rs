@@ -20,7 +20,7 @@ use crate::runtime::{Destination, ValidationProblem};
 use crate::secrets::redact_config;
 use crate::store::IntegrationRecord;
 
-pub use check::checked;
+pub use check::{ConnectionVerdict, check_connection, checked};
 pub use load::{FileError, check_file, json_files, load_dir};
 pub use redacted::keep_redacted;
 pub use retry::retry_policy;
@@ -58,6 +58,10 @@ pub enum IntegrationError {
     /// The connector could not run its `validate` (a trap, a timeout).
     #[error("the {type_id} connector could not validate: {reason}")]
     ValidatorFailed { type_id: String, reason: String },
+    /// A connection check could not be made (the destination unreachable,
+    /// a 5xx, a timeout, a trap): the config may be right.
+    #[error("the {type_id} connector {reason}")]
+    CheckFailed { type_id: String, reason: String },
 }
 
 impl IntegrationError {

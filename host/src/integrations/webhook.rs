@@ -100,6 +100,7 @@ mod tests {
             batching: false,
             inbound_webhooks: inbound,
             activations: false,
+            connection_check: false,
             wit_version: "0.1.1".into(),
             content_hash: String::new(),
         }

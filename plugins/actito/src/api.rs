@@ -6,10 +6,12 @@
 //! for less than that; a 401 on a call means it expired early (or was
 //! revoked), so the token is fetched again once and the call repeated.
 
+use prefsync_sdk::connection::probe;
 use prefsync_sdk::http::{encode_component, failure_from_response};
 use prefsync_sdk::mapping::map_record;
 use prefsync_sdk::{
-    ConsentRecord, Context, DeliveredKind, Failure, Method, Outcome, Request, Response, Value,
+    ConsentRecord, Context, DeliveredKind, Failure, Method, Outcome, Request, Response,
+    ValidationProblem, Value,
 };
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -151,16 +153,8 @@ fn new_token(ctx: &Context<'_>, config: &ActitoConfig) -> Result<String, Outcome
         #[serde(default)]
         expires_in: Option<String>,
     }
-    let request = Request::get(format!("{}/auth/token", config.base_url()))
-        // Actito takes the raw key, without a scheme word.
-        .header(
-            "Authorization",
-            config.authentication.private_api_key.clone(),
-        )
-        .header("Accept", "application/json")
-        .timeout_ms(REQUEST_TIMEOUT_MS);
     let response = ctx
-        .send(request)
+        .send(token_request(config))
         .map_err(|e| e.into_outcome("Actito token request"))?;
     match response.status {
         200..=299 => {}
@@ -193,6 +187,34 @@ fn new_token(ctx: &Context<'_>, config: &ActitoConfig) -> Result<String, Outcome
         });
     ctx.cache_set(TOKEN_CACHE_KEY, &token.access_token, ttl);
     Ok(token.access_token)
+}
+
+/// The connection check: the token exchange, `GET {base}/auth/token` with
+/// the raw key, which writes nothing. 2xx: the key was accepted; 401/403:
+/// `authentication.private_api_key` refused; 408, 425, 429, 5xx or no
+/// answer: the check could not be made. The token is not kept: the config
+/// checked may not be the one stored (a `?check=true` on a replacement).
+///
+/// Nothing more is read with the token: the one documented read of the
+/// table (a profile lookup by unique key) answers 404 both for a profile
+/// that does not exist and for an entity or table Actito does not know, so
+/// it could not tell `properties.entity_id` or `table_name` wrong.
+pub fn check_connection(
+    ctx: &Context<'_>,
+    config: &ActitoConfig,
+) -> Result<Vec<ValidationProblem>, String> {
+    probe(ctx, token_request(config), "authentication.private_api_key")
+}
+
+/// `GET {base}/auth/token` with the raw key (Actito takes no scheme word).
+fn token_request(config: &ActitoConfig) -> Request {
+    Request::get(format!("{}/auth/token", config.base_url()))
+        .header(
+            "Authorization",
+            config.authentication.private_api_key.clone(),
+        )
+        .header("Accept", "application/json")
+        .timeout_ms(REQUEST_TIMEOUT_MS)
 }
 
 /// Actito's error text (`message` or `error`), or the start of the body.
@@ -352,6 +374,94 @@ mod tests {
                 retry_after_ms: None,
                 message: "HTTP 401: token revoked".into()
             })
+        );
+    }
+
+    // -- connection check --
+
+    fn check(host: &MockHost) -> Result<Vec<ValidationProblem>, String> {
+        prefsync_sdk::connection::check::<Actito>(host, &config(true))
+    }
+
+    #[test]
+    fn connection_check_gets_a_token_with_the_raw_key_and_keeps_nothing() {
+        let host = MockHost::new();
+        host.respond_to(
+            Method::Get,
+            "https://api.actito.com/auth/token",
+            200,
+            &[],
+            TOKEN_OK,
+        );
+        assert_eq!(check(&host), Ok(Vec::new()));
+        let requests = host.requests.borrow().clone();
+        assert_eq!(requests.len(), 1, "one request: the token exchange");
+        assert_eq!(requests[0].method, Method::Get);
+        assert!(requests[0].body.is_none());
+        assert!(
+            requests[0]
+                .headers
+                .contains(&("Authorization".into(), "KEY-0123456789".into())),
+            "{:?}",
+            requests[0].headers
+        );
+        // The token is not cached: a delivery gets its own.
+        host.respond(200, &[], TOKEN_OK)
+            .respond(201, &[], r#"{"profileId": 7}"#);
+        assert_eq!(run(&host, true), Outcome::Delivered(DeliveredKind::Created));
+        assert_eq!(
+            host.requests.borrow()[1].url,
+            "https://api.actito.com/auth/token"
+        );
+    }
+
+    #[test]
+    fn connection_check_refused_key_is_at_its_path_without_the_key() {
+        for status in [401, 403] {
+            let host = MockHost::new();
+            host.respond(
+                status,
+                &[],
+                r#"{"message": "invalid API key KEY-0123456789"}"#,
+            );
+            let problems = check(&host).unwrap();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, "authentication.private_api_key");
+            assert!(!problems[0].message.contains("KEY-0123456789"));
+        }
+        // Another 4xx (a wrong api_base, say) is the whole config's.
+        let host = MockHost::new();
+        host.respond(404, &[], "<html>not here</html>");
+        assert_eq!(check(&host).unwrap()[0].path, "");
+    }
+
+    #[test]
+    fn connection_check_cannot_be_made_on_5xx_429_or_timeout() {
+        let host = MockHost::new();
+        host.respond(503, &[], "");
+        assert!(check(&host).is_err());
+        host.respond(429, &[("Retry-After", "1")], "");
+        assert!(check(&host).is_err());
+        host.fail(HttpError::Timeout);
+        let Err(reason) = check(&host) else { panic!() };
+        assert!(reason.contains("could not be reached"), "{reason}");
+        host.fail(HttpError::Denied("api.actito.com is not allowed".into()));
+        assert_eq!(check(&host).unwrap()[0].path, "");
+    }
+
+    #[test]
+    fn connection_check_uses_the_configured_api_base() {
+        let host = MockHost::new();
+        host.respond(200, &[], TOKEN_OK);
+        let mut config: Json = serde_json::from_str(&config(true)).unwrap();
+        config["properties"]["api_base"] = json!("api-pre1.actito.com/");
+        assert_eq!(
+            prefsync_sdk::connection::check::<Actito>(&host, &config.to_string()),
+            Ok(Vec::new())
+        );
+        assert_eq!(
+            host.requests.borrow()[0].url,
+            "https://api-pre1.actito.com/auth/token"
         );
     }
 

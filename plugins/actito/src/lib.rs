@@ -1,10 +1,12 @@
 //! Actito destination: creates or updates a profile of an Actito table with
 //! the user's mapped subscriptions and metadata attributes (API v4), and reads
-//! Actito's webhooks back into consent updates (the bidirectional flow).
+//! Actito's webhooks back into consent updates (the bidirectional flow), and
+//! checks an integration's key on demand (the `connection` export).
 //!
-//! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (requests, the token, and how answers are
-//! classified), `inbound.rs` (Actito's webhook envelope → consent updates),
+//! Files, as in every connector: `config.rs` (the integration config: its
+//! types, from which the schema is derived, and the checks a schema cannot
+//! say), `api.rs` (requests, the token, and how answers are classified),
+//! `inbound.rs` (Actito's webhook envelope → consent updates),
 //! this file (the [`Connector`] and [`Inbound`] implementations).
 
 mod api;
@@ -14,8 +16,8 @@ mod inbound;
 pub use config::ActitoConfig;
 
 use prefsync_sdk::{
-    Capabilities, Connector, ConsentRecord, Context, Description, Inbound, InboundRequest, Outcome,
-    Problems, Receipt,
+    Capabilities, ConnectionCheck, Connector, ConsentRecord, Context, Description, Inbound,
+    InboundRequest, Outcome, Problems, Receipt, ValidationProblem,
 };
 
 /// The Actito connector.
@@ -33,7 +35,6 @@ impl Connector for Actito {
             type_id: "actito".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Actito".into(),
-            config_schema: config::schema(),
             default_hosts: vec![DEFAULT_HOST.into()],
             // Actito allows 5 concurrent requests per licence and answers
             // 429 beyond; each call makes its requests one after the other.
@@ -47,8 +48,8 @@ impl Connector for Actito {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &ActitoConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(ctx: &Context<'_>, config: &ActitoConfig, record: &ConsentRecord) -> Outcome {
@@ -62,4 +63,14 @@ impl Inbound for Actito {
     }
 }
 
-prefsync_sdk::export!(Actito, inbound);
+/// The connection check: the token exchange (see `api::check_connection`).
+impl ConnectionCheck for Actito {
+    fn check_connection(
+        ctx: &Context<'_>,
+        config: &ActitoConfig,
+    ) -> Result<Vec<ValidationProblem>, String> {
+        api::check_connection(ctx, config)
+    }
+}
+
+prefsync_sdk::export!(Actito, inbound, connection);

@@ -5,12 +5,16 @@
 //! request whose objects were partly refused with a 2xx whose `errors[]`
 //! name each refused object by its `index`: only that record fails (or, with
 //! upserts off, is skipped when the error says the user does not exist).
+//!
+//! The connection check is Braze's user lookup, `POST /users/export/ids`,
+//! for an id no one has: it reads, and writes nothing.
 
+use prefsync_sdk::connection::{unreachable, verdict};
 use prefsync_sdk::http::failure_from_response;
 use prefsync_sdk::mapping::map_record;
 use prefsync_sdk::{
     ConsentRecord, Context, DeliveredKind, Failure, HttpError, Outcome, Request, Response,
-    RowFailure, RowOutcome, StatusClass, SyncBatch, SyncMode, SyncRow, Value,
+    RowFailure, RowOutcome, StatusClass, SyncBatch, SyncMode, SyncRow, ValidationProblem, Value,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
@@ -195,6 +199,69 @@ fn post_track(
     )
     .timeout_ms(REQUEST_TIMEOUT_MS);
     ctx.send(request)
+}
+
+/// Where the key sits in the config: a refused key is reported there.
+pub const KEY_PATH: &str = "authentication.api_key";
+
+/// The external id the connection check looks up: no user has it, and
+/// looking it up creates nothing.
+pub const CHECK_EXTERNAL_ID: &str = "prefsync-connection-check";
+
+/// Checks the connection with Braze's user lookup, `POST /users/export/ids`
+/// for [`CHECK_EXTERNAL_ID`] and only that field: a read (Braze's lookup is
+/// a `POST` with the ids in its body) that writes nothing. 2xx: the key and
+/// the endpoint are right. 401: the key is refused; 403: the key lacks the
+/// `users.export.ids` permission (both at `authentication.api_key`). 404: no
+/// such route there, i.e. the wrong instance or REST endpoint (at the field
+/// that chose it). 429, 5xx, a timeout: the check could not be made.
+pub fn check_connection(
+    ctx: &Context<'_>,
+    config: &BrazeConfig,
+) -> Result<Vec<ValidationProblem>, String> {
+    let body = serde_json::json!({
+        "external_ids": [CHECK_EXTERNAL_ID],
+        "fields_to_export": ["external_id"],
+    });
+    let request = Request::new(
+        prefsync_sdk::Method::Post,
+        format!("{}/users/export/ids", config.base_url()),
+    )
+    .json(&body)
+    .header(
+        "Authorization",
+        format!("Bearer {}", config.authentication.api_key),
+    )
+    .timeout_ms(REQUEST_TIMEOUT_MS);
+    let response = match ctx.send(request) {
+        Ok(response) => response,
+        Err(error) => return unreachable(&error),
+    };
+    let problem = |path: &str, message: &str| {
+        Ok(vec![ValidationProblem {
+            path: path.into(),
+            message: message.into(),
+        }])
+    };
+    match response.status {
+        403 => problem(
+            KEY_PATH,
+            "Braze refused it (HTTP 403): the key lacks the users.export.ids permission \
+             the check needs",
+        ),
+        404 => {
+            let at = if config.properties.rest_endpoint.is_some() {
+                "properties.rest_endpoint"
+            } else {
+                "properties.instance"
+            };
+            problem(
+                at,
+                "Braze has no REST API there (HTTP 404): check the workspace's instance",
+            )
+        }
+        _ => verdict(&response, KEY_PATH),
+    }
 }
 
 fn transport_failure(error: HttpError) -> Outcome {
@@ -937,5 +1004,94 @@ mod tests {
                 .message
                 .contains("`external_id` or `email`")
         );
+    }
+
+    fn check(host: &MockHost, config: &Json) -> Result<Vec<ValidationProblem>, String> {
+        prefsync_sdk::connection::check::<Braze>(host, &config.to_string())
+    }
+
+    #[test]
+    fn the_check_looks_up_an_unknown_user_with_the_key_and_writes_nothing() {
+        let host = MockHost::new();
+        host.respond_to(
+            Method::Post,
+            "https://rest.fra-01.braze.eu/users/export/ids",
+            201,
+            &[],
+            r#"{"users": [], "invalid_user_ids": ["prefsync-connection-check"], "message": "success"}"#,
+        );
+        assert_eq!(check(&host, &config(true)), Ok(Vec::new()));
+        let requests = host.requests.borrow();
+        assert_eq!(requests.len(), 1);
+        let request = &requests[0];
+        // Braze's lookup is a POST that reads; never the write endpoint.
+        assert_eq!(request.method, Method::Post);
+        assert!(!request.url.contains("/users/track"));
+        assert!(
+            request
+                .headers
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case("authorization")
+                    && *v == format!("Bearer {KEY}"))
+        );
+        assert_eq!(
+            body(&host, 0),
+            json!({"external_ids": ["prefsync-connection-check"], "fields_to_export": ["external_id"]})
+        );
+    }
+
+    #[test]
+    fn the_check_names_a_refused_key_at_its_path_without_quoting_braze() {
+        for status in [401, 403] {
+            let host = MockHost::new();
+            host.respond(
+                status,
+                &[],
+                r#"{"message": "Invalid API key: braze-rest-key-0123456789"}"#,
+            );
+            let problems = check(&host, &config(true)).unwrap();
+            assert_eq!(problems.len(), 1, "{status}");
+            assert_eq!(problems[0].path, "authentication.api_key", "{status}");
+            assert!(!problems[0].message.contains(KEY), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn the_check_names_the_wrong_instance_or_endpoint() {
+        let host = MockHost::new();
+        host.respond(404, &[], r#"{"message": "Not found"}"#);
+        assert_eq!(
+            check(&host, &config(true)).unwrap()[0].path,
+            "properties.instance"
+        );
+        let mut endpoint = config(true);
+        endpoint["properties"] = json!({"rest_endpoint": "https://rest.iad-01.braze.com"});
+        let host = MockHost::new();
+        host.respond(404, &[], "");
+        assert_eq!(
+            check(&host, &endpoint).unwrap()[0].path,
+            "properties.rest_endpoint"
+        );
+        assert_eq!(
+            host.requests.borrow()[0].url,
+            "https://rest.iad-01.braze.com/users/export/ids"
+        );
+    }
+
+    #[test]
+    fn the_check_cannot_be_made_on_a_5xx_a_429_or_a_timeout() {
+        for status in [500, 503, 429] {
+            let host = MockHost::new();
+            host.respond(status, &[], r#"{"message": "busy"}"#);
+            assert!(check(&host, &config(true)).is_err(), "{status}");
+        }
+        let timeout = MockHost::new();
+        timeout.fail(HttpError::Timeout);
+        assert!(check(&timeout, &config(true)).is_err());
+        let denied = MockHost::new();
+        denied.fail(HttpError::Denied(
+            "rest.fra-01.braze.eu is not allowed".into(),
+        ));
+        assert_eq!(check(&denied, &config(true)).unwrap()[0].path, "");
     }
 }

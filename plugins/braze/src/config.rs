@@ -9,52 +9,73 @@
 //! | `email_subscribe`, `push_subscribe` | the channel's global state: `opted_in` / `unsubscribed` / `subscribed` |
 //! | `subscription_group:<group id>` | a `subscription_groups` entry: `subscribed` / `unsubscribed` |
 //! | anything else | a user attribute of that name (standard, such as `first_name`, or custom) |
+//!
+//! The types are the one description of the config: serde reads them, and
+//! the JSON Schema the host checks and the console draws is derived from them.
 
 use prefsync_sdk::{Mapping, Problems};
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::json;
 
 /// A Braze integration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct BrazeConfig {
     /// The workspace's REST API key.
     pub authentication: Authentication,
     /// Where the workspace lives and how users are matched.
     #[serde(default)]
     pub properties: Properties,
-    /// Braze field (`id`) ← Didomi property (`value`).
+    /// Braze field (`id`) ← Didomi property (`value`). An `id` is
+    /// `email_subscribe`, `push_subscribe`, `subscription_group:<group id>`,
+    /// or a user attribute (standard, such as `first_name`, or custom).
+    #[schemars(length(min = 1))]
     pub mappings: Vec<Mapping>,
-    /// Create users that do not exist yet; when false they are skipped.
+    /// Create users that do not exist yet; when false they are skipped
+    /// (`_update_existing_only`).
     #[serde(default)]
     pub upsert_mode: bool,
+    /// Accepted for Didomi compatibility; prefsync sends no email.
+    #[serde(default)]
+    pub enable_emailing: Option<bool>,
 }
 
 /// Credentials.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Authentication {
     /// A REST API key with the `users.track` permission, sent as a bearer token.
+    #[schemars(extend("writeOnly" = true), length(min = 1))]
     pub api_key: String,
 }
 
 /// Where and how.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Properties {
-    /// The workspace's instance (`US-01` … `US-10`, `EU-01`, `EU-02`,
-    /// `AU-01`, `ID-01`, `JP-01`); the dashboard URL tells which.
+    /// The workspace's instance, as the dashboard URL tells (`US-01` …
+    /// `US-10`, `EU-01`, `EU-02`, `AU-01`, `ID-01`, `JP-01`, in any case);
+    /// required unless `rest_endpoint` is set.
     #[serde(default)]
+    #[schemars(extend("examples" = [
+        "US-01", "US-02", "US-03", "US-04", "US-05", "US-06", "US-07", "US-08",
+        "US-09", "US-10", "EU-01", "EU-02", "AU-01", "ID-01", "JP-01"
+    ]))]
     pub instance: Option<String>,
-    /// The REST endpoint itself, overriding `instance` (a bare host means https).
+    /// The REST endpoint itself, e.g. `https://rest.fra-01.braze.eu` (a bare
+    /// host means https); overrides `instance`.
+    // Left out when not used: the schema says `string` (null is refused, as
+    // the hand-written check did), serde reads it into an `Option`.
     #[serde(default)]
+    #[schemars(with = "String", url, length(min = 1), transform = no_default)]
     pub rest_endpoint: Option<String>,
     /// The Braze field the user's `organization_user_id` goes in.
     #[serde(default)]
+    #[schemars(extend("default" = "external_id"))]
     pub identifier: Identifier,
 }
 
 /// The Braze field a user is matched on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Identifier {
     /// Braze's `external_id` (the usual choice).
@@ -72,6 +93,12 @@ impl Identifier {
             Identifier::Email => "email",
         }
     }
+}
+
+/// Drops the `"default": null` serde's `default` puts on an optional field
+/// whose schema is a plain string (a default the schema itself would refuse).
+fn no_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
 }
 
 /// Braze's instances and their REST endpoints [segmentio/action-destinations: braze/index.ts].
@@ -133,12 +160,16 @@ impl BrazeConfig {
     }
 }
 
-pub fn check(p: &mut Problems<'_>) {
-    p.require_string("authentication.api_key");
-    p.only_keys("authentication", &["api_key"]);
+/// The rules the schema cannot say.
+pub fn check(config: &BrazeConfig, p: &mut Problems) {
+    let api_key = &config.authentication.api_key;
+    if api_key.trim().is_empty() {
+        p.push("authentication.api_key", "must not be empty");
+    }
 
-    let instance = p.optional_string("properties.instance");
-    if let Some(instance) = instance
+    let properties = &config.properties;
+    // Any case, as the dashboard URL writes it: not a schema enum.
+    if let Some(instance) = &properties.instance
         && instance_host(instance).is_none()
     {
         let known: Vec<&str> = INSTANCES.iter().map(|(name, _)| *name).collect();
@@ -150,44 +181,26 @@ pub fn check(p: &mut Problems<'_>) {
             ),
         );
     }
-    let has_endpoint = p.get("properties.rest_endpoint").is_some();
-    if has_endpoint {
-        p.require_url("properties.rest_endpoint", true);
-    } else if instance.is_none() {
-        p.push(
+    match &properties.rest_endpoint {
+        Some(endpoint) => {
+            p.url("properties.rest_endpoint", endpoint, true);
+        }
+        None if properties.instance.is_none() => p.push(
             "properties.instance",
             "is required unless properties.rest_endpoint is set (the dashboard URL tells the instance, e.g. US-01 or EU-01)",
-        );
+        ),
+        None => {}
     }
-    let identifier = match p.optional_string("properties.identifier") {
-        None => Some(Identifier::ExternalId),
-        Some("external_id") => Some(Identifier::ExternalId),
-        Some("email") => Some(Identifier::Email),
-        Some(other) => {
-            p.push(
-                "properties.identifier",
-                format!("must be `external_id` or `email`, not `{other}`"),
-            );
-            None
-        }
-    };
-    p.only_keys("properties", &["instance", "rest_endpoint", "identifier"]);
 
-    p.mappings("mappings", true);
-    check_mapping_ids(p, identifier);
-    p.optional_bool("upsert_mode");
-    p.optional_bool("enable_emailing");
+    p.mappings("mappings", &config.mappings);
+    check_mapping_ids(config, p);
 }
 
-/// What each mapping's `id` may be in Braze; `mappings` itself checked the shape.
-fn check_mapping_ids(p: &mut Problems<'_>, identifier: Option<Identifier>) {
-    let Some(entries) = p.get("mappings").and_then(|m| m.as_array()) else {
-        return;
-    };
-    for (i, entry) in entries.iter().enumerate() {
-        let Some(id) = entry.get("id").and_then(|id| id.as_str()) else {
-            continue;
-        };
+/// What each mapping's `id` may be in Braze.
+fn check_mapping_ids(config: &BrazeConfig, p: &mut Problems) {
+    let identifier = config.properties.identifier;
+    for (i, mapping) in config.mappings.iter().enumerate() {
+        let id = mapping.id.as_str();
         let at = format!("mappings[{i}].id");
         if let Some(group) = id.strip_prefix(SUBSCRIPTION_GROUP_PREFIX) {
             if group.trim().is_empty() {
@@ -196,7 +209,7 @@ fn check_mapping_ids(p: &mut Problems<'_>, identifier: Option<Identifier>) {
                     "names no subscription group (expected `subscription_group:<group id>`)",
                 );
             }
-        } else if RESERVED_FIELDS.contains(&id) || identifier.is_some_and(|i| i.field() == id) {
+        } else if RESERVED_FIELDS.contains(&id) || identifier.field() == id {
             p.push(
                 &at,
                 format!(
@@ -207,51 +220,9 @@ fn check_mapping_ids(p: &mut Problems<'_>, identifier: Option<Identifier>) {
     }
 }
 
-pub fn schema() -> serde_json::Value {
-    let instances: Vec<&str> = INSTANCES.iter().map(|(name, _)| *name).collect();
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "required": ["authentication", "properties", "mappings"],
-        "properties": {
-            "authentication": {
-                "type": "object",
-                "required": ["api_key"],
-                "additionalProperties": false,
-                "properties": {
-                    "api_key": {"type": "string", "writeOnly": true,
-                                "description": "Braze REST API key with the users.track permission"}
-                }
-            },
-            "properties": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "instance": {"type": "string", "enum": instances,
-                                 "description": "The workspace's instance (the dashboard URL tells which); required unless rest_endpoint is set"},
-                    "rest_endpoint": {"type": "string", "format": "uri",
-                                      "description": "The REST endpoint itself, e.g. https://rest.fra-01.braze.eu; overrides instance"},
-                    "identifier": {"type": "string", "enum": ["external_id", "email"], "default": "external_id",
-                                   "description": "The Braze field the organization_user_id goes in"}
-                }
-            },
-            "mappings": {
-                "type": "array", "minItems": 1,
-                "items": {"type": "object", "required": ["id", "value"], "additionalProperties": false,
-                          "properties": {"id": {"type": "string",
-                                                "description": "email_subscribe, push_subscribe, subscription_group:<group id>, or a user attribute"},
-                                         "value": {"type": "string", "description": "Didomi property"}}}
-            },
-            "upsert_mode": {"type": "boolean", "default": false,
-                            "description": "Create users that do not exist yet (false: _update_existing_only, missing users skipped)"},
-            "enable_emailing": {"type": "boolean", "default": false,
-                                "description": "Accepted for Didomi compatibility; prefsync sends no email"}
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use prefsync_sdk::Connector;
     use prefsync_sdk::connector::{parse_config, validate};
     use serde_json::json;
 
@@ -269,8 +240,15 @@ mod tests {
         problems(config).into_iter().map(|(path, _)| path).collect()
     }
 
+    fn shown(config: serde_json::Value) -> Vec<String> {
+        problems(config)
+            .into_iter()
+            .map(|(path, message)| format!("{path}: {message}"))
+            .collect()
+    }
+
     #[test]
-    fn a_didomi_shaped_config_is_valid_and_every_problem_is_named() {
+    fn a_didomi_shaped_config_is_valid() {
         let good = json!({
             "type_id": "braze",
             "authentication": {"api_key": "KEY"},
@@ -287,27 +265,94 @@ mod tests {
         let config = parse_config::<Braze>(&good.to_string()).unwrap();
         assert_eq!(config.base_url(), "https://rest.fra-01.braze.eu");
         assert_eq!(config.properties.identifier, Identifier::ExternalId);
+        // Optional fields may be null, as before.
+        let mut nulls = good.clone();
+        nulls["properties"] = json!({"instance": " US-01 "});
+        nulls["enable_emailing"] = json!(null);
+        assert!(paths(nulls).is_empty());
+    }
 
+    #[test]
+    fn every_problem_the_schema_says_is_named_at_once() {
+        assert_eq!(
+            shown(json!({
+                "authentication": {"key": "x"},
+                "properties": {"instance": 7, "rest_endpoint": null, "identifier": "phone", "region": "eu"},
+                "mappings": [{"id": "first_name"}, {"id": "last_name", "value": "x", "note": 1}],
+                "upsert_mode": "yes",
+                "enable_emailing": "no"
+            })),
+            [
+                "authentication.api_key: is required",
+                "authentication.key: unknown field (expected one of: api_key)",
+                "enable_emailing: must be true or false",
+                "mappings[0].value: is required",
+                "mappings[1].note: unknown field (expected one of: id, value)",
+                "properties.identifier: must be one of: external_id, email",
+                "properties.instance: must be a string",
+                "properties.region: unknown field (expected one of: identifier, instance, rest_endpoint)",
+                "properties.rest_endpoint: must be a string",
+                "upsert_mode: must be true or false",
+            ]
+        );
+        assert_eq!(
+            shown(json!({"authentication": {"api_key": ""}, "mappings": []})),
+            [
+                "authentication.api_key: must not be empty",
+                "mappings: must not be empty",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_only_check_can_see_is_named_at_once() {
         assert_eq!(
             paths(json!({
-                "authentication": {"key": "x"},
-                "properties": {"instance": "EU-09", "rest_endpoint": "ftp://x", "identifier": "phone", "region": "eu"},
+                "authentication": {"api_key": "  "},
+                "properties": {"instance": "EU-09", "rest_endpoint": "ftp://x"},
                 "mappings": [{"id": "external_id", "value": "organization_user_id"},
-                             {"id": "subscription_group: ", "value": "consents_purposes_news_enabled"}],
-                "upsert_mode": "yes"
+                             {"id": "subscription_group: ", "value": "consents_purposes_news_enabled"},
+                             {"id": "first_name", "value": " "},
+                             {"id": "first_name", "value": "metadata_first_name"}]
             })),
             [
                 "authentication.api_key",
-                "authentication.key",
                 "properties.instance",
                 "properties.rest_endpoint",
-                "properties.identifier",
-                "properties.region",
+                "mappings[2].value",
+                "mappings[3].id",
                 "mappings[0].id",
                 "mappings[1].id",
-                "upsert_mode"
             ]
         );
+        let unknown = problems(json!({
+            "authentication": {"api_key": "KEY"},
+            "properties": {"instance": "EU-09"},
+            "mappings": [{"id": "email_subscribe", "value": "consents_channels_email_enabled"}]
+        }));
+        assert_eq!(unknown.len(), 1);
+        assert!(
+            unknown[0]
+                .1
+                .starts_with("unknown Braze instance `EU-09` (expected one of: US-01"),
+            "{unknown:?}"
+        );
+    }
+
+    #[test]
+    fn the_secret_is_write_only_and_the_endpoint_a_uri_in_the_schema() {
+        let schema = Braze::config_schema();
+        let auth = &schema["properties"]["authentication"]["properties"];
+        assert_eq!(auth["api_key"]["writeOnly"], true);
+        let properties = &schema["properties"]["properties"]["properties"];
+        assert_eq!(properties["rest_endpoint"]["format"], "uri");
+        assert!(properties["rest_endpoint"].get("writeOnly").is_none());
+        assert!(properties["rest_endpoint"].get("default").is_none());
+        // The only URL the integration names: the egress allowlist adds its host.
+        let text = schema.to_string();
+        assert_eq!(text.matches("\"format\":\"uri\"").count(), 1, "{text}");
+        assert_eq!(text.matches("\"writeOnly\":true").count(), 1, "{text}");
+        assert_eq!(properties["instance"]["examples"][0], "US-01");
     }
 
     #[test]
@@ -320,6 +365,12 @@ mod tests {
         assert_eq!(missing.len(), 1);
         assert_eq!(missing[0].0, "properties.instance");
         assert!(missing[0].1.contains("rest_endpoint"), "{missing:?}");
+        // No `properties` at all: the same.
+        let none = paths(json!({
+            "authentication": {"api_key": "KEY"},
+            "mappings": [{"id": "email_subscribe", "value": "consents_channels_email_enabled"}]
+        }));
+        assert_eq!(none, ["properties.instance"]);
 
         let raw = json!({
             "authentication": {"api_key": "KEY"},
@@ -329,6 +380,19 @@ mod tests {
         let config = parse_config::<Braze>(&raw.to_string()).unwrap();
         assert_eq!(config.base_url(), "http://127.0.0.1:4000");
         assert_eq!(config.properties.identifier, Identifier::Email);
+        // A bare host means https.
+        let mut bare = raw.clone();
+        bare["properties"] = json!({"rest_endpoint": "rest.fra-01.braze.eu"});
+        let config = parse_config::<Braze>(&bare.to_string()).unwrap();
+        assert_eq!(config.base_url(), "https://rest.fra-01.braze.eu");
+        for bad in [
+            "",
+            "javascript:alert(1)",
+            "https://user:pw@rest.fra-01.braze.eu",
+        ] {
+            bare["properties"]["rest_endpoint"] = json!(bad);
+            assert_eq!(paths(bare.clone()), ["properties.rest_endpoint"], "{bad}");
+        }
         // With email as the identifier, a mapping may not write `email`.
         let mut clash = raw.clone();
         clash["mappings"] = json!([{"id": "email", "value": "metadata_email"}]);

@@ -1,10 +1,12 @@
 //! Braze destination: writes each user's mapped consent choices to Braze with
 //! `POST /users/track` — the email and push channels' global subscription
 //! states, subscription groups, and user attributes — up to 75 users per
-//! request. It also writes user-model rows as user attributes (activations).
+//! request. It also writes user-model rows as user attributes (activations),
+//! and checks an integration's connection on demand.
 //!
-//! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (the requests and how answers are
+//! Files, as in every connector: `config.rs` (the integration config: its
+//! types, from which the schema is derived, and the checks a schema cannot
+//! say), `api.rs` (the requests and how answers are
 //! classified), this file (the [`Connector`] implementation).
 
 mod api;
@@ -13,8 +15,8 @@ mod config;
 pub use config::{BrazeConfig, INSTANCES};
 
 use prefsync_sdk::{
-    Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
-    RowFailure, RowOutcome, SyncBatch,
+    Activation, Capabilities, ConnectionCheck, Connector, ConsentRecord, Context, Description,
+    Outcome, Problems, RowFailure, RowOutcome, SyncBatch, ValidationProblem,
 };
 
 /// The Braze connector.
@@ -28,7 +30,6 @@ impl Connector for Braze {
             type_id: "braze".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Braze".into(),
-            config_schema: config::schema(),
             // Every instance's REST endpoint: the integration reaches the one
             // its `instance` names (or its `rest_endpoint`).
             default_hosts: INSTANCES.iter().map(|(_, host)| host.to_string()).collect(),
@@ -44,8 +45,8 @@ impl Connector for Braze {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &BrazeConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(ctx: &Context<'_>, config: &BrazeConfig, record: &ConsentRecord) -> Outcome {
@@ -78,4 +79,15 @@ impl Activation for Braze {
     }
 }
 
-prefsync_sdk::export!(Braze, activation);
+/// The connection check: Braze's user lookup for an id no one has (reads,
+/// writes nothing).
+impl ConnectionCheck for Braze {
+    fn check_connection(
+        ctx: &Context<'_>,
+        config: &BrazeConfig,
+    ) -> Result<Vec<ValidationProblem>, String> {
+        api::check_connection(ctx, config)
+    }
+}
+
+prefsync_sdk::export!(Braze, activation, connection);

@@ -9,10 +9,15 @@
 //! - Update only, and any write that must remove the contact from a list
 //!   (the create call has no `unlinkListIds`): `PUT /v3/contacts/{email}`
 //!   (204; 404 when the contact does not exist).
+//! - Connection check: `GET /v3/account` (the key), then
+//!   `GET /v3/contacts/lists/{id}` for each list in `properties.lists`
+//!   (404: no such list). Both only read.
 
+use prefsync_sdk::connection::{unreachable, verdict};
 use prefsync_sdk::http::{encode_component, failure_from_response, retry_after_ms};
 use prefsync_sdk::{
-    ConsentRecord, Context, DeliveredKind, Failure, Method, Outcome, Request, Response, Value,
+    ConsentRecord, Context, DeliveredKind, Failure, HttpError, Method, Outcome, Request, Response,
+    ValidationProblem, Value,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
@@ -225,6 +230,60 @@ fn send(ctx: &Context<'_>, config: &BrevoConfig, request: Request) -> Result<Res
             .timeout_ms(REQUEST_TIMEOUT_MS),
     )
     .map_err(|e| e.into_outcome("Brevo request"))
+}
+
+/// Where the key sits in the config: a refused key is reported there.
+pub const KEY_PATH: &str = "authentication.api_key";
+
+/// Checks the connection: the key with `GET /v3/account` (Brevo's account
+/// details, the cheapest authenticated read; it writes nothing), then each
+/// list of `properties.lists` with `GET /v3/contacts/lists/{id}` (a 404 is
+/// a problem at that list's `list_id`). 401/403 is the key refused; 429 and
+/// 5xx, a timeout or no connection mean the check could not be made.
+pub fn check_connection(
+    ctx: &Context<'_>,
+    config: &BrevoConfig,
+) -> Result<Vec<ValidationProblem>, String> {
+    let base = config.base_url();
+    let account = match read(ctx, config, format!("{base}/v3/account")) {
+        Ok(response) => response,
+        Err(error) => return unreachable(&error),
+    };
+    let problems = verdict(&account, KEY_PATH)?;
+    if !problems.is_empty() {
+        return Ok(problems);
+    }
+    let mut problems = Vec::new();
+    for (i, list) in config.properties.lists.iter().enumerate() {
+        let url = format!("{base}/v3/contacts/lists/{}", list.list_id);
+        let response = match read(ctx, config, url) {
+            Ok(response) => response,
+            Err(error) => return unreachable(&error),
+        };
+        if response.status == 404 {
+            problems.push(ValidationProblem {
+                path: format!("properties.lists[{i}].list_id"),
+                message: format!("Brevo has no list {} in this account", list.list_id),
+            });
+            continue;
+        }
+        // Anything else that is not a 2xx ends the check with its verdict.
+        let refused = verdict(&response, KEY_PATH)?;
+        if !refused.is_empty() {
+            return Ok(refused);
+        }
+    }
+    Ok(problems)
+}
+
+/// A check's `GET`, with the key.
+fn read(ctx: &Context<'_>, config: &BrevoConfig, url: String) -> Result<Response, HttpError> {
+    ctx.send(
+        Request::get(url)
+            .header("api-key", config.authentication.api_key.clone())
+            .header("accept", "application/json")
+            .timeout_ms(REQUEST_TIMEOUT_MS),
+    )
 }
 
 /// Brevo's error body, `{"code": "invalid_parameter", "message": "…"}`.
@@ -641,5 +700,128 @@ mod tests {
         down.respond(500, &[], "");
         assert!(failed(run(&down, &config(true), withdrawn())).retryable);
         assert_eq!(down.requests.borrow().len(), 1);
+    }
+
+    fn check(host: &MockHost, config: &Json) -> Result<Vec<ValidationProblem>, String> {
+        prefsync_sdk::connection::check::<Brevo>(host, &config.to_string())
+    }
+
+    const BASE: &str = "https://api.brevo.com";
+
+    fn account_ok(host: &MockHost) {
+        host.respond_to(
+            Method::Get,
+            &format!("{BASE}/v3/account"),
+            200,
+            &[],
+            r#"{"email": "ops@example.com", "companyName": "Acme", "plan": [{"type": "free", "credits": 300}]}"#,
+        );
+    }
+
+    fn list_ok(host: &MockHost, id: u64) {
+        host.respond_to(
+            Method::Get,
+            &format!("{BASE}/v3/contacts/lists/{id}"),
+            200,
+            &[],
+            &format!(r#"{{"id": {id}, "name": "List {id}", "totalSubscribers": 0}}"#),
+        );
+    }
+
+    #[test]
+    fn the_check_reads_the_account_and_each_list_with_the_key() {
+        let host = MockHost::new();
+        account_ok(&host);
+        for id in [12, 13, 14] {
+            list_ok(&host, id);
+        }
+        assert_eq!(check(&host, &config(true)), Ok(Vec::new()));
+        let requests = host.requests.borrow();
+        let urls: Vec<&str> = requests.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://api.brevo.com/v3/account",
+                "https://api.brevo.com/v3/contacts/lists/12",
+                "https://api.brevo.com/v3/contacts/lists/13",
+                "https://api.brevo.com/v3/contacts/lists/14",
+            ]
+        );
+        for request in requests.iter() {
+            assert_eq!(request.method, Method::Get, "a check only reads");
+            assert!(request.body.is_none());
+            assert!(
+                request
+                    .headers
+                    .iter()
+                    .any(|(name, value)| name.eq_ignore_ascii_case("api-key") && value == KEY)
+            );
+        }
+    }
+
+    #[test]
+    fn the_check_names_a_refused_key_at_its_path_without_quoting_brevo() {
+        for status in [401, 403] {
+            let host = MockHost::new();
+            host.respond(
+                status,
+                &[],
+                r#"{"code": "unauthorized", "message": "Key xkeysib-0123456789abcdef not found"}"#,
+            );
+            let problems = check(&host, &config(true)).unwrap();
+            assert_eq!(problems.len(), 1, "{status}");
+            assert_eq!(problems[0].path, "authentication.api_key");
+            assert!(!problems[0].message.contains(KEY), "{problems:?}");
+            // Nothing more is asked once the key is refused.
+            assert_eq!(host.requests.borrow().len(), 1);
+        }
+    }
+
+    #[test]
+    fn the_check_names_an_unknown_list_at_its_list_id() {
+        let host = MockHost::new();
+        account_ok(&host);
+        list_ok(&host, 12);
+        list_ok(&host, 14);
+        host.respond_to(
+            Method::Get,
+            &format!("{BASE}/v3/contacts/lists/13"),
+            404,
+            &[],
+            r#"{"code": "document_not_found", "message": "List ID does not exist"}"#,
+        );
+        let problems = check(&host, &config(true)).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "properties.lists[1].list_id");
+        assert_eq!(problems[0].message, "Brevo has no list 13 in this account");
+    }
+
+    #[test]
+    fn the_check_cannot_be_made_on_a_5xx_a_429_or_a_timeout() {
+        for status in [500, 503, 429] {
+            let host = MockHost::new();
+            host.respond(status, &[], "");
+            assert!(check(&host, &config(true)).is_err(), "{status}");
+        }
+        let timeout = MockHost::new();
+        timeout.fail(HttpError::Timeout);
+        assert!(check(&timeout, &config(true)).is_err());
+        // A list read that fails the same way ends the check too.
+        let list_down = MockHost::new();
+        account_ok(&list_down);
+        list_down.respond(502, &[], "");
+        assert!(check(&list_down, &config(true)).is_err());
+        // The egress policy refusing the host is a problem of the config.
+        let denied = MockHost::new();
+        denied.fail(HttpError::Denied("api.brevo.com is not allowed".into()));
+        assert_eq!(check(&denied, &config(true)).unwrap()[0].path, "");
+    }
+
+    #[test]
+    fn an_invalid_config_is_answered_without_a_request() {
+        let host = MockHost::new();
+        let problems = check(&host, &json!({"authentication": {}, "mappings": []})).unwrap();
+        assert!(!problems.is_empty());
+        assert!(host.requests.borrow().is_empty());
     }
 }

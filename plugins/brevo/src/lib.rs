@@ -3,10 +3,12 @@
 //! as Brevo does: the email and SMS blacklists (`emailBlacklisted`,
 //! `smsBlacklisted`) and list membership (`listIds`, `unlinkListIds`).
 //!
-//! It also writes user-model rows (activations) as contacts' attributes.
+//! It also writes user-model rows (activations) as contacts' attributes, and
+//! checks an integration's connection (the key and its lists) on demand.
 //!
-//! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (requests and how answers are classified),
+//! Files, as in every connector: `config.rs` (the integration config: its
+//! types, from which the schema is derived, and the checks a schema cannot
+//! say), `api.rs` (requests and how answers are classified),
 //! `activation.rs` (model rows → contacts), this file (the [`Connector`] and
 //! [`Activation`] implementations).
 
@@ -18,8 +20,8 @@ pub use api::ContactChange;
 pub use config::{BrevoConfig, ListMapping};
 
 use prefsync_sdk::{
-    Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
-    RowFailure, RowOutcome, SyncBatch,
+    Activation, Capabilities, ConnectionCheck, Connector, ConsentRecord, Context, Description,
+    Outcome, Problems, RowFailure, RowOutcome, SyncBatch, ValidationProblem,
 };
 
 /// The Brevo connector.
@@ -36,7 +38,6 @@ impl Connector for Brevo {
             type_id: "brevo".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Brevo".into(),
-            config_schema: config::schema(),
             default_hosts: vec![DEFAULT_HOST.into()],
             // Brevo allows 10 contacts requests a second on its general
             // tier; two calls in flight at a few hundred milliseconds each
@@ -52,8 +53,8 @@ impl Connector for Brevo {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &BrevoConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(ctx: &Context<'_>, config: &BrevoConfig, record: &ConsentRecord) -> Outcome {
@@ -77,4 +78,15 @@ impl Activation for Brevo {
     }
 }
 
-prefsync_sdk::export!(Brevo, activation);
+/// The connection check: the key (`GET /v3/account`) and each configured
+/// list (`GET /v3/contacts/lists/{id}`), reading only.
+impl ConnectionCheck for Brevo {
+    fn check_connection(
+        ctx: &Context<'_>,
+        config: &BrevoConfig,
+    ) -> Result<Vec<ValidationProblem>, String> {
+        api::check_connection(ctx, config)
+    }
+}
+
+prefsync_sdk::export!(Brevo, activation, connection);

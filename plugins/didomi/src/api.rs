@@ -7,11 +7,17 @@
 //! minutes before; a 401 means it ended early, so a new session is made once
 //! and the call repeated. Sessions are throttled (100 per 15 s per
 //! organization), so never one per event.
+//!
+//! The connection check makes a session of its own (the key and secret),
+//! then one read with it: the user lookup for an id no one has, which also
+//! says whether the key belongs to `organization_id`.
 
 use base64::Engine;
+use prefsync_sdk::connection::{unreachable, verdict};
 use prefsync_sdk::http::{encode_component, failure_from_response};
 use prefsync_sdk::{
     ConsentRecord, Context, DeliveredKind, Failure, Method, Outcome, Request, Response,
+    ValidationProblem,
 };
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -186,6 +192,88 @@ fn new_token(ctx: &Context<'_>, config: &DidomiConfig) -> Result<String, Outcome
     });
     ctx.cache_set(TOKEN_CACHE_KEY, &session.access_token, ttl);
     Ok(session.access_token)
+}
+
+/// Where a refused key/secret pair is reported: the secret, the half of
+/// the pair that is typed in (the key id is copied from Didomi's console);
+/// the message names both.
+pub const SECRET_PATH: &str = "authentication.secret";
+
+/// The `organization_user_id` the connection check looks up: no user has
+/// it, and looking it up creates nothing.
+pub const CHECK_USER_ID: &str = "prefsync-connection-check";
+
+/// Checks the connection: a new session (`POST /sessions`, Didomi's token
+/// call; the token is not cached), then `GET /consents/users` for
+/// [`CHECK_USER_ID`] in `organization_id` with it (a read; `/consents/*` is
+/// not throttled). A refused pair (400, 401, 403 on the session) is a
+/// problem at [`SECRET_PATH`]; a 403 or 404 on the read, the organization
+/// (at `properties.organization_id`). 429, 5xx, a timeout: the check could
+/// not be made.
+pub fn check_connection(
+    ctx: &Context<'_>,
+    config: &DidomiConfig,
+) -> Result<Vec<ValidationProblem>, String> {
+    let problem = |path: &str, message: String| {
+        Ok(vec![ValidationProblem {
+            path: path.into(),
+            message,
+        }])
+    };
+    let base = config.base_url();
+    let session = Request::new(Method::Post, format!("{base}/sessions"))
+        .json(&json!({
+            "type": "api-key",
+            "key": config.authentication.key,
+            "secret": config.authentication.secret,
+        }))
+        .timeout_ms(REQUEST_TIMEOUT_MS);
+    let response = match ctx.send(session) {
+        Ok(response) => response,
+        Err(error) => return unreachable(&error),
+    };
+    match response.status {
+        200..=299 => {}
+        // Didomi answers 400 to a refused key/secret pair.
+        400 | 401 | 403 => {
+            return problem(
+                SECRET_PATH,
+                format!(
+                    "Didomi refused the key and secret (HTTP {}): check authentication.key and authentication.secret",
+                    response.status
+                ),
+            );
+        }
+        _ => return verdict(&response, SECRET_PATH),
+    }
+    #[derive(Deserialize)]
+    struct Session {
+        access_token: String,
+    }
+    let Ok(Session { access_token }) = response.json::<Session>() else {
+        return Err("Didomi's session answer is unreadable".into());
+    };
+    let lookup = format!(
+        "{base}/consents/users?organization_id={}&organization_user_id={CHECK_USER_ID}",
+        encode_component(&config.properties.organization_id)
+    );
+    let read = Request::get(lookup)
+        .header("Authorization", format!("Bearer {access_token}"))
+        .timeout_ms(REQUEST_TIMEOUT_MS);
+    let response = match ctx.send(read) {
+        Ok(response) => response,
+        Err(error) => return unreachable(&error),
+    };
+    match response.status {
+        403 | 404 => problem(
+            "properties.organization_id",
+            format!(
+                "Didomi refused this organization for the key (HTTP {}): check the organization id",
+                response.status
+            ),
+        ),
+        _ => verdict(&response, SECRET_PATH),
+    }
 }
 
 /// Seconds a just-issued JWT lives: `exp - iat` (a sandboxed connector
@@ -475,5 +563,102 @@ mod tests {
         );
         assert_eq!(seconds_left(&jwt(r#"{"exp": 3610}"#)), None);
         assert_eq!(seconds_left("not-a-jwt"), None);
+    }
+
+    fn check(host: &MockHost) -> Result<Vec<ValidationProblem>, String> {
+        prefsync_sdk::connection::check::<Didomi>(host, &config(true))
+    }
+
+    const LOOKUP: &str = "https://api.didomi.io/v1/consents/users?organization_id=acme%20org&organization_user_id=prefsync-connection-check";
+
+    #[test]
+    fn the_check_makes_a_session_and_reads_one_unknown_user_with_it() {
+        let host = MockHost::new();
+        host.respond_to(
+            Method::Post,
+            "https://api.didomi.io/v1/sessions",
+            200,
+            &[],
+            &session("t1"),
+        )
+        .respond_to(Method::Get, LOOKUP, 200, &[], r#"{"data": [], "total": 0}"#);
+        assert_eq!(check(&host), Ok(Vec::new()));
+        let requests = host.requests.borrow();
+        assert_eq!(requests.len(), 2);
+        // The token call, with the pair as Didomi wants it…
+        assert_eq!(requests[0].method, Method::Post);
+        assert_eq!(
+            body(&host, 0),
+            json!({"type": "api-key", "key": "KEY-0123456789", "secret": "SECRET-0123456789"})
+        );
+        // …then a read with its token; no event is ever posted.
+        assert_eq!(requests[1].method, Method::Get);
+        assert!(requests[1].body.is_none());
+        assert!(
+            requests[1]
+                .headers
+                .iter()
+                .any(|(k, v)| k == "Authorization" && v.ends_with(".t1"))
+        );
+        // The check's token is not kept for deliveries.
+        assert_eq!(
+            prefsync_sdk::context::Host::cache_get(&host, TOKEN_CACHE_KEY),
+            None
+        );
+    }
+
+    #[test]
+    fn the_check_names_a_refused_pair_at_the_secret_without_quoting_didomi() {
+        for status in [400, 401, 403] {
+            let host = MockHost::new();
+            host.respond(
+                status,
+                &[],
+                r#"{"message": "invalid key or secret SECRET-0123456789"}"#,
+            );
+            let problems = check(&host).unwrap();
+            assert_eq!(problems.len(), 1, "{status}");
+            assert_eq!(problems[0].path, "authentication.secret");
+            assert!(!problems[0].message.contains("SECRET-0123456789"));
+            assert_eq!(host.requests.borrow().len(), 1, "no read without a token");
+        }
+    }
+
+    #[test]
+    fn the_check_names_an_organization_the_key_does_not_belong_to() {
+        for status in [403, 404] {
+            let host = MockHost::new();
+            host.respond(200, &[], &session("t1")).respond(
+                status,
+                &[],
+                r#"{"message": "not a member of this organization"}"#,
+            );
+            let problems = check(&host).unwrap();
+            assert_eq!(problems.len(), 1, "{status}");
+            assert_eq!(problems[0].path, "properties.organization_id");
+        }
+    }
+
+    #[test]
+    fn the_check_cannot_be_made_on_a_5xx_a_429_or_a_timeout() {
+        for status in [500, 503, 429] {
+            let at_session = MockHost::new();
+            at_session.respond(status, &[], "");
+            assert!(check(&at_session).is_err(), "{status}");
+            let at_read = MockHost::new();
+            at_read
+                .respond(200, &[], &session("t1"))
+                .respond(status, &[], "");
+            assert!(check(&at_read).is_err(), "{status}");
+        }
+        let timeout = MockHost::new();
+        timeout.fail(HttpError::Timeout);
+        assert!(check(&timeout).is_err());
+        let unreadable = MockHost::new();
+        unreadable.respond(200, &[], "<html>");
+        assert!(check(&unreadable).is_err());
+        let denied = MockHost::new();
+        denied.fail(HttpError::Denied("api.didomi.io is not allowed".into()));
+        assert_eq!(check(&denied).unwrap()[0].path, "");
     }
 }

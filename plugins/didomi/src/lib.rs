@@ -10,8 +10,9 @@
 //! the Didomi event's id; Didomi's webhook echo of that event is recognised
 //! by it and applied nowhere.
 //!
-//! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (the session token, requests, and how answers
+//! Files, as in every connector: `config.rs` (the integration config: its
+//! types, from which the schema is derived, and the checks a schema cannot
+//! say), `api.rs` (the session token, requests, and how answers
 //! are classified), `consents.rs` (mappings ↔ Didomi's consent structure and
 //! the difference with what Didomi holds), this file (the [`Connector`]).
 
@@ -22,7 +23,8 @@ mod consents;
 pub use config::DidomiConfig;
 
 use prefsync_sdk::{
-    Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
+    Capabilities, ConnectionCheck, Connector, ConsentRecord, Context, Description, Outcome,
+    Problems, ValidationProblem,
 };
 
 /// The Didomi connector.
@@ -39,7 +41,6 @@ impl Connector for Didomi {
             type_id: "didomi".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Didomi (write-back)".into(),
-            config_schema: config::schema(),
             default_hosts: vec![DEFAULT_HOST.into()],
             // `/consents/*` routes are not throttled; sessions are (100 per
             // 15 s per organization), which the cached token keeps us far from.
@@ -53,8 +54,8 @@ impl Connector for Didomi {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &DidomiConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(ctx: &Context<'_>, config: &DidomiConfig, record: &ConsentRecord) -> Outcome {
@@ -62,4 +63,15 @@ impl Connector for Didomi {
     }
 }
 
-prefsync_sdk::export!(Didomi);
+/// The connection check: a session from the key and secret, then one read
+/// with its token (the organization).
+impl ConnectionCheck for Didomi {
+    fn check_connection(
+        ctx: &Context<'_>,
+        config: &DidomiConfig,
+    ) -> Result<Vec<ValidationProblem>, String> {
+        api::check_connection(ctx, config)
+    }
+}
+
+prefsync_sdk::export!(Didomi, connection);

@@ -6,7 +6,7 @@ use prefsync_sdk::http::{encode_component, failure_from_response};
 use prefsync_sdk::mapping::mapped_json;
 use prefsync_sdk::{
     ConsentRecord, Context, DeliveredKind, Method, Outcome, Request, Response, RowFailure,
-    RowOutcome, SyncBatch, SyncMode, SyncRow, Value,
+    RowOutcome, SyncBatch, SyncMode, SyncRow, ValidationProblem, Value,
 };
 use serde_json::json;
 
@@ -98,6 +98,77 @@ fn error_detail(response: &Response) -> String {
         },
         _ => response.text_snippet(200),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Connection check
+// ---------------------------------------------------------------------------
+
+/// The connection check: `GET /v2/data-fields`, a read that writes nothing,
+/// authenticated like every call, and naming the account's data fields so
+/// that the mapped ones are checked in the same call. 2xx: accepted, but
+/// every mapping whose `id` is not one of the account's data fields (names
+/// matched without regard to case) is a problem at `mappings[i].id`. 401
+/// (bad API user or password): a problem at `authentication.password`; 403
+/// (the documented answer of the wrong region): a problem at
+/// `authentication.url`. 429 and 5xx: the check could not be made.
+pub fn check_connection(
+    ctx: &Context<'_>,
+    config: &DotdigitalConfig,
+) -> Result<Vec<ValidationProblem>, String> {
+    use prefsync_sdk::connection::{unreachable, verdict};
+    #[derive(serde::Deserialize)]
+    struct DataField {
+        name: String,
+    }
+    let problem = |path: &str, message: String| ValidationProblem {
+        path: path.to_string(),
+        message,
+    };
+    let url = format!("{}/v2/data-fields", config.base_url());
+    let response = match ctx.send(request(config, Method::Get, &url)) {
+        Ok(response) => response,
+        Err(error) => return unreachable(&error),
+    };
+    match response.status {
+        401 => {
+            return Ok(vec![problem(
+                "authentication.password",
+                "Dotdigital refused the API user and password (HTTP 401)".into(),
+            )]);
+        }
+        403 => {
+            return Ok(vec![problem(
+                "authentication.url",
+                "Dotdigital refused the API user at this endpoint (HTTP 403): is it the account's region?"
+                    .into(),
+            )]);
+        }
+        200..=299 => {}
+        _ => return verdict(&response, "authentication.password"),
+    }
+    let Ok(fields) = response.json::<Vec<DataField>>() else {
+        return Ok(vec![problem(
+            "authentication.url",
+            "the endpoint did not answer as Dotdigital's API does (no data-field list)".into(),
+        )]);
+    };
+    Ok(config
+        .mappings
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| {
+            !fields
+                .iter()
+                .any(|f| f.name.eq_ignore_ascii_case(m.id.trim()))
+        })
+        .map(|(i, m)| {
+            problem(
+                &format!("mappings[{i}].id"),
+                format!("the Dotdigital account has no data field `{}`", m.id.trim()),
+            )
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------------------
@@ -484,8 +555,8 @@ mod tests {
         assert_eq!(
             paths,
             [
-                "authentication.url",
                 "authentication.password",
+                "authentication.url",
                 "mappings",
                 "upsert_mode"
             ]
@@ -718,5 +789,90 @@ mod tests {
         let err = sync_with(&MockHost::new(), &by_id).unwrap_err();
         assert!(!err.retryable && err.message.contains("`MAIL`"), "{err:?}");
         assert_eq!(activation::max_rows::<Dotdigital>(&config(true)), MAX_ROWS);
+    }
+
+    // -- connection check --
+
+    const FIELDS_URL: &str = "https://r1-api.dotdigital.com/v2/data-fields";
+
+    fn check(host: &MockHost) -> Result<Vec<ValidationProblem>, String> {
+        prefsync_sdk::connection::check::<Dotdigital>(host, &config(true))
+    }
+
+    #[test]
+    fn connection_check_reads_the_data_fields_with_basic_auth() {
+        let host = MockHost::new();
+        host.respond_to(
+            Method::Get,
+            FIELDS_URL,
+            200,
+            &[],
+            r#"[{"name":"FIRSTNAME","type":"String","visibility":"Private","defaultValue":null},{"name":"Newsletter","type":"Boolean","visibility":"Private","defaultValue":null}]"#,
+        );
+        assert_eq!(check(&host), Ok(Vec::new()));
+        let requests = host.requests.borrow();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].method, Method::Get);
+        assert!(requests[0].body.is_none());
+        // HTTP Basic: base64("apiuser-1@apiconnector.com:s3cret").
+        assert!(
+            requests[0]
+                .headers
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case("authorization")
+                    && v == "Basic YXBpdXNlci0xQGFwaWNvbm5lY3Rvci5jb206czNjcmV0"),
+            "{:?}",
+            requests[0].headers
+        );
+    }
+
+    #[test]
+    fn connection_check_names_a_mapped_field_the_account_lacks() {
+        let host = MockHost::new();
+        host.respond_to(
+            Method::Get,
+            FIELDS_URL,
+            200,
+            &[],
+            r#"[{"name":"FIRSTNAME","type":"String"}]"#,
+        );
+        let problems = check(&host).unwrap();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "mappings[0].id");
+        assert!(problems[0].message.contains("NEWSLETTER"), "{problems:?}");
+        // A 200 that is not a data-field list: not Dotdigital's API.
+        host.respond(200, &[], "<html>welcome</html>");
+        assert_eq!(check(&host).unwrap()[0].path, "authentication.url");
+    }
+
+    #[test]
+    fn connection_check_refusals_are_at_the_password_or_the_region() {
+        let host = MockHost::new();
+        host.respond(401, &[], r#"{"errorCode":"authorization:unauthorized","description":"Authorization has been denied for this request."}"#);
+        let problems = check(&host).unwrap();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "authentication.password");
+        assert!(!problems[0].message.contains("s3cret"));
+        host.respond(403, &[], r#"{"errorCode":"authorization:forbidden"}"#);
+        assert_eq!(check(&host).unwrap()[0].path, "authentication.url");
+        host.respond(404, &[], "{}");
+        assert_eq!(check(&host).unwrap()[0].path, "");
+    }
+
+    #[test]
+    fn connection_check_cannot_be_made_on_5xx_429_or_timeout() {
+        let host = MockHost::new();
+        host.respond(503, &[], r#"{"errorCode":"server:unavailable"}"#);
+        assert!(check(&host).is_err());
+        host.respond(
+            429,
+            &[("Retry-After", "5")],
+            r#"{"errorCode":"rateLimit:exceeded"}"#,
+        );
+        assert!(check(&host).is_err());
+        host.fail(HttpError::Timeout);
+        assert!(check(&host).is_err());
+        host.fail(HttpError::Connection("refused".into()));
+        assert!(check(&host).is_err());
     }
 }

@@ -1,11 +1,13 @@
 //! The integration config, in the shape of Didomi's Dotdigital integration.
+//! The types are the one description of it: serde reads them and the JSON
+//! Schema the host checks and the console draws is derived from them.
 
 use prefsync_sdk::{Mapping, Problems};
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::json;
 
 /// A Dotdigital integration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct DotdigitalConfig {
     /// API user credentials and the regional endpoint.
     pub authentication: Authentication,
@@ -13,6 +15,7 @@ pub struct DotdigitalConfig {
     #[serde(default)]
     pub properties: Properties,
     /// Data field (`id`) ← Didomi property (`value`).
+    #[schemars(length(min = 1))]
     pub mappings: Vec<Mapping>,
     /// Create contacts that do not exist yet; when false they are skipped.
     #[serde(default)]
@@ -20,28 +23,51 @@ pub struct DotdigitalConfig {
 }
 
 /// API user and endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Authentication {
     /// Regional API endpoint, e.g. `https://r1-api.dotdigital.com`.
+    #[schemars(url, length(min = 1))]
     pub url: String,
     /// API user, `apiuser-…@apiconnector.com`.
+    #[schemars(extend("writeOnly" = true), length(min = 1))]
     pub username: String,
     /// API user's password.
+    #[schemars(extend("writeOnly" = true), length(min = 1))]
     pub password: String,
 }
 
 /// Optional settings under `properties`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Properties {
-    /// How the record's key identifies the contact: `email` (default),
-    /// `mobileNumber` or `contactId`.
+    /// How the record's key identifies the contact (`email` when not set).
     #[serde(default)]
-    pub identifier: Option<String>,
+    pub identifier: Option<Identifier>,
 }
 
-pub const IDENTIFIERS: [&str; 3] = ["email", "mobileNumber", "contactId"];
+/// How a contact is identified in `/contacts/v3/{identifier}/{value}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Identifier {
+    /// The contact's email address.
+    Email,
+    /// The contact's mobile number.
+    MobileNumber,
+    /// Dotdigital's own contact id.
+    ContactId,
+}
+
+impl Identifier {
+    /// The identifier's name in Dotdigital's URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Identifier::Email => "email",
+            Identifier::MobileNumber => "mobileNumber",
+            Identifier::ContactId => "contactId",
+        }
+    }
+}
 
 impl DotdigitalConfig {
     /// The endpoint without a trailing slash, https when no scheme was given.
@@ -54,65 +80,20 @@ impl DotdigitalConfig {
         }
     }
 
-    pub fn identifier(&self) -> &str {
-        self.properties.identifier.as_deref().unwrap_or("email")
+    /// How the record's key identifies the contact.
+    pub fn identifier(&self) -> &'static str {
+        self.properties
+            .identifier
+            .unwrap_or(Identifier::Email)
+            .as_str()
     }
 }
 
-pub fn check(p: &mut Problems<'_>) {
+/// The rules the schema cannot say.
+pub fn check(config: &DotdigitalConfig, p: &mut Problems) {
     // An absolute http(s) URL: the endpoint is where the credentials go.
-    p.require_url("authentication.url", false);
-    p.require_string("authentication.username");
-    p.require_string("authentication.password");
-    p.only_keys("authentication", &["url", "username", "password"]);
-    p.mappings("mappings", true);
-    p.optional_bool("upsert_mode");
-    p.only_keys("properties", &["identifier"]);
-    if let Some(identifier) = p.optional_string("properties.identifier")
-        && !IDENTIFIERS.contains(&identifier)
-    {
-        p.push(
-            "properties.identifier",
-            format!("must be one of {}", IDENTIFIERS.join(", ")),
-        );
-    }
-}
-
-pub fn schema() -> serde_json::Value {
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "required": ["authentication", "mappings"],
-        "properties": {
-            "authentication": {
-                "type": "object",
-                "required": ["url", "username", "password"],
-                "additionalProperties": false,
-                "properties": {
-                    "url": {"type": "string", "format": "uri",
-                            "description": "Regional API endpoint, e.g. https://r1-api.dotdigital.com"},
-                    "username": {"type": "string", "writeOnly": true, "description": "API user"},
-                    "password": {"type": "string", "writeOnly": true, "description": "API user's password"}
-                }
-            },
-            "properties": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "identifier": {"enum": IDENTIFIERS, "default": "email",
-                                   "description": "How the user's key identifies the contact"}
-                }
-            },
-            "mappings": {
-                "type": "array", "minItems": 1,
-                "items": {"type": "object", "required": ["id", "value"], "additionalProperties": false,
-                          "properties": {"id": {"type": "string", "description": "Dotdigital data field"},
-                                         "value": {"type": "string", "description": "Didomi property"}}}
-            },
-            "upsert_mode": {"type": "boolean", "default": false,
-                            "description": "Create contacts that do not exist yet"}
-        }
-    })
+    p.url("authentication.url", &config.authentication.url, false);
+    p.mappings("mappings", &config.mappings);
 }
 
 #[cfg(test)]
@@ -131,6 +112,44 @@ mod tests {
             .into_iter()
             .map(|p| p.path)
             .collect()
+    }
+
+    #[test]
+    fn every_problem_is_found_from_the_derived_schema() {
+        let config = json!({
+            "authentication": {"url": 7, "password": "", "token": "x"},
+            "properties": {"identifier": "fax"},
+            "mappings": [],
+            "upsert_mode": "yes"
+        });
+        let mut found: Vec<String> = validate::<Dotdigital>(&config.to_string())
+            .into_iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "authentication.password: must not be empty",
+                "authentication.token: unknown field (expected one of: password, url, username)",
+                "authentication.url: must be a string",
+                "authentication.username: is required",
+                "mappings: must not be empty",
+                "properties.identifier: must be one of: email, mobileNumber, contactId",
+                "upsert_mode: must be true or false",
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_are_write_only_in_the_schema() {
+        use prefsync_sdk::Connector;
+        let schema = Dotdigital::config_schema();
+        let auth = &schema["properties"]["authentication"]["properties"];
+        assert_eq!(auth["username"]["writeOnly"], true);
+        assert_eq!(auth["password"]["writeOnly"], true);
+        assert_eq!(auth["url"]["format"], "uri");
+        assert!(auth["url"].get("writeOnly").is_none());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! deliveries and for activations (model rows, the optional `activation`
 //! export).
 //!
-//! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (requests and how answers are classified),
+//! Files, as in every connector: `config.rs` (the integration config: its
+//! types, from which the schema is derived, and the checks a schema cannot say), `api.rs` (requests and how answers are classified),
 //! this file (the [`Connector`] implementation).
 
 mod api;
@@ -12,6 +12,7 @@ mod config;
 
 pub use config::DotdigitalConfig;
 
+use prefsync_sdk::connection::ConnectionCheck;
 use prefsync_sdk::{
     Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
     RowFailure, RowOutcome, SyncBatch,
@@ -35,7 +36,6 @@ impl Connector for Dotdigital {
             type_id: "dotdigital".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Dotdigital".into(),
-            config_schema: config::schema(),
             default_hosts: DEFAULT_HOSTS.iter().map(|h| h.to_string()).collect(),
             // Dotdigital publishes no concurrency limit; stay polite.
             max_concurrency: 8,
@@ -45,8 +45,8 @@ impl Connector for Dotdigital {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &DotdigitalConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(ctx: &Context<'_>, config: &DotdigitalConfig, record: &ConsentRecord) -> Outcome {
@@ -70,4 +70,15 @@ impl Activation for Dotdigital {
     }
 }
 
-prefsync_sdk::export!(Dotdigital, activation);
+/// The connection check: the account's data fields, read with the API user
+/// (see `api::check_connection`).
+impl ConnectionCheck for Dotdigital {
+    fn check_connection(
+        ctx: &Context<'_>,
+        config: &DotdigitalConfig,
+    ) -> Result<Vec<prefsync_sdk::ValidationProblem>, String> {
+        api::check_connection(ctx, config)
+    }
+}
+
+prefsync_sdk::export!(Dotdigital, activation, connection);

@@ -128,7 +128,8 @@ pub fn contact_of(config: &HubSpotConfig, record: &ConsentRecord) -> Result<Cont
         .iter()
         .filter_map(|s| match record.property(&s.value) {
             // A choice that is null or absent (none made) changes no status.
-            Some(Value::Boolean(subscribed)) => Some((s.id, *subscribed)),
+            // (`check` made sure every id is a whole number.)
+            Some(Value::Boolean(subscribed)) => Some((s.subscription_id()?, *subscribed)),
             _ => None,
         })
         .collect();
@@ -169,6 +170,45 @@ fn send(ctx: &Context<'_>, request: Request, what: &str) -> Result<Response, Ref
         }
         other => Refusal::Record(other.into_outcome(what)),
     })
+}
+
+// ---------------------------------------------------------------------------
+// Connection check
+// ---------------------------------------------------------------------------
+
+/// The address the connection check looks up: no contact has it (`.invalid`
+/// is reserved), so HubSpot answers 404 `OBJECT_NOT_FOUND` once the token is
+/// accepted, and nothing is written.
+pub const CHECK_EMAIL: &str = "connection-check@prefsync.invalid";
+
+/// The connection check: one contact read by email (`GET
+/// /crm/v3/objects/contacts/{email}?idProperty=email`), the cheapest
+/// authenticated read the docs name. 200, or a 404 `OBJECT_NOT_FOUND`, means
+/// the token was accepted; 401/403 refuse `authentication.access_token`;
+/// 429 and 5xx mean the check could not be made.
+pub fn check_connection(
+    ctx: &Context<'_>,
+    config: &HubSpotConfig,
+) -> Result<Vec<prefsync_sdk::ValidationProblem>, String> {
+    use prefsync_sdk::connection::{unreachable, verdict};
+    let url = format!(
+        "{}/crm/v3/objects/contacts/{}?idProperty=email",
+        config.base_url(),
+        encode_component(CHECK_EMAIL)
+    );
+    match ctx.send(request(config, Method::Get, url)) {
+        Ok(response) if response.status == 404 && not_found(&response) => Ok(Vec::new()),
+        Ok(response) => verdict(&response, "authentication.access_token"),
+        Err(error) => unreachable(&error),
+    }
+}
+
+/// Whether a 404 is HubSpot's "no such contact" (and not a path the API
+/// base does not serve).
+fn not_found(response: &Response) -> bool {
+    response
+        .json::<Json>()
+        .is_ok_and(|body| body["category"] == "OBJECT_NOT_FOUND")
 }
 
 // ---------------------------------------------------------------------------
@@ -1175,5 +1215,84 @@ mod tests {
             )
             .retryable
         );
+    }
+
+    // -- connection check --
+
+    const CHECK_URL: &str = "https://api.hubapi.com/crm/v3/objects/contacts/connection-check%40prefsync.invalid?idProperty=email";
+    const NOT_FOUND: &str = r#"{"status":"error","message":"resource not found","correlationId":"c-1","category":"OBJECT_NOT_FOUND"}"#;
+
+    fn check(host: &MockHost) -> Result<Vec<prefsync_sdk::ValidationProblem>, String> {
+        prefsync_sdk::connection::check::<HubSpot>(host, &config(true).to_string())
+    }
+
+    #[test]
+    fn connection_check_is_one_authenticated_contact_read() {
+        let host = MockHost::new();
+        host.respond_to(Method::Get, CHECK_URL, 404, &[], NOT_FOUND);
+        assert_eq!(check(&host), Ok(Vec::new()));
+        let requests = host.requests.borrow();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].method, Method::Get);
+        assert!(requests[0].body.is_none());
+        assert!(
+            requests[0]
+                .headers
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case("authorization")
+                    && *v == format!("Bearer {TOKEN}")),
+            "{:?}",
+            requests[0].headers
+        );
+        drop(requests);
+        // A contact that happens to exist is as good.
+        host.respond_to(
+            Method::Get,
+            CHECK_URL,
+            200,
+            &[],
+            r#"{"id":"1","properties":{}}"#,
+        );
+        assert_eq!(check(&host), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn connection_check_refused_token_is_at_its_path() {
+        let host = MockHost::new();
+        host.respond(401, &[], r#"{"status":"error","message":"Authentication credentials not found.","category":"INVALID_AUTHENTICATION"}"#);
+        let problems = check(&host).unwrap();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "authentication.access_token");
+        assert!(!problems[0].message.contains(TOKEN));
+        host.respond(
+            403,
+            &[],
+            r#"{"status":"error","message":"missing scopes","category":"MISSING_SCOPES"}"#,
+        );
+        assert_eq!(check(&host).unwrap()[0].path, "authentication.access_token");
+        // A 404 that is not HubSpot's "no such contact": a wrong API base.
+        host.respond(404, &[], "<html>not here</html>");
+        assert_eq!(check(&host).unwrap()[0].path, "");
+    }
+
+    #[test]
+    fn connection_check_cannot_be_made_on_5xx_429_or_timeout() {
+        let host = MockHost::new();
+        host.respond(
+            503,
+            &[],
+            r#"{"status":"error","message":"internal error","category":"INTERNAL_ERROR"}"#,
+        );
+        assert!(check(&host).is_err());
+        host.respond(
+            429,
+            &[],
+            r#"{"status":"error","errorType":"RATE_LIMIT","policyName":"DAILY"}"#,
+        );
+        assert!(check(&host).is_err());
+        host.fail(HttpError::Timeout);
+        assert!(check(&host).is_err());
+        host.fail(HttpError::Denied("api.hubapi.com is not allowed".into()));
+        assert_eq!(check(&host).unwrap()[0].path, "");
     }
 }

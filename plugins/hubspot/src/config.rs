@@ -1,85 +1,104 @@
 //! The integration config, in Didomi's integration shape: a private-app
 //! token, contact properties in `mappings`, and the subscription types whose
-//! status follows a consent choice in `properties.subscriptions`.
+//! status follows a consent choice in `properties.subscriptions`. The types
+//! are the one description of it: serde reads them and the JSON Schema the
+//! host checks and the console draws is derived from them; `check` holds
+//! the rules a schema cannot say.
 
 use prefsync_sdk::{Mapping, Problems};
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
 /// A HubSpot integration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct HubSpotConfig {
     /// The private app's access token.
     pub authentication: Authentication,
     /// Where, who, and which subscriptions.
     #[serde(default)]
     pub properties: Properties,
-    /// Contact property (`id`) ← Didomi property (`value`).
+    /// HubSpot contact property, internal name (`id`) ← Didomi property
+    /// (`value`); may be empty when `properties.subscriptions` maps something.
     #[serde(default)]
     pub mappings: Vec<Mapping>,
     /// Create contacts that do not exist yet; when false they are skipped.
     #[serde(default)]
+    #[schemars(extend("default" = false))]
     pub upsert_mode: bool,
 }
 
 /// Credentials.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Authentication {
-    /// A private app's access token (`pat-…`), sent as `Authorization: Bearer`.
+    /// Private app access token (`pat-…`, scopes crm.objects.contacts.write and
+    /// communication_preferences.write), sent as `Authorization: Bearer`.
+    #[schemars(extend("writeOnly" = true), length(min = 1))]
     pub access_token: String,
 }
 
 /// Optional settings under `properties`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Properties {
-    /// API base, `https://api.hubapi.com` unless set (tests point it at a mock).
+    /// API base; HubSpot has one host for every region (a bare host means
+    /// https). Tests point it at a mock.
     #[serde(default)]
+    #[schemars(with = "String", url, extend("default" = "https://api.hubapi.com"))]
     pub api_base: Option<String>,
     /// The Didomi property holding the contact's email; the user's
     /// `organization_user_id` when unset.
     #[serde(default)]
+    // No `default` in the schema: unset means "not used".
+    #[schemars(skip_serializing_if = "Option::is_none", with = "String")]
     pub email_property: Option<String>,
     /// Subscription type (`id`, HubSpot's numeric `subscriptionId`) ← Didomi
     /// consent choice (`value`): its status follows the choice.
     #[serde(default)]
     pub subscriptions: Vec<SubscriptionMapping>,
-    /// The legal basis sent with every subscription status change.
+    /// The legal basis sent with every subscription status change: one of
+    /// HubSpot's legal bases, in upper case (HubSpot does not publish its
+    /// full list, so any upper-case name is accepted).
     #[serde(default)]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^[A-Z_]+$"),
+        extend("default" = DEFAULT_LEGAL_BASIS, "examples" = KNOWN_LEGAL_BASES)
+    )]
     pub legal_basis: Option<String>,
     /// Why that basis applies, as HubSpot records it.
     #[serde(default)]
+    #[schemars(with = "String", extend("default" = DEFAULT_LEGAL_BASIS_EXPLANATION))]
     pub legal_basis_explanation: Option<String>,
-    /// The HubSpot account's time zone (IANA name), whose midnight resets
-    /// the daily API limit; UTC when unset.
+    /// The HubSpot account's time zone (IANA name, e.g. `Europe/Paris`),
+    /// whose midnight resets the daily API limit; UTC when unset.
     #[serde(default)]
+    #[schemars(with = "String", extend("default" = "UTC"))]
     pub time_zone: Option<String>,
 }
 
 /// One subscription type and the consent choice it follows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionMapping {
     /// HubSpot's `subscriptionId`, as a number or a string of digits.
-    #[serde(deserialize_with = "subscription_id")]
-    pub id: u64,
-    /// The Didomi property, e.g. `consents_purposes_newsletter_enabled`.
+    #[schemars(extend("type" = ["integer", "string"]))]
+    pub id: Json,
+    /// The Didomi consent choice it follows, e.g.
+    /// `consents_purposes_newsletter_enabled`.
+    #[schemars(length(min = 1))]
     pub value: String,
 }
 
-fn subscription_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match Json::deserialize(d)? {
-        Json::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| serde::de::Error::custom("a subscription id is a whole number")),
-        Json::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom("a subscription id is a whole number")),
-        _ => Err(serde::de::Error::custom(
-            "a subscription id is a whole number",
-        )),
+impl SubscriptionMapping {
+    /// The subscription id, a whole number; `check` made sure there is one.
+    pub fn subscription_id(&self) -> Option<u64> {
+        match &self.id {
+            Json::Number(n) => n.as_u64(),
+            Json::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
     }
 }
 
@@ -148,27 +167,16 @@ impl HubSpotConfig {
     }
 }
 
-pub fn check(p: &mut Problems<'_>) {
-    p.require_string("authentication.access_token");
-    p.only_keys("authentication", &["access_token"]);
-    if p.get("properties.api_base").is_some() {
-        p.require_url("properties.api_base", true);
+/// The rules the schema cannot say.
+pub fn check(config: &HubSpotConfig, p: &mut Problems) {
+    if config.authentication.access_token.trim().is_empty() {
+        p.push("authentication.access_token", "must not be empty");
     }
-    p.optional_string("properties.email_property");
-    check_subscriptions(p);
-    if let Some(basis) = p.optional_string("properties.legal_basis")
-        && (basis.is_empty() || !basis.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-    {
-        p.push(
-            "properties.legal_basis",
-            format!(
-                "must be one of HubSpot's legal bases in upper case, such as {}",
-                KNOWN_LEGAL_BASES.join(", ")
-            ),
-        );
+    if let Some(base) = &config.properties.api_base {
+        p.url("properties.api_base", base, true);
     }
-    p.optional_string("properties.legal_basis_explanation");
-    if let Some(zone) = p.optional_string("properties.time_zone")
+    check_subscriptions(&config.properties.subscriptions, p);
+    if let Some(zone) = &config.properties.time_zone
         && jiff::tz::TimeZone::get(zone).is_err()
     {
         p.push(
@@ -178,64 +186,23 @@ pub fn check(p: &mut Problems<'_>) {
             ),
         );
     }
-    p.only_keys(
-        "properties",
-        &[
-            "api_base",
-            "email_property",
-            "subscriptions",
-            "legal_basis",
-            "legal_basis_explanation",
-            "time_zone",
-        ],
-    );
-    p.mappings("mappings", false);
-    let maps_nothing = |p: &Problems<'_>, path: &str| {
-        p.get(path)
-            .and_then(Json::as_array)
-            .is_none_or(|entries| entries.is_empty())
-    };
-    if maps_nothing(p, "mappings") && maps_nothing(p, "properties.subscriptions") {
+    p.mappings("mappings", &config.mappings);
+    if config.mappings.is_empty() && config.properties.subscriptions.is_empty() {
         p.push(
             "mappings",
             "map at least one contact property here or one subscription in properties.subscriptions",
         );
     }
-    p.optional_bool("upsert_mode");
 }
 
-/// `properties.subscriptions`: `{id, value}` entries, `id` a subscription id
-/// (a whole number, as a number or a string), each id once.
-fn check_subscriptions(p: &mut Problems<'_>) {
+/// `properties.subscriptions`: each `id` a subscription id (a whole number,
+/// as a number or a string of digits) mapped once, each `value` named.
+fn check_subscriptions(subscriptions: &[SubscriptionMapping], p: &mut Problems) {
     const PATH: &str = "properties.subscriptions";
-    let entries = match p.get(PATH) {
-        None | Some(Json::Null) => return,
-        Some(Json::Array(entries)) => entries,
-        Some(_) => {
-            p.push(PATH, "must be a list of {\"id\", \"value\"}");
-            return;
-        }
-    };
-    // `mappings` checks the shape of `{id, value}` entries; ids are numbers here.
     let mut seen = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
+    for (i, subscription) in subscriptions.iter().enumerate() {
         let at = format!("{PATH}[{i}]");
-        let Some(obj) = entry.as_object() else {
-            p.push(&at, "must be an object {\"id\", \"value\"}");
-            continue;
-        };
-        for key in obj.keys().filter(|k| *k != "id" && *k != "value") {
-            p.push(
-                &format!("{at}.{key}"),
-                "unknown field (expected `id` and `value`)",
-            );
-        }
-        let id = match obj.get("id") {
-            Some(Json::Number(n)) => n.as_u64(),
-            Some(Json::String(s)) => s.trim().parse::<u64>().ok(),
-            _ => None,
-        };
-        match id {
+        match subscription.subscription_id() {
             None => p.push(
                 &format!("{at}.id"),
                 "must be HubSpot's subscription id, a whole number",
@@ -246,62 +213,13 @@ fn check_subscriptions(p: &mut Problems<'_>) {
             ),
             Some(id) => seen.push(id),
         }
-        match obj.get("value") {
-            Some(Json::String(s)) if !s.trim().is_empty() => {}
-            _ => p.push(
+        if subscription.value.trim().is_empty() {
+            p.push(
                 &format!("{at}.value"),
                 "must name the Didomi consent choice, e.g. consents_purposes_newsletter_enabled",
-            ),
+            );
         }
     }
-}
-
-pub fn schema() -> serde_json::Value {
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "required": ["authentication"],
-        "properties": {
-            "authentication": {
-                "type": "object",
-                "required": ["access_token"],
-                "additionalProperties": false,
-                "properties": {
-                    "access_token": {"type": "string", "writeOnly": true,
-                                     "description": "Private app access token (scopes crm.objects.contacts.write, communication_preferences.write)"}
-                }
-            },
-            "properties": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "api_base": {"type": "string", "format": "uri", "default": "https://api.hubapi.com",
-                                 "description": "API base; HubSpot has one host for every region"},
-                    "email_property": {"type": "string",
-                                       "description": "Didomi property holding the contact's email (default: the organization_user_id)"},
-                    "subscriptions": {
-                        "type": "array",
-                        "items": {"type": "object", "required": ["id", "value"], "additionalProperties": false,
-                                  "properties": {"id": {"type": ["integer", "string"], "description": "HubSpot subscription id"},
-                                                 "value": {"type": "string", "description": "Didomi consent choice it follows"}}}
-                    },
-                    "legal_basis": {"type": "string", "default": DEFAULT_LEGAL_BASIS, "examples": KNOWN_LEGAL_BASES,
-                                    "description": "Legal basis sent with each subscription status change"},
-                    "legal_basis_explanation": {"type": "string", "default": DEFAULT_LEGAL_BASIS_EXPLANATION},
-                    "time_zone": {"type": "string", "default": "UTC",
-                                  "description": "The HubSpot account's time zone (IANA name): its midnight resets the daily API limit"}
-                }
-            },
-            "mappings": {
-                "type": "array",
-                "items": {"type": "object", "required": ["id", "value"], "additionalProperties": false,
-                          "properties": {"id": {"type": "string", "description": "HubSpot contact property (internal name)"},
-                                         "value": {"type": "string", "description": "Didomi property"}}}
-            },
-            "upsert_mode": {"type": "boolean", "default": false,
-                            "description": "Create contacts that do not exist yet"}
-        }
-    })
 }
 
 #[cfg(test)]
@@ -311,6 +229,13 @@ mod tests {
 
     use crate::HubSpot;
 
+    fn problems(config: serde_json::Value) -> Vec<String> {
+        validate::<HubSpot>(&config.to_string())
+            .into_iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect()
+    }
+
     fn paths(config: serde_json::Value) -> Vec<String> {
         validate::<HubSpot>(&config.to_string())
             .into_iter()
@@ -319,53 +244,132 @@ mod tests {
     }
 
     #[test]
-    fn a_full_config_is_valid_and_every_problem_is_named() {
+    fn a_full_config_is_valid() {
         let good = json!({
             "type_id": "hubspot",
+            "id": "hs",
+            "enabled": true,
             "authentication": {"access_token": "pat-eu1-0123"},
             "properties": {
-                "subscriptions": [{"id": "123", "value": "consents_purposes_newsletter_enabled"}, {"id": 7, "value": "consents_channels_email_enabled"}],
+                "api_base": "api.hubapi.com",
+                "subscriptions": [{"id": "123", "value": "consents_purposes_newsletter_enabled"}, {"id": 7, "value": "consents_channels_email_enabled"}, {"id": " 8 ", "value": "x"}],
                 "legal_basis": "LEGITIMATE_INTEREST_OTHER",
+                "legal_basis_explanation": "",
                 "time_zone": "America/New_York",
                 "email_property": "metadata_email"
             },
             "mappings": [{"id": "didomi_newsletter", "value": "consents_purposes_newsletter_enabled"}],
             "upsert_mode": true
         });
-        assert!(paths(good).is_empty());
+        assert_eq!(problems(good), Vec::<String>::new());
         // Subscriptions alone are enough; so are mappings alone.
         assert!(paths(json!({"authentication": {"access_token": "t"}, "properties": {"subscriptions": [{"id": 1, "value": "x"}]}})).is_empty());
+        assert!(paths(json!({"authentication": {"access_token": "t"}, "mappings": [{"id": "a", "value": "b"}]})).is_empty());
+        assert!(paths(json!({"authentication": {"access_token": "t"}, "properties": {"api_base": "http://127.0.0.1:9999/"}, "mappings": [{"id": "a", "value": "b"}]})).is_empty());
+    }
+
+    #[test]
+    fn every_schema_problem_is_named_with_its_path() {
+        let found = problems(json!({
+            "authentication": {"token": "x"},
+            "properties": {
+                "api_base": 5,
+                "email_property": null,
+                "subscriptions": [{"id": true, "value": ""}, {"id": 1.5, "value": "a"}, {"id": "5", "value": "b", "x": 1}],
+                "legal_basis": "consent",
+                "time_zone": 3,
+                "region": "eu"
+            },
+            "mappings": [{"id": "a"}, {"id": "", "value": "b"}],
+            "upsert_mode": "yes"
+        }));
         assert_eq!(
-            paths(json!({
-                "authentication": {"token": "x"},
-                "properties": {
-                    "api_base": "ftp://x",
-                    "subscriptions": [{"id": "abc", "value": ""}, {"id": 5, "value": "a"}, {"id": "5", "value": "b", "x": 1}],
-                    "legal_basis": "consent",
-                    "time_zone": "Mars/Olympus",
-                    "region": "eu"
-                },
-                "mappings": [{"id": "a"}],
-                "upsert_mode": "yes"
-            })),
+            found,
             [
-                "authentication.access_token",
-                "authentication.token",
-                "properties.api_base",
-                "properties.subscriptions[0].id",
-                "properties.subscriptions[0].value",
-                "properties.subscriptions[2].x",
-                "properties.subscriptions[2].id",
-                "properties.legal_basis",
-                "properties.time_zone",
-                "properties.region",
-                "mappings[0].value",
-                "upsert_mode"
+                "authentication.access_token: is required",
+                "authentication.token: unknown field (expected one of: access_token)",
+                "mappings[0].value: is required",
+                "mappings[1].id: must not be empty",
+                "properties.api_base: must be a string",
+                "properties.email_property: must be a string",
+                "properties.legal_basis: does not have the expected form (pattern `^[A-Z_]+$`)",
+                "properties.region: unknown field (expected one of: api_base, email_property, legal_basis, legal_basis_explanation, subscriptions, time_zone)",
+                "properties.subscriptions[0].id: must be a whole number or a string",
+                "properties.subscriptions[0].value: must not be empty",
+                "properties.subscriptions[1].id: must be a whole number or a string",
+                "properties.subscriptions[2].x: unknown field (expected one of: id, value)",
+                "properties.time_zone: must be a string",
+                "upsert_mode: must be true or false",
             ]
         );
         assert_eq!(
-            paths(json!({"authentication": {"access_token": "t"}, "mappings": []})),
-            ["mappings"]
+            paths(
+                json!({"authentication": {"access_token": ""}, "properties": [], "mappings": {}})
+            ),
+            ["authentication.access_token", "mappings", "properties"]
+        );
+        assert_eq!(paths(json!({"mappings": []})), ["authentication"]);
+    }
+
+    #[test]
+    fn every_rule_the_schema_cannot_say_is_checked() {
+        let found = problems(json!({
+            "authentication": {"access_token": "  "},
+            "properties": {
+                "api_base": "ftp://x",
+                "subscriptions": [{"id": "abc", "value": " "}, {"id": 5, "value": "a"}, {"id": "5", "value": "b"}, {"id": -1, "value": "c"}],
+                "time_zone": "Mars/Olympus"
+            },
+            "mappings": [{"id": "a", "value": " "}, {"id": "a", "value": "b"}]
+        }));
+        assert_eq!(
+            found,
+            [
+                "authentication.access_token: must not be empty",
+                "properties.api_base: must be an https URL, not a `ftp` URL",
+                "properties.subscriptions[0].id: must be HubSpot's subscription id, a whole number",
+                "properties.subscriptions[0].value: must name the Didomi consent choice, e.g. consents_purposes_newsletter_enabled",
+                "properties.subscriptions[2].id: subscription 5 is mapped twice",
+                "properties.subscriptions[3].id: must be HubSpot's subscription id, a whole number",
+                "properties.time_zone: `Mars/Olympus` is not a known time zone (an IANA name such as Europe/Paris, or UTC)",
+                "mappings[0].value: must not be empty",
+                "mappings[1].id: `a` is mapped twice",
+            ]
+        );
+        for nothing in [
+            json!({"authentication": {"access_token": "t"}, "mappings": []}),
+            json!({"authentication": {"access_token": "t"}}),
+            json!({"authentication": {"access_token": "t"}, "properties": {"subscriptions": []}}),
+        ] {
+            assert_eq!(paths(nothing), ["mappings"]);
+        }
+        for bad in ["javascript:alert(1)", "https://user:pw@api.hubapi.com", ""] {
+            assert_eq!(
+                paths(
+                    json!({"authentication": {"access_token": "t"}, "properties": {"api_base": bad}, "mappings": [{"id": "a", "value": "b"}]})
+                ),
+                ["properties.api_base"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_token_is_write_only_and_the_api_base_a_uri_in_the_schema() {
+        use prefsync_sdk::Connector;
+        let schema = HubSpot::config_schema();
+        let token = &schema["properties"]["authentication"]["properties"]["access_token"];
+        assert_eq!(token["writeOnly"], true);
+        let properties = &schema["properties"]["properties"]["properties"];
+        assert_eq!(properties["api_base"]["format"], "uri");
+        assert!(properties["api_base"].get("writeOnly").is_none());
+        // The only secret and the only URL.
+        let text = schema.to_string();
+        assert_eq!(text.matches("\"writeOnly\"").count(), 1, "{schema:#}");
+        assert_eq!(text.matches("\"format\":\"uri\"").count(), 1, "{schema:#}");
+        assert_eq!(
+            properties["legal_basis"]["examples"],
+            json!(super::KNOWN_LEGAL_BASES)
         );
     }
 }

@@ -8,10 +8,11 @@
 //! Activations (the optional `activation` export) write model rows as
 //! contact properties with the same batch upsert.
 //!
-//! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (requests, rate limits, and how answers are
-//! classified), `activation.rs` (model rows), this file (the [`Connector`]
-//! and [`Activation`] implementations).
+//! Files, as in every connector: `config.rs` (the integration config: its
+//! types, from which the schema is derived, and the checks a schema cannot
+//! say), `api.rs` (requests, rate limits, and how answers are classified),
+//! `activation.rs` (model rows), this file (the [`Connector`] and
+//! [`Activation`] implementations).
 
 mod activation;
 mod api;
@@ -19,6 +20,7 @@ mod config;
 
 pub use config::HubSpotConfig;
 
+use prefsync_sdk::connection::ConnectionCheck;
 use prefsync_sdk::{
     Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
     RowFailure, RowOutcome, SyncBatch,
@@ -35,7 +37,6 @@ impl Connector for HubSpot {
             type_id: "hubspot".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "HubSpot".into(),
-            config_schema: config::schema(),
             default_hosts: vec![config::DEFAULT_HOST.into()],
             // The burst limit (100–190 requests per rolling 10 s) is shared
             // by every app of the account: a few calls at once, each a batch
@@ -49,8 +50,8 @@ impl Connector for HubSpot {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &HubSpotConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(ctx: &Context<'_>, config: &HubSpotConfig, record: &ConsentRecord) -> Outcome {
@@ -85,4 +86,15 @@ impl Activation for HubSpot {
     }
 }
 
-prefsync_sdk::export!(HubSpot, activation);
+/// The connection check: one contact read by email that finds nobody
+/// (see `api::check_connection`).
+impl ConnectionCheck for HubSpot {
+    fn check_connection(
+        ctx: &Context<'_>,
+        config: &HubSpotConfig,
+    ) -> Result<Vec<prefsync_sdk::ValidationProblem>, String> {
+        api::check_connection(ctx, config)
+    }
+}
+
+prefsync_sdk::export!(HubSpot, activation, connection);

@@ -333,6 +333,58 @@ fn refused_profiles(response: &Response, count: usize) -> Vec<(usize, String)> {
     refused
 }
 
+/// The address the connection check looks up when no list is configured:
+/// no profile has it (`.invalid` is reserved), and a lookup writes nothing.
+pub const CHECK_EMAIL: &str = "connection-check@prefsync.invalid";
+
+/// The connection check, one read that writes nothing. With
+/// `properties.list_id`: `GET /api/lists/{list_id}` (the key and the list in
+/// one call; a 404 `not_found` is a problem at `properties.list_id`).
+/// Without: the documented profile lookup
+/// `GET /api/profiles/?filter=equals(email,"<CHECK_EMAIL>")`, which finds
+/// nobody. 401/403 refuse `authentication.private_api_key`; 429 and 5xx
+/// mean the check could not be made.
+pub fn check_connection(
+    ctx: &Context<'_>,
+    config: &KlaviyoConfig,
+) -> Result<Vec<prefsync_sdk::ValidationProblem>, String> {
+    use prefsync_sdk::ValidationProblem;
+    use prefsync_sdk::connection::{unreachable, verdict};
+    const KEY: &str = "authentication.private_api_key";
+    let list_id = config
+        .properties
+        .list_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty());
+    let url = match list_id {
+        Some(id) => format!("{}/api/lists/{}", config.base_url(), encode_component(id)),
+        None => format!(
+            "{}/api/profiles/?filter={}",
+            config.base_url(),
+            encode_component(&format!("equals(email,\"{CHECK_EMAIL}\")"))
+        ),
+    };
+    match ctx.send(request(config, Method::Get, &url)) {
+        Ok(r) if r.status == 404 && list_id.is_some() && json_api_not_found(&r) => {
+            Ok(vec![ValidationProblem {
+                path: "properties.list_id".into(),
+                message: "Klaviyo has no list with this id in the account".into(),
+            }])
+        }
+        Ok(r) => verdict(&r, KEY),
+        Err(e) => unreachable(&e),
+    }
+}
+
+/// Whether a 404 is Klaviyo's JSON:API `not_found` (and not a path the API
+/// base does not serve).
+fn json_api_not_found(response: &Response) -> bool {
+    response
+        .json::<Json>()
+        .is_ok_and(|body| body["errors"][0]["code"] == "not_found")
+}
+
 /// A request with Klaviyo's headers: the key, the pinned revision, JSON.
 fn request(config: &KlaviyoConfig, method: Method, url: &str) -> Request {
     Request::new(method, url)
@@ -1112,5 +1164,100 @@ mod tests {
         let mut other_key = batch.clone();
         other_key.key_field = "MAIL".into();
         assert!(activation::sync::<Klaviyo>(&MockHost::new(), &config(true), &other_key).is_err());
+    }
+
+    // -- connection check --
+
+    const LIST_URL: &str = "https://a.klaviyo.com/api/lists/Xy12Ab";
+    const LIST: &str =
+        r#"{"data":{"type":"list","id":"Xy12Ab","attributes":{"name":"Newsletter"}}}"#;
+
+    fn check(
+        config: &str,
+    ) -> impl Fn(&MockHost) -> Result<Vec<prefsync_sdk::ValidationProblem>, String> + '_ {
+        move |host| prefsync_sdk::connection::check::<Klaviyo>(host, config)
+    }
+
+    #[test]
+    fn connection_check_reads_the_list_with_the_key_and_revision() {
+        let raw = config(true);
+        let host = MockHost::new();
+        host.respond_to(Method::Get, LIST_URL, 200, &[], LIST);
+        assert_eq!(check(&raw)(&host), Ok(Vec::new()));
+        let requests = host.requests.borrow();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].method, Method::Get);
+        assert!(requests[0].body.is_none());
+        assert!(
+            requests[0]
+                .headers
+                .contains(&("Authorization".into(), format!("Klaviyo-API-Key {KEY}")))
+        );
+        assert!(
+            requests[0]
+                .headers
+                .contains(&("revision".into(), "2025-01-15".into()))
+        );
+    }
+
+    #[test]
+    fn connection_check_without_a_list_looks_up_a_profile_nobody_has() {
+        let mut raw: Json = serde_json::from_str(&config(true)).unwrap();
+        raw["properties"] = json!({});
+        raw["mappings"] = json!([{"id": "first_name", "value": "metadata_first_name"}]);
+        let raw = raw.to_string();
+        let host = MockHost::new();
+        host.respond_to(
+            Method::Get,
+            "https://a.klaviyo.com/api/profiles/?filter=equals%28email%2C%22connection-check%40prefsync.invalid%22%29",
+            200,
+            &[],
+            r#"{"data":[],"links":{"self":"/api/profiles/","next":null,"prev":null}}"#,
+        );
+        assert_eq!(check(&raw)(&host), Ok(Vec::new()));
+        assert_eq!(host.requests.borrow()[0].method, Method::Get);
+    }
+
+    #[test]
+    fn connection_check_refusals_are_at_the_key_or_the_list() {
+        let raw = config(true);
+        let host = MockHost::new();
+        host.respond(401, &[], r#"{"errors":[{"status":401,"code":"authentication_failed","title":"Incorrect authentication credentials.","detail":"The private API key is not valid."}]}"#);
+        let problems = check(&raw)(&host).unwrap();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "authentication.private_api_key");
+        assert!(!problems[0].message.contains(KEY));
+        host.respond(
+            403,
+            &[],
+            r#"{"errors":[{"status":403,"code":"permission_denied"}]}"#,
+        );
+        assert_eq!(
+            check(&raw)(&host).unwrap()[0].path,
+            "authentication.private_api_key"
+        );
+        host.respond(404, &[], r#"{"errors":[{"status":404,"code":"not_found","title":"Not found.","detail":"A list with id Xy12Ab does not exist."}]}"#);
+        let problems = check(&raw)(&host).unwrap();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "properties.list_id");
+        // A 404 that is not Klaviyo's: a wrong API base.
+        host.respond(404, &[], "<html>no</html>");
+        assert_eq!(check(&raw)(&host).unwrap()[0].path, "");
+    }
+
+    #[test]
+    fn connection_check_cannot_be_made_on_5xx_429_or_timeout() {
+        let raw = config(true);
+        let host = MockHost::new();
+        host.respond(503, &[], r#"{"errors":[{"status":503,"code":"error"}]}"#);
+        assert!(check(&raw)(&host).is_err());
+        host.respond(
+            429,
+            &[("Retry-After", "3")],
+            r#"{"errors":[{"status":429,"code":"throttled"}]}"#,
+        );
+        assert!(check(&raw)(&host).is_err());
+        host.fail(HttpError::Timeout);
+        assert!(check(&raw)(&host).is_err());
     }
 }

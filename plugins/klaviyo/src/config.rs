@@ -10,10 +10,14 @@
 //!   channel's marketing consent (true → SUBSCRIBED, false → UNSUBSCRIBED),
 //!   sent as subscription jobs to `properties.list_id`;
 //! - anything else (or `properties.<name>`): a custom profile property.
+//!
+//! The types are the one description of the config: serde reads them and
+//! the JSON Schema the host checks and the console draws is derived from
+//! them; `check` holds the rules a schema cannot say.
 
 use prefsync_sdk::{Mapping, Problems};
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::json;
 
 /// Klaviyo's API revision sent when `properties.revision` is not set: the
 /// one Segment's production client pins.
@@ -42,49 +46,94 @@ const EMAIL_CONSENT: &str = "subscriptions.email.marketing";
 const SMS_CONSENT: &str = "subscriptions.sms.marketing";
 
 /// A Klaviyo integration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct KlaviyoConfig {
     /// The private API key.
     pub authentication: Authentication,
     /// Where consent goes and how profiles are matched.
     #[serde(default)]
     pub properties: Properties,
-    /// Klaviyo destination (`id`) ← Didomi property (`value`); see the module doc.
+    /// Klaviyo destination (`id`) ← Didomi property (`value`). A destination is
+    /// a profile attribute (email, phone_number, external_id, first_name, …),
+    /// `subscriptions.email.marketing`, `subscriptions.sms.marketing`, or a
+    /// custom property (`properties.<name>` or any other name).
+    #[schemars(length(min = 1))]
     pub mappings: Vec<Mapping>,
     /// Create profiles that do not exist yet; when false they are skipped.
     #[serde(default)]
+    #[schemars(extend("default" = false))]
     pub upsert_mode: bool,
 }
 
 /// Credentials.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Authentication {
-    /// A private API key (`pk_…`) with the profiles, lists and subscriptions scopes.
+    /// Klaviyo private API key (`pk_…`) with the profiles, lists and
+    /// subscriptions write scopes.
+    #[schemars(extend("writeOnly" = true), length(min = 1))]
     pub private_api_key: String,
 }
 
 /// Where and how.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Properties {
-    /// The list subscription jobs subscribe profiles to (required when a
+    /// The list the subscription jobs subscribe profiles to (required when a
     /// consent is mapped).
     #[serde(default)]
+    // No `default` in the schema: unset means "not used".
+    #[schemars(
+        skip_serializing_if = "Option::is_none",
+        with = "String",
+        length(min = 1)
+    )]
     pub list_id: Option<String>,
-    /// What the `organization_user_id` is in Klaviyo: `email` (default),
-    /// `phone_number` or `external_id`.
+    /// The profile attribute the `organization_user_id` fills, and lookups
+    /// use (`email` when not set).
     #[serde(default)]
-    pub identifier: Option<String>,
-    /// The API revision (`YYYY-MM-DD`), [`DEFAULT_REVISION`] unless set.
+    #[schemars(with = "Identifier", extend("default" = "email"))]
+    pub identifier: Option<Identifier>,
+    /// The Klaviyo API revision header (`YYYY-MM-DD`, `.pre` for a beta).
     #[serde(default)]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(\.pre)?$"),
+        extend("default" = DEFAULT_REVISION)
+    )]
     pub revision: Option<String>,
-    /// The API base, `https://a.klaviyo.com` unless set (tests point it at a mock).
+    /// The API base URL, `https://a.klaviyo.com` unless set (a bare host means
+    /// https; tests point it at a mock).
     #[serde(default)]
+    #[schemars(with = "String", url, extend("default" = "https://a.klaviyo.com"))]
     pub api_base: Option<String>,
     /// The subscription jobs' `custom_source`, shown in Klaviyo's consent history.
     #[serde(default)]
+    #[schemars(with = "String", extend("default" = DEFAULT_CUSTOM_SOURCE))]
     pub custom_source: Option<String>,
+}
+
+/// What the `organization_user_id` is in Klaviyo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Identifier {
+    /// The profile's email address.
+    Email,
+    /// The profile's phone number (E.164).
+    PhoneNumber,
+    /// The profile's id in the customer's own systems.
+    ExternalId,
+}
+
+impl Identifier {
+    /// The profile attribute's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Identifier::Email => "email",
+            Identifier::PhoneNumber => "phone_number",
+            Identifier::ExternalId => "external_id",
+        }
+    }
 }
 
 /// A marketing channel Klaviyo keeps consent for.
@@ -166,8 +215,11 @@ impl KlaviyoConfig {
     }
 
     /// The profile attribute the `organization_user_id` fills.
-    pub fn identifier(&self) -> &str {
-        self.properties.identifier.as_deref().unwrap_or("email")
+    pub fn identifier(&self) -> &'static str {
+        self.properties
+            .identifier
+            .unwrap_or(Identifier::Email)
+            .as_str()
     }
 
     pub fn revision(&self) -> &str {
@@ -185,67 +237,26 @@ impl KlaviyoConfig {
     }
 }
 
-pub fn check(p: &mut Problems<'_>) {
-    p.require_string("authentication.private_api_key");
-    p.only_keys("authentication", &["private_api_key"]);
-    if let Some(properties) = p.get("properties")
-        && !properties.is_object()
-    {
-        p.push("properties", "must be an object");
+/// The rules the schema cannot say.
+pub fn check(config: &KlaviyoConfig, p: &mut Problems) {
+    if config.authentication.private_api_key.trim().is_empty() {
+        p.push("authentication.private_api_key", "must not be empty");
     }
-    let list_id = p.optional_string("properties.list_id");
+    let list_id = config.properties.list_id.as_deref();
     if list_id.is_some_and(|l| l.trim().is_empty()) {
         p.push("properties.list_id", "must not be empty");
     }
-    let identifier = p
-        .optional_string("properties.identifier")
-        .unwrap_or("email");
-    if !IDENTIFIERS.contains(&identifier) {
-        p.push(
-            "properties.identifier",
-            format!(
-                "must be one of {}, not `{identifier}`",
-                IDENTIFIERS.join(", ")
-            ),
-        );
+    if let Some(base) = &config.properties.api_base {
+        p.url("properties.api_base", base, true);
     }
-    if let Some(revision) = p.optional_string("properties.revision")
-        && !is_revision(revision)
-    {
-        p.push(
-            "properties.revision",
-            format!("must be a Klaviyo API revision such as {DEFAULT_REVISION}"),
-        );
-    }
-    if p.get("properties.api_base").is_some() {
-        p.require_url("properties.api_base", true);
-    }
-    p.optional_string("properties.custom_source");
-    p.only_keys(
-        "properties",
-        &[
-            "list_id",
-            "identifier",
-            "revision",
-            "api_base",
-            "custom_source",
-        ],
-    );
-    p.mappings("mappings", true);
-    check_targets(p, identifier, list_id.is_some());
-    p.optional_bool("upsert_mode");
+    p.mappings("mappings", &config.mappings);
+    check_targets(p, &config.mappings, config.identifier(), list_id.is_some());
 }
 
 /// Every mapping `id` must be usable, and each mapped consent must have what
 /// it needs: a list to subscribe to, and an address on its channel.
-fn check_targets(p: &mut Problems<'_>, identifier: &str, has_list: bool) {
-    let Some(entries) = p.get("mappings").and_then(|m| m.as_array()) else {
-        return;
-    };
-    let ids: Vec<&str> = entries
-        .iter()
-        .map(|e| e.get("id").and_then(|i| i.as_str()).unwrap_or_default())
-        .collect();
+fn check_targets(p: &mut Problems, mappings: &[Mapping], identifier: &str, has_list: bool) {
+    let ids: Vec<&str> = mappings.iter().map(|m| m.id.as_str()).collect();
     for (i, id) in ids.iter().enumerate() {
         if id.trim().is_empty() {
             continue; // `mappings` already said so.
@@ -281,65 +292,10 @@ fn check_targets(p: &mut Problems<'_>, identifier: &str, has_list: bool) {
     }
 }
 
-/// `YYYY-MM-DD`, optionally with Klaviyo's `.pre` suffix for beta revisions.
-fn is_revision(raw: &str) -> bool {
-    let date = raw.strip_suffix(".pre").unwrap_or(raw);
-    let bytes = date.as_bytes();
-    bytes.len() == 10
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            4 | 7 => *b == b'-',
-            _ => b.is_ascii_digit(),
-        })
-}
-
-pub fn schema() -> serde_json::Value {
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "required": ["authentication", "mappings"],
-        "properties": {
-            "authentication": {
-                "type": "object",
-                "required": ["private_api_key"],
-                "additionalProperties": false,
-                "properties": {
-                    "private_api_key": {"type": "string", "writeOnly": true,
-                                        "description": "Klaviyo private API key (pk_…) with the profiles, lists and subscriptions write scopes"}
-                }
-            },
-            "properties": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "list_id": {"type": "string",
-                                "description": "List the subscription jobs subscribe profiles to (required when a consent is mapped)"},
-                    "identifier": {"enum": IDENTIFIERS, "default": "email",
-                                   "description": "Profile attribute the organization_user_id fills, and lookups use"},
-                    "revision": {"type": "string", "default": DEFAULT_REVISION,
-                                 "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}(\\.pre)?$",
-                                 "description": "Klaviyo API revision header"},
-                    "api_base": {"type": "string", "format": "uri", "default": "https://a.klaviyo.com",
-                                 "description": "API base URL (a bare host means https)"},
-                    "custom_source": {"type": "string", "default": DEFAULT_CUSTOM_SOURCE,
-                                      "description": "custom_source of the subscription jobs, shown in Klaviyo's consent history"}
-                }
-            },
-            "mappings": {
-                "type": "array", "minItems": 1,
-                "items": {"type": "object", "required": ["id", "value"], "additionalProperties": false,
-                          "properties": {"id": {"type": "string",
-                                                "description": "Klaviyo destination: a profile attribute (email, phone_number, external_id, first_name, …), subscriptions.email.marketing, subscriptions.sms.marketing, or a custom property (properties.<name> or any other name)"},
-                                         "value": {"type": "string", "description": "Didomi property"}}}
-            },
-            "upsert_mode": {"type": "boolean", "default": false,
-                            "description": "Create profiles that do not exist yet; when false they are skipped"}
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use prefsync_sdk::connector::validate;
+    use serde_json::json;
 
     use super::*;
     use crate::Klaviyo;
@@ -349,6 +305,14 @@ mod tests {
             .into_iter()
             .map(|p| format!("{}: {}", p.path, p.message))
             .collect()
+    }
+
+    fn with_properties(properties: serde_json::Value) -> serde_json::Value {
+        json!({
+            "authentication": {"private_api_key": "pk_0123"},
+            "properties": properties,
+            "mappings": [{"id": "first_name", "value": "metadata_first_name"}]
+        })
     }
 
     #[test]
@@ -369,19 +333,78 @@ mod tests {
             "upsert_mode": true
         });
         assert_eq!(problems(config), Vec::<String>::new());
+        let all_properties = with_properties(json!({
+            "list_id": "L",
+            "identifier": "phone_number",
+            "revision": "2024-10-15.pre",
+            "api_base": "http://127.0.0.1:9999/",
+            "custom_source": ""
+        }));
+        assert_eq!(problems(all_properties), Vec::<String>::new());
+        assert_eq!(
+            problems(with_properties(json!({"api_base": "a.klaviyo.com"}))),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
-    fn every_problem_is_named_with_its_field() {
+    fn every_schema_problem_is_named_with_its_field() {
         let config = json!({
             "authentication": {"api_key": "x"},
-            "properties": {"identifier": "id", "revision": "latest", "api_base": "ftp://x", "list": "L"},
+            "properties": {"identifier": "id", "revision": "latest", "api_base": 5, "list": "L", "list_id": "", "custom_source": null},
+            "mappings": [{"id": "a", "value": ""}, {"id": 1, "value": "b"}, {"id": "c"}],
+            "upsert_mode": "no"
+        });
+        assert_eq!(
+            problems(config),
+            [
+                "authentication.api_key: unknown field (expected one of: private_api_key)",
+                "authentication.private_api_key: is required",
+                "mappings[0].value: must not be empty",
+                "mappings[1].id: must be a string",
+                "mappings[2].value: is required",
+                "properties.api_base: must be a string",
+                "properties.custom_source: must be a string",
+                "properties.identifier: must be one of: email, phone_number, external_id",
+                "properties.list: unknown field (expected one of: api_base, custom_source, identifier, list_id, revision)",
+                "properties.list_id: must not be empty",
+                r"properties.revision: does not have the expected form (pattern `^[0-9]{4}-[0-9]{2}-[0-9]{2}(\.pre)?$`)",
+                "upsert_mode: must be true or false",
+            ]
+        );
+        let no_mappings = json!({"authentication": {"private_api_key": "pk"}});
+        assert_eq!(problems(no_mappings), ["mappings: is required"]);
+        let empty =
+            json!({"authentication": {"private_api_key": ""}, "mappings": [], "properties": "x"});
+        assert_eq!(
+            problems(empty),
+            [
+                "authentication.private_api_key: must not be empty",
+                "mappings: must not be empty",
+                "properties: must be an object",
+            ]
+        );
+        for revision in ["2024-1-15", "2024-10-15.beta", "x2024-10-15"] {
+            assert_eq!(
+                problems(with_properties(json!({"revision": revision}))).len(),
+                1,
+                "{revision}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_rule_the_schema_cannot_say_is_checked() {
+        let config = json!({
+            "authentication": {"private_api_key": "  "},
+            "properties": {"api_base": "ftp://x"},
             "mappings": [
                 {"id": "subscriptions.push.marketing", "value": "a"},
                 {"id": "subscriptions.sms.marketing", "value": "b"},
-                {"id": "properties.", "value": "c"}
-            ],
-            "upsert_mode": "no"
+                {"id": "properties.", "value": "c"},
+                {"id": "email", "value": "d"},
+                {"id": "properties.", "value": " "}
+            ]
         });
         let found = problems(config);
         let paths: Vec<&str> = found.iter().map(|p| p.split(':').next().unwrap()).collect();
@@ -389,20 +412,30 @@ mod tests {
             paths,
             [
                 "authentication.private_api_key",
-                "authentication.api_key",
-                "properties.identifier",
-                "properties.revision",
                 "properties.api_base",
-                "properties.list",
+                "mappings[4].value",
+                "mappings[4].id",
                 "mappings[0].id",
                 "properties.list_id",
                 "mappings[1].id",
                 "mappings[2].id",
-                "upsert_mode"
+                "mappings[3].id",
+                "mappings[4].id",
             ],
             "{found:#?}"
         );
-        assert!(found[8].contains("map `phone_number`"), "{}", found[8]);
+        assert!(found[6].contains("map `phone_number`"), "{}", found[6]);
+        assert!(found[8].contains("do not map it"), "{}", found[8]);
+        assert_eq!(
+            problems(with_properties(json!({"list_id": " "}))),
+            ["properties.list_id: must not be empty"]
+        );
+        for bad in ["javascript:alert(1)", "https://user:pw@a.klaviyo.com", ""] {
+            let found = problems(with_properties(json!({"api_base": bad})));
+            assert_eq!(found.len(), 1, "{bad}: {found:?}");
+            assert!(found[0].starts_with("properties.api_base: "), "{found:?}");
+            assert!(!found[0].contains("user:pw"), "{found:?}");
+        }
     }
 
     #[test]
@@ -420,6 +453,21 @@ mod tests {
             target("subscriptions.sms.marketing"),
             Ok(Target::Consent(Channel::Sms))
         );
-        assert!(is_revision("2024-10-15.pre") && !is_revision("2024-1-15"));
+    }
+
+    #[test]
+    fn the_key_is_write_only_and_the_api_base_a_uri_in_the_schema() {
+        use prefsync_sdk::Connector;
+        let schema = Klaviyo::config_schema();
+        let key = &schema["properties"]["authentication"]["properties"]["private_api_key"];
+        assert_eq!(key["writeOnly"], true);
+        let properties = &schema["properties"]["properties"]["properties"];
+        assert_eq!(properties["api_base"]["format"], "uri");
+        assert!(properties["api_base"].get("writeOnly").is_none());
+        // The only secret and the only URL.
+        let text = schema.to_string();
+        assert_eq!(text.matches("\"writeOnly\"").count(), 1, "{schema:#}");
+        assert_eq!(text.matches("\"format\":\"uri\"").count(), 1, "{schema:#}");
+        assert_eq!(schema["required"], json!(["authentication", "mappings"]));
     }
 }

@@ -5,15 +5,17 @@
 //! Activations (the optional `activation` export) write model rows as
 //! profile attributes.
 //!
-//! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (requests and how answers are classified),
-//! this file (the [`Connector`] and [`Activation`] implementations).
+//! Files, as in every connector: `config.rs` (the integration config: its
+//! types, from which the schema is derived, and the checks a schema cannot
+//! say), `api.rs` (requests and how answers are classified), this file
+//! (the [`Connector`] and [`Activation`] implementations).
 
 mod api;
 mod config;
 
 pub use config::{DEFAULT_REVISION, KlaviyoConfig};
 
+use prefsync_sdk::connection::ConnectionCheck;
 use prefsync_sdk::{
     Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
     RowFailure, RowOutcome, SyncBatch,
@@ -39,7 +41,6 @@ impl Connector for Klaviyo {
             type_id: "klaviyo".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Klaviyo".into(),
-            config_schema: config::schema(),
             default_hosts: vec![DEFAULT_HOST.into()],
             // Klaviyo's limits are per account and per second (profile
             // import: 75/s burst, 700/min steady); a call makes its
@@ -53,8 +54,8 @@ impl Connector for Klaviyo {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &KlaviyoConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(ctx: &Context<'_>, config: &KlaviyoConfig, record: &ConsentRecord) -> Outcome {
@@ -89,4 +90,15 @@ impl Activation for Klaviyo {
     }
 }
 
-prefsync_sdk::export!(Klaviyo, activation);
+/// The connection check: one read of the configured list, or a profile
+/// lookup that finds nobody (see `api::check_connection`).
+impl ConnectionCheck for Klaviyo {
+    fn check_connection(
+        ctx: &Context<'_>,
+        config: &KlaviyoConfig,
+    ) -> Result<Vec<prefsync_sdk::ValidationProblem>, String> {
+        api::check_connection(ctx, config)
+    }
+}
+
+prefsync_sdk::export!(Klaviyo, activation, connection);

@@ -18,10 +18,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
+use prefsync_sdk::connection::{unreachable, verdict};
 use prefsync_sdk::http::{encode_component, failure_from_response};
 use prefsync_sdk::{
     ConsentRecord, Context, DeliveredKind, Failure, HttpError, Method, Outcome, Request, Response,
-    Value,
+    ValidationProblem, Value,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
@@ -489,6 +490,53 @@ fn write_member(
         }
         _ => failure(&response),
     }
+}
+
+/// Where a refused key is reported.
+pub const KEY_PATH: &str = "authentication.api_key";
+/// Where an audience Mailchimp does not know is reported.
+pub const LIST_PATH: &str = "properties.list_id";
+/// A check is one small read: it need not wait as long as a write.
+const CHECK_TIMEOUT_MS: u32 = 15_000;
+
+/// The connection check: one `GET /lists/{list_id}?fields=id` ("Get list
+/// info", asking only for the id), which needs the key and the audience and
+/// writes nothing. 2xx accepted; 401/403 the key refused (at
+/// `authentication.api_key`); 404 the audience unknown to this key's
+/// account (at `properties.list_id`); 408/425/429/5xx or a transport error
+/// → the check could not be made; another 4xx a problem of the whole config.
+pub fn check_connection(
+    ctx: &Context<'_>,
+    config: &MailchimpConfig,
+) -> Result<Vec<ValidationProblem>, String> {
+    let base = match config.base_url() {
+        Ok(base) => base,
+        Err(e) => {
+            return Ok(vec![ValidationProblem {
+                path: KEY_PATH.into(),
+                message: e.to_string(),
+            }]);
+        }
+    };
+    let url = format!(
+        "{base}/lists/{}?fields=id",
+        encode_component(&config.properties.list_id)
+    );
+    let request = request(config, Method::Get, &url).timeout_ms(CHECK_TIMEOUT_MS);
+    let response = match ctx.send(request) {
+        Ok(response) => response,
+        Err(error) => return unreachable(&error),
+    };
+    if response.status == 404 {
+        return Ok(vec![ValidationProblem {
+            path: LIST_PATH.into(),
+            message: format!(
+                "Mailchimp knows no audience `{}` for this key (HTTP 404)",
+                config.properties.list_id
+            ),
+        }]);
+    }
+    verdict(&response, KEY_PATH)
 }
 
 /// Basic auth with the key as password (Mailchimp ignores the user name).
@@ -979,5 +1027,97 @@ mod tests {
                 Outcome::Delivered(DeliveredKind::Created)
             ]
         );
+    }
+
+    fn check(host: &MockHost, config: &Json) -> Result<Vec<(String, String)>, String> {
+        prefsync_sdk::connection::check::<Mailchimp>(host, &config.to_string())
+            .map(|problems| problems.into_iter().map(|p| (p.path, p.message)).collect())
+    }
+
+    #[test]
+    fn the_check_reads_the_audience_with_basic_auth_and_writes_nothing() {
+        let host = MockHost::new();
+        host.respond(200, &[], r#"{"id": "a1b2c3d4e5"}"#);
+        assert_eq!(check(&host, &config(true)), Ok(vec![]));
+        let requests = host.requests.borrow();
+        assert_eq!(requests.len(), 1);
+        let request = &requests[0];
+        assert_eq!(request.method, Method::Get);
+        assert_eq!(request.url, format!("{BASE}/lists/a1b2c3d4e5?fields=id"));
+        assert!(request.body.is_none());
+        let expected_auth = Request::get("x").basic_auth("prefsync", KEY).headers[0]
+            .1
+            .clone();
+        assert!(
+            request
+                .headers
+                .contains(&("Authorization".into(), expected_auth))
+        );
+        assert_eq!(request.timeout_ms, Some(CHECK_TIMEOUT_MS));
+    }
+
+    #[test]
+    fn a_refused_key_is_a_problem_at_the_key_without_the_body() {
+        for status in [401, 403] {
+            let host = MockHost::new();
+            host.respond(
+                status,
+                &[],
+                &problem_body(status, "API Key Invalid", &format!("key {KEY} is wrong")),
+            );
+            let problems = check(&host, &config(true)).unwrap();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].0, KEY_PATH);
+            assert!(!problems[0].1.contains(KEY), "{problems:?}");
+            assert!(!problems[0].1.contains("is wrong"), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_audience_is_a_problem_at_the_list_id() {
+        let host = MockHost::new();
+        host.respond(
+            404,
+            &[],
+            &problem_body(
+                404,
+                "Resource Not Found",
+                "The requested resource could not be found.",
+            ),
+        );
+        assert_eq!(
+            check(&host, &config(true)),
+            Ok(vec![(
+                LIST_PATH.to_string(),
+                "Mailchimp knows no audience `a1b2c3d4e5` for this key (HTTP 404)".to_string()
+            )])
+        );
+    }
+
+    #[test]
+    fn a_check_that_cannot_be_made_is_an_error() {
+        for status in [429, 500, 503] {
+            let host = MockHost::new();
+            host.respond(status, &[], &problem_body(status, "Oops", "later"));
+            assert!(check(&host, &config(true)).is_err(), "{status}");
+        }
+        let host = MockHost::new();
+        host.fail(HttpError::Timeout);
+        let error = check(&host, &config(true)).unwrap_err();
+        assert!(error.contains("could not be reached"), "{error}");
+        // Another 4xx is the whole config's problem.
+        let host = MockHost::new();
+        host.respond(400, &[], &problem_body(400, "Invalid Resource", "x"));
+        assert_eq!(check(&host, &config(true)).unwrap()[0].0, "");
+    }
+
+    #[test]
+    fn an_invalid_config_is_answered_without_a_request() {
+        let host = MockHost::new();
+        let mut config = config(true);
+        config["properties"]["list_id"] = json!(" ");
+        let problems = check(&host, &config).unwrap();
+        assert_eq!(problems[0].0, LIST_PATH);
+        assert!(host.requests.borrow().is_empty());
     }
 }

@@ -1,49 +1,71 @@
 //! The integration config, in the shape of Didomi's integrations: the API
 //! key, the audience (list), and `mappings` whose `id` says what a Didomi
-//! property becomes at Mailchimp (see [`Target`]).
+//! property becomes at Mailchimp (see [`Target`]). The types are the one
+//! description of it: serde reads them and the JSON Schema the host checks
+//! and the console draws is derived from them.
 
 use prefsync_sdk::{Mapping, Problems};
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::json;
 
 /// A Mailchimp integration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct MailchimpConfig {
+    /// The Marketing API key.
     pub authentication: Authentication,
+    /// The audience and how members are found.
     pub properties: Properties,
-    /// Target (`id`: `status`, `permission:<id>` or a merge field tag) ←
-    /// Didomi property (`value`).
+    /// Mailchimp target (`id`: `status`, `permission:<id>` or a merge field tag) ← Didomi property (`value`); one must be `status`.
+    #[schemars(length(min = 1))]
     pub mappings: Vec<Mapping>,
-    /// Create members that are not in the audience yet; when false they are skipped.
+    /// Add members that are not in the audience yet; when false they are skipped.
     #[serde(default)]
     pub upsert_mode: bool,
+    /// Accepted for Didomi compatibility; Mailchimp's webhooks are not read.
+    #[serde(default)]
+    #[schemars(extend("default" = false))]
+    pub enable_webhooks: Option<bool>,
+    /// Accepted for Didomi compatibility; prefsync sends no email.
+    #[serde(default)]
+    #[schemars(extend("default" = false))]
+    pub enable_emailing: Option<bool>,
 }
 
 /// Credentials.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Authentication {
-    /// A Marketing API key, `<32 hex>-<data center>`; sent as the Basic password.
+    /// Mailchimp Marketing API key (`…-us14`); its suffix names the data center.
+    #[schemars(extend("writeOnly" = true), length(min = 1))]
     pub api_key: String,
 }
 
 /// Where and how.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Properties {
-    /// The audience (Mailchimp's `list_id`).
+    /// Audience (list) id: Mailchimp's `list_id`.
+    #[schemars(length(min = 1))]
     pub list_id: String,
-    /// API base; `https://<dc>.api.mailchimp.com/3.0` from the key unless set.
+    /// API base; https://<dc>.api.mailchimp.com/3.0 from the key's suffix unless set.
+    // A string when present (null is refused, as before): no `null` in its
+    // type, and no `default: null` either.
     #[serde(default)]
+    #[schemars(with = "String", url, transform = no_default)]
     pub api_base: Option<String>,
-    /// The Didomi property holding the email; the user's key when unset.
+    /// Didomi property holding the email (default: the user's key, organization_user_id).
     #[serde(default)]
     pub email_property: Option<String>,
-    /// A member Mailchimp keeps unsubscribed ("Member In Compliance State")
-    /// who consents again is set `pending` (Mailchimp emails a confirmation)
-    /// when true (the default); when false the record fails permanently.
+    /// Re-consent of a member Mailchimp keeps unsubscribed: set `pending` (Mailchimp emails a confirmation) rather than fail.
     #[serde(default)]
+    #[schemars(extend("default" = true))]
     pub resubscribe_with_pending: Option<bool>,
+}
+
+/// Drops the `default: null` serde's `default` gives an optional field
+/// whose schema is a plain string.
+fn no_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
 }
 
 /// What a mapping's `id` names at Mailchimp.
@@ -134,19 +156,23 @@ impl MailchimpConfig {
     }
 }
 
-pub fn check(p: &mut Problems<'_>) {
-    let api_key = p.require_string("authentication.api_key");
-    p.only_keys("authentication", &["api_key"]);
-    p.require_string("properties.list_id");
-    let api_base = p.get("properties.api_base").is_some();
-    if api_base {
-        p.require_url("properties.api_base", true);
+/// The rules the schema cannot say.
+pub fn check(config: &MailchimpConfig, p: &mut Problems) {
+    let key = config.authentication.api_key.trim();
+    if key.is_empty() {
+        p.push("authentication.api_key", "must not be empty");
     }
-    // Without an explicit base the key must name a data center we allow.
-    // The messages name the data center (it is in the host name anyway),
-    // never the key.
-    if let (Some(key), false) = (api_key, api_base) {
-        match data_center(key) {
+    if config.properties.list_id.trim().is_empty() {
+        p.push("properties.list_id", "must not be empty");
+    }
+    match &config.properties.api_base {
+        Some(base) => {
+            p.url("properties.api_base", base, true);
+        }
+        // Without an explicit base the key must name a data center we allow.
+        // The messages name the data center (it is in the host name anyway),
+        // never the key.
+        None if !key.is_empty() => match data_center(key) {
             Err(e) => p.push("authentication.api_key", e.to_string()),
             Ok(dc) if !crate::default_hosts().contains(&format!("{dc}.api.mailchimp.com")) => {
                 p.push(
@@ -157,36 +183,18 @@ pub fn check(p: &mut Problems<'_>) {
                 )
             }
             Ok(_) => {}
-        }
+        },
+        None => {}
     }
-    p.optional_string("properties.email_property");
-    p.optional_bool("properties.resubscribe_with_pending");
-    p.only_keys(
-        "properties",
-        &[
-            "list_id",
-            "api_base",
-            "email_property",
-            "resubscribe_with_pending",
-        ],
-    );
-    p.mappings("mappings", true);
-    check_targets(p);
-    p.optional_bool("upsert_mode");
-    p.optional_bool("enable_webhooks");
-    p.optional_bool("enable_emailing");
+    p.mappings("mappings", &config.mappings);
+    check_targets(&config.mappings, p);
 }
 
 /// Each mapping id must name a valid target, and one must be `status`.
-fn check_targets(p: &mut Problems<'_>) {
-    let Some(entries) = p.get("mappings").and_then(|m| m.as_array()) else {
-        return;
-    };
+fn check_targets(mappings: &[Mapping], p: &mut Problems) {
     let mut has_status = false;
-    for (i, entry) in entries.iter().enumerate() {
-        let Some(id) = entry.get("id").and_then(|id| id.as_str()) else {
-            continue; // `mappings` already said so
-        };
+    for (i, mapping) in mappings.iter().enumerate() {
+        let id = mapping.id.as_str();
         let path = format!("mappings[{i}].id");
         match Target::of(id) {
             Target::Status => has_status = true,
@@ -214,58 +222,12 @@ fn check_targets(p: &mut Problems<'_>) {
             }
         }
     }
-    if !entries.is_empty() && !has_status {
+    if !mappings.is_empty() && !has_status {
         p.push(
             "mappings",
             "one entry must have id `status`: the consent that subscribes or unsubscribes the member",
         );
     }
-}
-
-pub fn schema() -> serde_json::Value {
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "required": ["authentication", "properties", "mappings"],
-        "properties": {
-            "authentication": {
-                "type": "object",
-                "required": ["api_key"],
-                "additionalProperties": false,
-                "properties": {
-                    "api_key": {"type": "string", "writeOnly": true,
-                                "description": "Mailchimp Marketing API key (`…-us14`); its suffix names the data center"}
-                }
-            },
-            "properties": {
-                "type": "object",
-                "required": ["list_id"],
-                "additionalProperties": false,
-                "properties": {
-                    "list_id": {"type": "string", "description": "Audience (list) id"},
-                    "api_base": {"type": "string", "format": "uri",
-                                 "description": "API base; https://<dc>.api.mailchimp.com/3.0 from the key's suffix unless set"},
-                    "email_property": {"type": "string",
-                                       "description": "Didomi property holding the email (default: the user's key, organization_user_id)"},
-                    "resubscribe_with_pending": {"type": "boolean", "default": true,
-                                                 "description": "Re-consent of a member Mailchimp keeps unsubscribed: set `pending` (Mailchimp emails a confirmation) rather than fail"}
-                }
-            },
-            "mappings": {
-                "type": "array", "minItems": 1,
-                "items": {"type": "object", "required": ["id", "value"], "additionalProperties": false,
-                          "properties": {"id": {"type": "string",
-                                                "description": "`status` (subscription), `permission:<marketing_permission_id>`, or a merge field tag"},
-                                         "value": {"type": "string", "description": "Didomi property"}}}
-            },
-            "upsert_mode": {"type": "boolean", "default": false,
-                            "description": "Add members that are not in the audience yet"},
-            "enable_webhooks": {"type": "boolean", "default": false,
-                                "description": "Accepted for Didomi compatibility; Mailchimp's webhooks are not read"},
-            "enable_emailing": {"type": "boolean", "default": false,
-                                "description": "Accepted for Didomi compatibility; prefsync sends no email"}
-        }
-    })
 }
 
 #[cfg(test)]
@@ -304,27 +266,99 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_shape_is_valid_and_every_problem_is_named() {
+    fn the_seed_shape_is_valid() {
         assert!(paths(seed()).is_empty(), "{:?}", problems(seed()));
+        // Optional fields may be null, as before (but `api_base`, below).
+        let mut nulls = seed();
+        nulls["properties"]["email_property"] = json!(null);
+        nulls["properties"]["resubscribe_with_pending"] = json!(null);
+        nulls["enable_webhooks"] = json!(null);
+        nulls["enable_emailing"] = json!(null);
+        assert!(paths(nulls).is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_found_from_the_derived_schema() {
+        let found: Vec<String> = problems(json!({
+            "authentication": {"key": "x"},
+            "properties": {"api_base": null, "list": "y", "email_property": 3},
+            "mappings": [],
+            "upsert_mode": "yes",
+            "enable_webhooks": "no"
+        }))
+        .into_iter()
+        .map(|(path, message)| format!("{path}: {message}"))
+        .collect();
         assert_eq!(
-            paths(json!({
-                "authentication": {"key": "x"},
-                "properties": {"api_base": "ftp://x", "list": "y"},
-                "mappings": [{"id": "permission:", "value": "a"}, {"id": "NOT A TAG", "value": "b"}],
-                "upsert_mode": "yes"
-            })),
+            found,
             [
-                "authentication.api_key",
-                "authentication.key",
-                "properties.list_id",
-                "properties.api_base",
-                "properties.list",
-                "mappings[0].id",
-                "mappings[1].id",
-                "mappings",
-                "upsert_mode"
+                "authentication.api_key: is required",
+                "authentication.key: unknown field (expected one of: api_key)",
+                "enable_webhooks: must be true or false",
+                "mappings: must not be empty",
+                "properties.api_base: must be a string",
+                "properties.email_property: must be a string",
+                "properties.list: unknown field (expected one of: api_base, email_property, list_id, resubscribe_with_pending)",
+                "properties.list_id: is required",
+                "upsert_mode: must be true or false",
             ]
         );
+        assert_eq!(
+            paths(json!({"authentication": {"api_key": ""}, "mappings": [{"id": "status"}]})),
+            ["authentication.api_key", "mappings[0].value", "properties"]
+        );
+    }
+
+    #[test]
+    fn every_rule_the_schema_cannot_say_is_checked() {
+        let mut config = seed();
+        config["authentication"]["api_key"] = json!("  ");
+        config["properties"] = json!({"list_id": " ", "api_base": "ftp://x"});
+        config["mappings"] = json!([
+            {"id": "permission:", "value": "a"},
+            {"id": "NOT A TAG", "value": "b"},
+            {"id": "TIER", "value": " "},
+            {"id": "TIER", "value": "c"}
+        ]);
+        assert_eq!(
+            paths(config),
+            [
+                "authentication.api_key",
+                "properties.list_id",
+                "properties.api_base",
+                "mappings[2].value",
+                "mappings[3].id",
+                "mappings[0].id",
+                "mappings[1].id",
+                "mappings"
+            ]
+        );
+        // A bare host is a base (https); credentials in it are not.
+        let with_base = |base: &str| {
+            let mut config = seed();
+            config["properties"]["api_base"] = json!(base);
+            paths(config)
+        };
+        assert!(with_base("us14.api.mailchimp.com/3.0").is_empty());
+        assert_eq!(
+            with_base("https://user:pw@us14.api.mailchimp.com"),
+            ["properties.api_base"]
+        );
+    }
+
+    #[test]
+    fn the_schema_marks_the_secret_and_the_url() {
+        use prefsync_sdk::Connector;
+        let schema = Mailchimp::config_schema();
+        let auth = &schema["properties"]["authentication"]["properties"];
+        assert_eq!(auth["api_key"]["writeOnly"], true);
+        let properties = &schema["properties"]["properties"]["properties"];
+        assert_eq!(properties["api_base"]["format"], "uri");
+        assert_eq!(properties["resubscribe_with_pending"]["default"], true);
+        // The only URL field and the only secret.
+        let text = schema.to_string();
+        assert_eq!(text.matches("\"format\"").count(), 1, "{text}");
+        assert_eq!(text.matches("\"writeOnly\"").count(), 1, "{text}");
     }
 
     #[test]

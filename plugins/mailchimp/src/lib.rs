@@ -3,11 +3,14 @@
 //! fields mapped from the user's consents and metadata. Batches of records
 //! go through Mailchimp's list batch (`POST /lists/{list_id}`, up to 500
 //! members), whose per-member errors are mapped back to their records.
-//! Activations (model rows as merge fields) use the same calls.
+//! Activations (model rows as merge fields) use the same calls. An
+//! integration's key and audience are checked on demand (the `connection`
+//! export).
 //!
-//! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (requests and how answers are classified),
-//! `activation.rs` (model rows), this file (the [`Connector`] implementation).
+//! Files, as in every connector: `config.rs` (the integration config: its
+//! types, from which the schema is derived, and the checks a schema cannot
+//! say), `api.rs` (requests and how answers are classified), `activation.rs`
+//! (model rows), this file (the [`Connector`] implementation).
 
 mod activation;
 mod api;
@@ -15,9 +18,10 @@ mod config;
 
 pub use config::{MailchimpConfig, Target};
 
+use prefsync_sdk::connection::ConnectionCheck;
 use prefsync_sdk::{
     Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
-    RowFailure, RowOutcome, SyncBatch,
+    RowFailure, RowOutcome, SyncBatch, ValidationProblem,
 };
 
 /// The Mailchimp connector.
@@ -47,7 +51,6 @@ impl Connector for Mailchimp {
             type_id: "mailchimp".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Mailchimp".into(),
-            config_schema: config::schema(),
             default_hosts: default_hosts(),
             // Mailchimp allows 10 simultaneous connections per account and
             // answers 429 beyond; each call makes its requests one after the other.
@@ -61,8 +64,8 @@ impl Connector for Mailchimp {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &MailchimpConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(ctx: &Context<'_>, config: &MailchimpConfig, record: &ConsentRecord) -> Outcome {
@@ -94,4 +97,15 @@ impl Activation for Mailchimp {
     }
 }
 
-prefsync_sdk::export!(Mailchimp, activation);
+/// The connection check: one read of the audience with the key (see
+/// `api::check_connection`).
+impl ConnectionCheck for Mailchimp {
+    fn check_connection(
+        ctx: &Context<'_>,
+        config: &MailchimpConfig,
+    ) -> Result<Vec<ValidationProblem>, String> {
+        api::check_connection(ctx, config)
+    }
+}
+
+prefsync_sdk::export!(Mailchimp, activation, connection);

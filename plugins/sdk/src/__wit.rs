@@ -92,7 +92,7 @@ pub fn describe<C: Connector>() -> wit::Description {
         type_id: d.type_id,
         version: d.version,
         display_name: d.display_name,
-        config_schema: d.config_schema.to_string(),
+        config_schema: C::config_schema().to_string(),
         default_hosts: d.default_hosts,
         max_concurrency: d.max_concurrency,
         max_batch_size: d.max_batch_size,

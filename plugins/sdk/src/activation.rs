@@ -213,8 +213,9 @@ mod tests {
     /// Writes each row with one `PUT`, reading the status.
     struct Rows;
 
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
     struct RowsConfig {
+        #[schemars(url)]
         url: String,
         #[serde(default)]
         batch_size: Option<u32>,
@@ -227,15 +228,14 @@ mod tests {
                 type_id: "rows".into(),
                 version: "0.0.0".into(),
                 display_name: "Rows".into(),
-                config_schema: serde_json::json!({}),
                 default_hosts: Vec::new(),
                 max_concurrency: 1,
                 max_batch_size: 1,
                 capabilities: Capabilities::default(),
             }
         }
-        fn check(p: &mut Problems<'_>) {
-            p.require_url("url", false);
+        fn check(config: &RowsConfig, p: &mut Problems) {
+            p.url("url", &config.url, false);
         }
         fn deliver(_: &Context<'_>, _: &RowsConfig, _: &ConsentRecord) -> Outcome {
             Outcome::permanent("not used")

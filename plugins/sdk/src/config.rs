@@ -3,24 +3,27 @@
 
 use serde_json::Value as Json;
 
+use crate::mapping::Mapping;
 use crate::types::ValidationProblem;
 
-/// Collects a config's problems while a connector walks it.
-pub struct Problems<'a> {
-    root: &'a Json,
+/// Collects the problems a connector's [`Connector::check`] finds in a
+/// config that already fits its schema: the rules a schema cannot say
+/// (a URL without credentials in it, no destination field mapped twice,
+/// one field required when another is set, …).
+///
+/// [`Connector::check`]: crate::Connector::check
+#[derive(Debug, Default)]
+pub struct Problems {
     found: Vec<ValidationProblem>,
 }
 
-impl<'a> Problems<'a> {
-    /// Starts with no problems, checking the config document `root`.
-    pub fn new(root: &'a Json) -> Self {
-        Problems {
-            root,
-            found: Vec::new(),
-        }
+impl Problems {
+    /// Starts with no problems.
+    pub fn new() -> Self {
+        Problems::default()
     }
 
-    /// Records a problem at `path`.
+    /// Records a problem at `path` (dotted: `authentication.url`, `mappings[0].id`).
     pub fn push(&mut self, path: &str, message: impl Into<String>) {
         self.found.push(ValidationProblem {
             path: path.to_string(),
@@ -28,74 +31,45 @@ impl<'a> Problems<'a> {
         });
     }
 
+    /// True while nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
     /// Every problem recorded, in the order found; empty means the config is valid.
     pub fn into_vec(self) -> Vec<ValidationProblem> {
         self.found
     }
 
-    /// The value at a dotted `path` (`authentication.url`), if present.
-    pub fn get(&self, path: &str) -> Option<&'a Json> {
-        path.split('.')
-            .try_fold(self.root, |node, part| node.as_object()?.get(part))
-    }
-
-    /// A required, non-empty string.
-    pub fn require_string(&mut self, path: &str) -> Option<&'a str> {
-        match self.get(path) {
-            None | Some(Json::Null) => {
-                self.push(path, "is required");
-                None
-            }
-            Some(Json::String(s)) if s.trim().is_empty() => {
-                self.push(path, "must not be empty");
-                None
-            }
-            Some(Json::String(s)) => Some(s),
-            Some(other) => {
-                self.push(path, format!("must be a string, not {}", kind(other)));
-                None
-            }
+    /// `value`, the field at `path`, must be a URL the host can send to:
+    /// `https://host[:port][/path]`, `http://…`, or a bare host when
+    /// `bare_host_ok` (it then means https). Never quotes credentials back.
+    /// Returns whether it is one.
+    ///
+    /// ```
+    /// let mut p = prefsync_sdk::Problems::new();
+    /// assert!(p.url("authentication.url", "https://api.example.com", false));
+    /// assert!(!p.url("properties.api_base", "https://me:hunter2@api.example.com", false));
+    /// let problems = p.into_vec();
+    /// assert_eq!(problems[0].path, "properties.api_base");
+    /// assert!(!problems[0].message.contains("hunter2"));
+    /// ```
+    pub fn url(&mut self, path: &str, value: &str, bare_host_ok: bool) -> bool {
+        let raw = value.trim();
+        if raw.is_empty() {
+            self.push(path, "must not be empty");
+            return false;
         }
-    }
-
-    /// An optional string; wrong types are problems.
-    pub fn optional_string(&mut self, path: &str) -> Option<&'a str> {
-        match self.get(path) {
-            None | Some(Json::Null) => None,
-            Some(Json::String(s)) => Some(s),
-            Some(other) => {
-                self.push(path, format!("must be a string, not {}", kind(other)));
-                None
-            }
-        }
-    }
-
-    /// An optional boolean; wrong types are problems.
-    pub fn optional_bool(&mut self, path: &str) -> Option<bool> {
-        match self.get(path) {
-            None | Some(Json::Null) => None,
-            Some(Json::Bool(b)) => Some(*b),
-            Some(other) => {
-                self.push(path, format!("must be true or false, not {}", kind(other)));
-                None
-            }
-        }
-    }
-
-    /// A required URL: `https://host[:port][/path]`, `http://…`, or a bare
-    /// host when `bare_host_ok` (it then means https).
-    pub fn require_url(&mut self, path: &str, bare_host_ok: bool) -> Option<&'a str> {
-        let raw = self.require_string(path)?;
         let rest = match raw.split_once("://") {
             Some(("https" | "http", rest)) => rest,
             Some((scheme, _)) => {
                 self.push(path, format!("must be an https URL, not a `{scheme}` URL"));
-                return None;
+                return false;
             }
             None if bare_host_ok => raw,
             None => {
                 self.push(path, "must be an absolute URL such as https://host/");
-                return None;
+                return false;
             }
         };
         let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
@@ -106,87 +80,37 @@ impl<'a> Problems<'a> {
                 path,
                 "must not carry a user name or password (`user:password@`); put credentials in their own fields",
             );
-            return None;
+            return false;
         }
         if !is_host_and_port(host) {
             self.push(
                 path,
                 format!("`{}` has no valid host", without_userinfo(raw)),
             );
-            return None;
+            return false;
         }
-        Some(raw)
+        true
     }
 
-    /// The `mappings` array of `{id, value}`: present, non-empty when
-    /// `required`, every entry two non-empty strings, no destination field twice.
-    pub fn mappings(&mut self, path: &str, required: bool) {
-        let entries = match self.get(path) {
-            None | Some(Json::Null) => {
-                if required {
-                    self.push(path, "is required (a list of {\"id\", \"value\"})");
+    /// The `mappings` at `path`: no entry blank, no destination field twice.
+    /// (That the list is there and not empty, and each entry is `{id,
+    /// value}`, the schema says.)
+    pub fn mappings(&mut self, path: &str, mappings: &[Mapping]) {
+        let mut seen: Vec<&str> = Vec::new();
+        for (i, mapping) in mappings.iter().enumerate() {
+            for (field, text) in [("id", &mapping.id), ("value", &mapping.value)] {
+                if text.trim().is_empty() {
+                    self.push(&format!("{path}[{i}].{field}"), "must not be empty");
                 }
-                return;
             }
-            Some(Json::Array(entries)) => entries,
-            Some(other) => {
-                self.push(path, format!("must be a list, not {}", kind(other)));
-                return;
-            }
-        };
-        if required && entries.is_empty() {
-            self.push(path, "must map at least one property");
-        }
-        let mut seen = Vec::new();
-        for (i, entry) in entries.iter().enumerate() {
-            let at = format!("{path}[{i}]");
-            let Some(obj) = entry.as_object() else {
-                self.push(&at, "must be an object {\"id\", \"value\"}");
-                continue;
-            };
-            for key in obj.keys().filter(|k| *k != "id" && *k != "value") {
+            let id = mapping.id.as_str();
+            if seen.contains(&id) {
                 self.push(
-                    &format!("{at}.{key}"),
-                    "unknown field (expected `id` and `value`)",
+                    &format!("{path}[{i}].id"),
+                    format!("`{id}` is mapped twice"),
                 );
             }
-            for field in ["id", "value"] {
-                match obj.get(field) {
-                    Some(Json::String(s)) if !s.trim().is_empty() => {}
-                    Some(Json::String(_)) => {
-                        self.push(&format!("{at}.{field}"), "must not be empty")
-                    }
-                    None | Some(Json::Null) => self.push(&format!("{at}.{field}"), "is required"),
-                    Some(other) => self.push(
-                        &format!("{at}.{field}"),
-                        format!("must be a string, not {}", kind(other)),
-                    ),
-                }
-            }
-            if let Some(id) = obj.get("id").and_then(Json::as_str) {
-                if seen.contains(&id) {
-                    self.push(&format!("{at}.id"), format!("`{id}` is mapped twice"));
-                }
-                seen.push(id);
-            }
-        }
-    }
-
-    /// Flags keys of the object at `path` that are not in `allowed`.
-    pub fn only_keys(&mut self, path: &str, allowed: &[&str]) {
-        let Some(obj) = self.get(path).and_then(Json::as_object) else {
-            return;
-        };
-        let unknown: Vec<String> = obj
-            .keys()
-            .filter(|k| !allowed.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        for key in unknown {
-            self.push(
-                &format!("{path}.{key}"),
-                format!("unknown field (expected one of: {})", allowed.join(", ")),
-            );
+            seen.push(id);
         }
     }
 }
@@ -253,33 +177,18 @@ fn without_userinfo(raw: &str) -> String {
     }
 }
 
-fn kind(value: &Json) -> &'static str {
-    match value {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "a list",
-        Json::Object(_) => "an object",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn reports_every_problem_with_its_path() {
-        let config = serde_json::json!({
-            "authentication": {"url": "ftp://x", "username": 3, "pasword": "p"},
-            "mappings": [{"id": "A", "value": ""}, {"id": "A", "value": "b"}, 7]
-        });
-        let mut p = Problems::new(&config);
-        p.require_url("authentication.url", false);
-        p.require_string("authentication.username");
-        p.require_string("authentication.password");
-        p.only_keys("authentication", &["url", "username", "password"]);
-        p.mappings("mappings", true);
+    fn mappings_are_checked_for_blanks_and_repeats() {
+        let m = |id: &str, value: &str| Mapping {
+            id: id.into(),
+            value: value.into(),
+        };
+        let mut p = Problems::new();
+        p.mappings("mappings", &[m("A", " "), m("A", "b"), m("B", "c")]);
         let found: Vec<String> = p
             .into_vec()
             .into_iter()
@@ -288,13 +197,8 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                "authentication.url: must be an https URL, not a `ftp` URL",
-                "authentication.username: must be a string, not a number",
-                "authentication.password: is required",
-                "authentication.pasword: unknown field (expected one of: url, username, password)",
                 "mappings[0].value: must not be empty",
                 "mappings[1].id: `A` is mapped twice",
-                "mappings[2]: must be an object {\"id\", \"value\"}",
             ]
         );
     }
@@ -302,9 +206,8 @@ mod tests {
     #[test]
     fn urls_need_a_host_and_never_echo_credentials() {
         let messages = |url: &str, bare_host_ok: bool| -> Vec<String> {
-            let config = serde_json::json!({"url": url});
-            let mut p = Problems::new(&config);
-            p.require_url("url", bare_host_ok);
+            let mut p = Problems::new();
+            p.url("url", url, bare_host_ok);
             p.into_vec().into_iter().map(|v| v.message).collect()
         };
         for good in [

@@ -60,6 +60,22 @@ impl Request {
     /// Sets header `name`, replacing any header of that name (names compare
     /// case-insensitively), so `.json(&body).header("Accept", "text/csv")`
     /// sends one `Accept`. Use [`Request::add_header`] to send a name twice.
+    ///
+    /// ```
+    /// use prefsync_sdk::Request;
+    ///
+    /// let request = Request::get("https://api.example.com/x")
+    ///     .json(&serde_json::json!({"a": 1}))
+    ///     .header("accept", "text/csv")
+    ///     .add_header("X-Tag", "one")
+    ///     .add_header("X-Tag", "two");
+    /// let accept: Vec<&str> = request.headers.iter()
+    ///     .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
+    ///     .map(|(_, v)| v.as_str())
+    ///     .collect();
+    /// assert_eq!(accept, ["text/csv"]);
+    /// assert_eq!(request.headers.iter().filter(|(n, _)| n == "X-Tag").count(), 2);
+    /// ```
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self.headers.push((name.to_string(), value.into()));
@@ -238,6 +254,20 @@ pub fn retry_after_ms(headers: &[(String, String)]) -> Option<u64> {
 
 /// Turns a non-2xx response into a failed outcome, classified by status,
 /// with `detail` (e.g. the API's error code) in the message.
+///
+/// ```
+/// use prefsync_sdk::http::{Response, failure_from_response};
+/// use prefsync_sdk::{Failure, Outcome};
+///
+/// let busy = Response { status: 429, headers: vec![("Retry-After".into(), "30".into())], body: vec![] };
+/// assert_eq!(
+///     failure_from_response(&busy, "rate limited"),
+///     Outcome::Failed(Failure { retryable: true, retry_after_ms: Some(30_000), message: "HTTP 429: rate limited".into() })
+/// );
+/// let refused = Response { status: 400, headers: vec![], body: vec![] };
+/// let Outcome::Failed(failure) = failure_from_response(&refused, "invalid_email") else { unreachable!() };
+/// assert!(!failure.retryable);
+/// ```
 pub fn failure_from_response(response: &Response, detail: &str) -> Outcome {
     let message = if detail.is_empty() {
         format!("HTTP {}", response.status)

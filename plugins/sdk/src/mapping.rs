@@ -1,16 +1,19 @@
 //! The integration's `mappings`: destination field `id` ← Didomi property `value`.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::types::{ConsentRecord, Value};
 
 /// One entry of an integration's `mappings`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
-    /// The destination's field name (e.g. a Dotdigital data field).
+    /// The destination's field (attribute, data field, column) to write.
+    #[schemars(length(min = 1))]
     pub id: String,
     /// The Didomi property it is taken from (e.g. `consents_purposes_newsletter_enabled`).
+    #[schemars(length(min = 1))]
     pub value: String,
 }
 

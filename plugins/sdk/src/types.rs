@@ -131,9 +131,6 @@ pub struct Description {
     pub version: String,
     /// Human-readable name of the connector.
     pub display_name: String,
-    /// JSON Schema of the integration config; `"format": "uri"` string fields
-    /// name hosts the integration may reach.
-    pub config_schema: serde_json::Value,
     /// Hosts reached unless the config names others.
     pub default_hosts: Vec<String>,
     /// Most concurrent requests the destination tolerates per integration.

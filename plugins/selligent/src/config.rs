@@ -1,10 +1,21 @@
 //! The integration config: Didomi's Selligent shape for the Gate (SOAP
 //! Individual) API, or the Engage REST API, chosen by `properties.api`
 //! (default `gate`, so the seed's configs stay valid unchanged).
+//!
+//! The types are the one description of it: serde reads them, and the JSON
+//! Schema the host checks and the console draws is derived from them. The
+//! two shapes become one schema (see [`SelligentConfig`]'s `JsonSchema`):
+//! every field of both in the top-level `properties` (where the host finds
+//! the `"format": "uri"` field for the egress allowlist and the `writeOnly`
+//! secrets), and `properties.api` choosing, with `if`/`then`/`else`, which
+//! fields are required and which are unknown.
+
+use std::borrow::Cow;
 
 use prefsync_sdk::{Mapping, Problems};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Map, Value as Json, json};
 
 /// Rows per `data/load` when `properties.batch_size` is not set.
 pub const DEFAULT_BATCH_SIZE: u32 = 500;
@@ -22,10 +33,10 @@ pub enum SelligentConfig {
 
 impl<'de> Deserialize<'de> for SelligentConfig {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let json = serde_json::Value::deserialize(deserializer)?;
+        let json = Json::deserialize(deserializer)?;
         let api = json
             .pointer("/properties/api")
-            .and_then(serde_json::Value::as_str)
+            .and_then(Json::as_str)
             .unwrap_or("gate");
         let config = match api {
             "engage" => serde_json::from_value(json).map(SelligentConfig::Engage),
@@ -35,74 +46,257 @@ impl<'de> Deserialize<'de> for SelligentConfig {
     }
 }
 
+/// Which of Selligent's APIs an integration writes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// The SOAP Individual API (`TriggerCampaign` through a gate).
+    Gate,
+    /// The Engage REST API (lists of an organization; also runs activations).
+    Engage,
+}
+
+/// Always on: the campaign behind the gate, or the Engage upsert, creates
+/// or updates the profile.
+fn always_upsert() -> bool {
+    true
+}
+
 /// A Gate (SOAP Individual API) integration: the seed's shape.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct GateConfig {
-    /// The API user and its encryption key.
+    /// Gate: the Individual API user and its encryption key.
     pub authentication: GateAuthentication,
-    /// The installation and the gate.
+    /// Gate: the installation and the gate.
     pub properties: GateProperties,
-    /// Selligent field (`id`, e.g. `MAIL`) ← Didomi property (`value`).
+    /// Gate: Selligent field (`id`, e.g. `MAIL`) ← Didomi property (`value`); at least one.
+    #[schemars(length(min = 1))]
     pub mappings: Vec<Mapping>,
+    /// Always on: Selligent creates or updates the profile (`false` is refused).
+    #[serde(default = "always_upsert")]
+    #[schemars(extend("const" = true, "default" = true))]
+    pub upsert_mode: bool,
 }
 
 /// Individual API credentials.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GateAuthentication {
-    /// The API user (`Login` of the `AutomationAuthHeader`).
+    /// Gate: the Individual API user (`Login` of the `AutomationAuthHeader`).
+    #[schemars(extend("writeOnly" = true), length(min = 1))]
     pub username: String,
-    /// The API user's encryption key (`Password` of the header).
+    /// Gate: the API user's encryption key (`Password` of the header).
+    #[schemars(extend("writeOnly" = true), length(min = 1))]
     pub password: String,
 }
 
 /// Where to trigger.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GateProperties {
-    /// `gate` when present.
+    /// `gate`: the SOAP Individual API (`TriggerCampaign`), the default; `engage`: the REST API.
     #[serde(default)]
-    pub api: Option<String>,
-    /// The installation, e.g. `https://acme.slgnt.eu` (a bare host means https).
+    #[schemars(extend("default" = "gate"))]
+    pub api: Option<Api>,
+    /// Gate: the installation, e.g. `https://acme.slgnt.eu` (a bare host means https).
+    #[schemars(url, length(min = 1))]
     pub url: String,
-    /// The gate whose campaign creates or updates the profile.
+    /// Gate: the gate whose campaign creates or updates the profile.
+    #[schemars(length(min = 1))]
     pub gate: String,
 }
 
 /// An Engage (REST API) integration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct EngageConfig {
+    /// Engage: the API key and secret.
     pub authentication: EngageAuthentication,
+    /// Engage: the API base, the organization and the list.
     pub properties: EngageProperties,
-    /// Selligent field (`id`) ← Didomi property (`value`), for consent
+    /// Engage: Selligent field (`id`) ← Didomi property (`value`), for consent
     /// deliveries; may be empty when the integration only runs activations
     /// (they bring their own attribute names).
     #[serde(default)]
     pub mappings: Vec<Mapping>,
+    /// Always on: Selligent creates or updates the profile (`false` is refused).
+    #[serde(default = "always_upsert")]
+    #[schemars(extend("const" = true, "default" = true))]
+    pub upsert_mode: bool,
 }
 
 /// Engage API key: sent as `X-ApiKey: <api_key>:<api_secret>`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EngageAuthentication {
+    /// Engage: the API key.
+    #[schemars(extend("writeOnly" = true), length(min = 1))]
     pub api_key: String,
+    /// Engage: the API secret.
+    #[schemars(extend("writeOnly" = true), length(min = 1))]
     pub api_secret: String,
 }
 
 /// The organization and list rows are written to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EngageProperties {
-    /// Always `engage` here.
-    pub api: String,
-    /// The API base, e.g. `https://acme.slgnt.eu/Portal/Api`.
+    /// `gate`: the SOAP Individual API (`TriggerCampaign`), the default; `engage`: the REST API.
+    // Always `engage` here.
+    pub api: Api,
+    /// Engage: the API base, e.g. `https://acme.slgnt.eu/Portal/Api` (a bare host means https).
+    #[schemars(url, length(min = 1))]
     pub url: String,
+    /// Engage: the organization.
+    #[schemars(length(min = 1))]
     pub organization: String,
-    /// The list (e.g. `USERS`) whose records are written.
+    /// Engage: the list whose records are written, e.g. `USERS`.
+    #[schemars(length(min = 1))]
     pub list: String,
-    /// Rows per `data/load` (and per activation call); default 500, at most 5000.
+    /// Engage: rows per `data/load` request and per activation call.
     #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_BATCH_SIZE), extend("default" = DEFAULT_BATCH_SIZE))]
     pub batch_size: Option<u32>,
+}
+
+/// What the console shows for the whole config.
+const DESCRIPTION: &str = "Selligent through the Gate (SOAP Individual) API, the default, or the Engage REST API (`properties.api: engage`, which also runs activations)";
+
+/// One schema for both shapes, built from the two derived ones:
+///
+/// - `properties`: every field of either shape, typed and described (a
+///   field both have once, with both descriptions), none required but
+///   `authentication` and `properties`, nothing closed;
+/// - `if` `properties.api` is `engage`, `then` the Engage shape's required
+///   fields, and its objects closed to its own fields; `else` the Gate
+///   shape's (the console reads this `if`/`then`/`else` to show the fields
+///   of the shape chosen, so it keeps the form of the old hand-written one:
+///   an `if` on one field's `const`, each branch's objects closed).
+impl JsonSchema for SelligentConfig {
+    fn schema_name() -> Cow<'static, str> {
+        "SelligentConfig".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let gate = GateConfig::json_schema(generator).to_value();
+        let engage = EngageConfig::json_schema(generator).to_value();
+        let required = |schema: &Json| -> Vec<Json> {
+            schema["required"].as_array().cloned().unwrap_or_default()
+        };
+        let shared: Vec<Json> = required(&gate)
+            .into_iter()
+            .filter(|name| required(&engage).contains(name))
+            .collect();
+        let only = |schema: &Json| -> Vec<Json> {
+            required(schema)
+                .into_iter()
+                .filter(|name| !shared.contains(name))
+                .collect()
+        };
+
+        let mut fields = props(&gate);
+        for (name, from_engage) in props(&engage) {
+            let Some(field) = fields.get_mut(&name) else {
+                fields.insert(name, from_engage);
+                continue;
+            };
+            let from_gate = field.clone();
+            describe(field, &from_gate, &from_engage);
+            // An object of both shapes: every field of either, the Gate's first.
+            if let Some(inner) = field.get_mut("properties").and_then(Json::as_object_mut) {
+                for (inner_name, schema) in props(&from_engage) {
+                    match inner.get_mut(&inner_name) {
+                        Some(slot) => {
+                            let first = slot.clone();
+                            describe(slot, &first, &schema);
+                        }
+                        None => {
+                            inner.insert(inner_name, schema);
+                        }
+                    }
+                }
+                if let Some(object) = field.as_object_mut() {
+                    object.remove("required");
+                    object.remove("additionalProperties");
+                }
+            }
+        }
+        // How many mappings (at least one for the Gate) is the branches' to say.
+        let mut at_least = Map::new();
+        for (name, field) in fields.iter_mut() {
+            if let Some(min) = field.as_object_mut().and_then(|f| f.remove("minItems")) {
+                at_least.insert(name.clone(), json!({"minItems": min}));
+            }
+        }
+
+        let branch = |title: &str, shape: &Json, extra: Map<String, Json>| -> Json {
+            let mut properties = extra;
+            for (name, field) in props(shape) {
+                if field.get("properties").is_some() {
+                    properties.insert(name, closed(&field));
+                }
+            }
+            let mut branch = json!({"title": title, "properties": properties});
+            let required = only(shape);
+            if !required.is_empty() {
+                branch["required"] = json!(required);
+            }
+            branch
+        };
+        let engage_branch = branch("Engage (REST API)", &engage, Map::new());
+        let gate_branch = branch("Gate (SOAP Individual API)", &gate, at_least);
+
+        let schema = json!({
+            "type": "object",
+            "description": DESCRIPTION,
+            "required": shared,
+            "properties": fields,
+            "if": {
+                "required": ["properties"],
+                "properties": {"properties": {
+                    "type": "object",
+                    "required": ["api"],
+                    "properties": {"api": {"const": "engage"}}
+                }}
+            },
+            "then": engage_branch,
+            "else": gate_branch
+        });
+        Schema::try_from(schema).expect("an object is a schema")
+    }
+}
+
+/// The `properties` of an object schema.
+fn props(schema: &Json) -> Map<String, Json> {
+    schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// `target` described as `first` and, when it says something else, `second`.
+fn describe(target: &mut Json, first: &Json, second: &Json) {
+    let text = |s: &Json| s["description"].as_str().map(str::to_string);
+    let description = match (text(first), text(second)) {
+        (Some(a), Some(b)) if a != b => format!("{a} {b}"),
+        (Some(a), _) => a,
+        (None, Some(b)) => b,
+        (None, None) => return,
+    };
+    target["description"] = json!(description);
+}
+
+/// An object schema reduced to its shape: its required fields, and no
+/// field but its own (their types are the top-level schema's).
+fn closed(object: &Json) -> Json {
+    let names: Map<String, Json> = props(object)
+        .keys()
+        .map(|name| (name.clone(), json!(true)))
+        .collect();
+    json!({
+        "required": object["required"].as_array().cloned().unwrap_or_default(),
+        "properties": names,
+        "additionalProperties": false
+    })
 }
 
 /// `https://` prepended to a bare host, trailing slashes removed.
@@ -142,6 +336,7 @@ impl EngageConfig {
         )
     }
 
+    /// Rows per `data/load` (and per activation call).
     pub fn batch_size(&self) -> u32 {
         self.properties
             .batch_size
@@ -150,80 +345,56 @@ impl EngageConfig {
     }
 }
 
-pub fn check(p: &mut Problems<'_>) {
-    let api = match p.optional_string("properties.api") {
-        None => Some("gate"),
-        Some(api @ ("gate" | "engage")) => Some(api),
-        Some(other) => {
-            p.push(
-                "properties.api",
-                format!("must be `gate` (the SOAP Individual API) or `engage` (the REST API), not `{other}`"),
+/// The rules the schema cannot say.
+pub fn check(config: &SelligentConfig, p: &mut Problems) {
+    match config {
+        SelligentConfig::Gate(gate) => {
+            not_blank(
+                p,
+                &[
+                    ("authentication.username", &gate.authentication.username),
+                    ("authentication.password", &gate.authentication.password),
+                    ("properties.gate", &gate.properties.gate),
+                ],
             );
-            None
+            // An http(s) URL or a bare host: the credentials go there.
+            p.url("properties.url", &gate.properties.url, true);
+            p.mappings("mappings", &gate.mappings);
         }
-    };
-    match api {
-        Some("engage") => check_engage(p),
-        Some(_) => check_gate(p),
-        // Which fields belong depends on the API: only what both share.
-        None => {
-            p.require_url("properties.url", true);
+        SelligentConfig::Engage(engage) => {
+            not_blank(
+                p,
+                &[
+                    ("authentication.api_key", &engage.authentication.api_key),
+                    (
+                        "authentication.api_secret",
+                        &engage.authentication.api_secret,
+                    ),
+                    ("properties.organization", &engage.properties.organization),
+                    ("properties.list", &engage.properties.list),
+                ],
+            );
+            p.url("properties.url", &engage.properties.url, true);
+            p.mappings("mappings", &engage.mappings);
+            // Consent deliveries match the profile on the field the user's key maps to.
+            if !engage.mappings.is_empty()
+                && !engage.mappings.iter().any(|m| m.value == KEY_PROPERTY)
+            {
+                p.push(
+                    "mappings",
+                    format!("must map `{KEY_PROPERTY}` to the list's key field (e.g. {{\"id\": \"MAIL\", \"value\": \"{KEY_PROPERTY}\"}}): Engage upserts match on it"),
+                );
+            }
         }
-    }
-    if p.optional_bool("upsert_mode") == Some(false) {
-        p.push(
-            "upsert_mode",
-            "Selligent always upserts (the campaign behind the gate, or the Engage upsert, creates or updates the profile): remove it or set it to true",
-        );
     }
 }
 
-fn check_gate(p: &mut Problems<'_>) {
-    p.require_string("authentication.username");
-    p.require_string("authentication.password");
-    p.only_keys("authentication", &["username", "password"]);
-    p.require_url("properties.url", true);
-    p.require_string("properties.gate");
-    p.only_keys("properties", &["api", "url", "gate"]);
-    p.mappings("mappings", true);
-}
-
-fn check_engage(p: &mut Problems<'_>) {
-    p.require_string("authentication.api_key");
-    p.require_string("authentication.api_secret");
-    p.only_keys("authentication", &["api_key", "api_secret"]);
-    p.require_url("properties.url", true);
-    p.require_string("properties.organization");
-    p.require_string("properties.list");
-    match p.get("properties.batch_size") {
-        None | Some(serde_json::Value::Null) => {}
-        Some(n)
-            if n.as_u64()
-                .is_some_and(|n| (1..=MAX_BATCH_SIZE as u64).contains(&n)) => {}
-        Some(_) => p.push(
-            "properties.batch_size",
-            format!("must be a whole number from 1 to {MAX_BATCH_SIZE}"),
-        ),
-    }
-    p.only_keys(
-        "properties",
-        &["api", "url", "organization", "list", "batch_size"],
-    );
-    p.mappings("mappings", false);
-    // Consent deliveries match the profile on the field the user's key maps to.
-    if let Some(mappings) = p.get("mappings").and_then(serde_json::Value::as_array)
-        && !mappings.is_empty()
-        && mappings
-            .iter()
-            .all(|m| m.get("value").is_some_and(serde_json::Value::is_string))
-        && !mappings
-            .iter()
-            .any(|m| m.get("value").and_then(serde_json::Value::as_str) == Some(KEY_PROPERTY))
-    {
-        p.push(
-            "mappings",
-            format!("must map `{KEY_PROPERTY}` to the list's key field (e.g. {{\"id\": \"MAIL\", \"value\": \"{KEY_PROPERTY}\"}}): Engage upserts match on it"),
-        );
+/// The schema refuses an empty string; a blank one is as empty.
+fn not_blank(p: &mut Problems, fields: &[(&str, &String)]) {
+    for (path, value) in fields {
+        if value.trim().is_empty() {
+            p.push(path, "must not be empty");
+        }
     }
 }
 
@@ -231,134 +402,100 @@ fn check_engage(p: &mut Problems<'_>) {
 /// the list's key field.
 pub const KEY_PROPERTY: &str = "organization_user_id";
 
-/// The JSON schema. Every field sits in the top-level `properties` (the host
-/// finds the `"format": "uri"` fields there, for the egress allowlist); the
-/// two shapes are told apart by `properties.api` with `if`/`then`/`else`.
-pub fn schema() -> serde_json::Value {
-    let closed = |keys: &[&str]| {
-        let names: serde_json::Map<String, serde_json::Value> =
-            keys.iter().map(|k| (k.to_string(), json!(true))).collect();
-        json!({"required": keys, "properties": names, "additionalProperties": false})
-    };
-    let gate_properties = {
-        let mut p = closed(&["url", "gate"]);
-        p["properties"]["api"] = json!(true);
-        p
-    };
-    let engage_properties = {
-        let mut p = closed(&["api", "url", "organization", "list"]);
-        p["properties"]["batch_size"] = json!(true);
-        p
-    };
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "description": "Selligent through the Gate (SOAP Individual) API, the default, or the Engage REST API (`properties.api: engage`, which also runs activations)",
-        "required": ["authentication", "properties"],
-        "properties": {
-            "authentication": {
-                "type": "object",
-                "properties": {
-                    "username": {"type": "string", "writeOnly": true, "description": "Gate: Individual API user"},
-                    "password": {"type": "string", "writeOnly": true, "description": "Gate: the API user's encryption key"},
-                    "api_key": {"type": "string", "writeOnly": true, "description": "Engage: API key"},
-                    "api_secret": {"type": "string", "writeOnly": true, "description": "Engage: API secret"}
-                }
-            },
-            "properties": {
-                "type": "object",
-                "properties": {
-                    "api": {"enum": ["gate", "engage"], "default": "gate",
-                            "description": "gate: the SOAP Individual API (TriggerCampaign); engage: the REST API"},
-                    "url": {"type": "string", "format": "uri",
-                            "description": "Gate: the installation, e.g. https://acme.slgnt.eu; Engage: the API base, e.g. https://acme.slgnt.eu/Portal/Api"},
-                    "gate": {"type": "string", "description": "Gate: the gate whose campaign creates or updates the profile"},
-                    "organization": {"type": "string", "description": "Engage: the organization"},
-                    "list": {"type": "string", "description": "Engage: the list whose records are written, e.g. USERS"},
-                    "batch_size": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE,
-                                   "default": DEFAULT_BATCH_SIZE,
-                                   "description": "Engage: rows per data/load request and per activation call"}
-                }
-            },
-            "mappings": {
-                "type": "array",
-                "items": {"type": "object", "required": ["id", "value"], "additionalProperties": false,
-                          "properties": {"id": {"type": "string", "description": "Selligent field, e.g. MAIL"},
-                                         "value": {"type": "string", "description": "Didomi property"}}}
-            },
-            "upsert_mode": {"const": true, "default": true,
-                            "description": "Always on: Selligent creates or updates the profile"}
-        },
-        "if": {"properties": {"properties": {"required": ["api"], "properties": {"api": {"const": "engage"}}}}},
-        "then": {
-            "title": "Engage (REST API)",
-            "properties": {
-                "authentication": closed(&["api_key", "api_secret"]),
-                "properties": engage_properties
-            }
-        },
-        "else": {
-            "title": "Gate (SOAP Individual API)",
-            "required": ["mappings"],
-            "properties": {
-                "authentication": closed(&["username", "password"]),
-                "properties": gate_properties,
-                "mappings": {"minItems": 1}
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use prefsync_sdk::Connector;
     use prefsync_sdk::connector::validate;
     use serde_json::json;
 
     use super::*;
     use crate::Selligent;
 
-    fn problems(config: serde_json::Value) -> Vec<(String, String)> {
+    fn problems(config: &Json) -> Vec<String> {
         validate::<Selligent>(&config.to_string())
             .into_iter()
-            .map(|p| (p.path, p.message))
+            .map(|p| format!("{}: {}", p.path, p.message))
             .collect()
     }
 
-    fn paths(config: serde_json::Value) -> Vec<String> {
-        problems(config).into_iter().map(|(path, _)| path).collect()
+    fn paths(config: &Json) -> Vec<String> {
+        validate::<Selligent>(&config.to_string())
+            .into_iter()
+            .map(|p| p.path)
+            .collect()
     }
 
-    #[test]
-    fn the_seed_shape_is_valid_and_upsert_cannot_be_turned_off() {
-        let mut seed = json!({
+    fn seed() -> Json {
+        json!({
             "type_id": "selligent",
             "authentication": {"username": "API_USER", "password": "ENCRYPTION_KEY"},
             "properties": {"url": "acme.slgnt.eu", "gate": "DIDOMI_GATE"},
             "mappings": [{"id": "MAIL", "value": "organization_user_id"}],
             "upsert_mode": true
-        });
-        assert!(problems(seed.clone()).is_empty());
+        })
+    }
+
+    #[test]
+    fn the_seed_shape_is_valid_and_upsert_cannot_be_turned_off() {
+        let mut seed = seed();
+        assert!(problems(&seed).is_empty());
         seed["properties"]["api"] = json!("gate");
-        assert!(problems(seed.clone()).is_empty());
+        assert!(problems(&seed).is_empty());
+        seed["properties"]["api"] = Json::Null;
+        assert!(problems(&seed).is_empty());
+        seed.as_object_mut().unwrap().remove("upsert_mode");
+        assert!(problems(&seed).is_empty());
         seed["upsert_mode"] = json!(false);
-        let found = problems(seed);
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0, "upsert_mode");
-        assert!(found[0].1.contains("always upserts"));
+        assert_eq!(problems(&seed), ["upsert_mode: must be true"]);
+
         assert_eq!(
-            paths(json!({"authentication": {"user": "x"}, "properties": {"url": "ftp://x"}})),
+            problems(&json!({"authentication": {"user": "x"}, "properties": {"url": 3}})),
             [
-                "authentication.username",
-                "authentication.password",
-                "authentication.user",
-                "properties.url",
-                "properties.gate",
-                "mappings"
+                "authentication.password: is required",
+                "authentication.user: unknown field (expected one of: password, username)",
+                "authentication.username: is required",
+                "mappings: is required",
+                "properties.gate: is required",
+                "properties.url: must be a string",
+            ]
+        );
+        let mut empty = self::seed();
+        empty["mappings"] = json!([]);
+        empty["properties"]["organization"] = json!("ACME");
+        assert_eq!(
+            problems(&empty),
+            [
+                "mappings: must not be empty",
+                "properties.organization: unknown field (expected one of: api, gate, url)",
             ]
         );
     }
 
-    fn engage() -> serde_json::Value {
+    #[test]
+    fn gate_rules_the_schema_cannot_say() {
+        let mut config = seed();
+        config["authentication"]["password"] = json!("  ");
+        config["properties"]["url"] = json!("ftp://acme.slgnt.eu");
+        config["properties"]["gate"] = json!(" ");
+        config["mappings"] = json!([
+            {"id": "MAIL", "value": "organization_user_id"},
+            {"id": "MAIL", "value": "consents_purposes_newsletter_enabled"}
+        ]);
+        assert_eq!(
+            problems(&config),
+            [
+                "authentication.password: must not be empty",
+                "properties.gate: must not be empty",
+                "properties.url: must be an https URL, not a `ftp` URL",
+                "mappings[1].id: `MAIL` is mapped twice",
+            ]
+        );
+        let mut config = seed();
+        config["properties"]["url"] = json!("https://u:pw@acme.slgnt.eu");
+        assert_eq!(paths(&config), ["properties.url"]);
+    }
+
+    fn engage() -> Json {
         json!({
             "type_id": "selligent",
             "authentication": {"api_key": "KEY", "api_secret": "SECRET"},
@@ -370,60 +507,99 @@ mod tests {
 
     #[test]
     fn engage_configs_are_checked_field_by_field() {
-        assert!(problems(engage()).is_empty());
+        assert!(problems(&engage()).is_empty());
         let mut config = engage();
         config.as_object_mut().unwrap().remove("mappings");
         config["properties"]
             .as_object_mut()
             .unwrap()
             .remove("batch_size");
-        assert!(problems(config).is_empty());
+        assert!(problems(&config).is_empty());
+        let mut config = engage();
+        config["properties"]["batch_size"] = Json::Null;
+        config["upsert_mode"] = json!(true);
+        assert!(problems(&config).is_empty());
 
-        let found = paths(json!({
-            "authentication": {"api_key": "", "username": "u"},
-            "properties": {"api": "engage", "url": "ftp://x", "list": 3, "gate": "G", "batch_size": 5001},
-            "mappings": [{"id": "MAIL"}],
-            "upsert_mode": false
-        }));
+        // Every field of the Engage shape, named at once (the Gate's are unknown).
         assert_eq!(
-            found,
+            problems(&json!({
+                "authentication": {"api_key": "", "username": "u"},
+                "properties": {"api": "engage", "url": "https://acme.slgnt.eu/Portal/Api", "list": 3,
+                               "gate": "G", "batch_size": 5001},
+                "mappings": [{"id": "MAIL"}],
+                "upsert_mode": false
+            })),
             [
-                "authentication.api_key",
-                "authentication.api_secret",
-                "authentication.username",
-                "properties.url",
-                "properties.organization",
-                "properties.list",
-                "properties.batch_size",
-                "properties.gate",
-                "mappings[0].value",
-                "upsert_mode"
+                "authentication.api_key: must not be empty",
+                "authentication.api_secret: is required",
+                "authentication.username: unknown field (expected one of: api_key, api_secret)",
+                "mappings[0].value: is required",
+                "properties.batch_size: must be at most 5000",
+                "properties.gate: unknown field (expected one of: api, batch_size, list, organization, url)",
+                "properties.list: must be a string",
+                "properties.organization: is required",
+                "upsert_mode: must be true",
             ]
         );
-        for bad in [json!(0), json!(2.5), json!("500"), json!(-1)] {
+        for (bad, message) in [
+            (json!(0), "must be at least 1"),
+            (json!(2.5), "must be a whole number"),
+            (json!("500"), "must be a whole number"),
+            (json!(-1), "must be at least 1"),
+        ] {
             let mut config = engage();
             config["properties"]["batch_size"] = bad.clone();
-            assert_eq!(paths(config), ["properties.batch_size"], "{bad}");
+            assert_eq!(
+                problems(&config),
+                [format!("properties.batch_size: {message}")],
+                "{bad}"
+            );
         }
+
+        // An unknown API is refused; the shape checked is the default's,
+        // the Gate's (the schema's `else`, as in the hand-written one).
+        let mut config = engage();
+        config["properties"]["api"] = json!("rest");
+        let found = problems(&config);
+        assert!(
+            found.contains(&"properties.api: must be one of: gate, engage".to_string()),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&"properties.gate: is required".to_string()),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn engage_rules_the_schema_cannot_say() {
         // Mappings for consent deliveries must say which field is the key.
         let mut config = engage();
         config["mappings"] =
             json!([{"id": "OPTIN", "value": "consents_purposes_newsletter_enabled"}]);
-        let found = problems(config);
+        let found = problems(&config);
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0, "mappings");
-        assert!(
-            found[0].1.contains("organization_user_id"),
-            "{}",
-            found[0].1
-        );
+        assert!(found[0].starts_with("mappings: must map `organization_user_id`"));
+        config["mappings"] = json!([
+            {"id": "MAIL", "value": "organization_user_id"},
+            {"id": "OPTIN", "value": "consents_purposes_newsletter_enabled"}
+        ]);
+        assert!(problems(&config).is_empty());
 
         let mut config = engage();
-        config["properties"]["api"] = json!("rest");
-        let found = problems(config);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].0, "properties.api");
-        assert!(found[0].1.contains("`rest`"));
+        config["authentication"]["api_secret"] = json!(" ");
+        config["properties"]["organization"] = json!(" ");
+        config["properties"]["list"] = json!(" ");
+        config["properties"]["url"] = json!("ftp://acme");
+        assert_eq!(
+            paths(&config),
+            [
+                "authentication.api_secret",
+                "properties.organization",
+                "properties.list",
+                "properties.url"
+            ]
+        );
     }
 
     #[test]
@@ -454,24 +630,36 @@ mod tests {
 
     #[test]
     fn the_schema_describes_both_apis_and_hides_secrets() {
-        let schema = schema();
+        let schema = Selligent::config_schema();
+        let auth = &schema["properties"]["authentication"]["properties"];
         for secret in ["username", "password", "api_key", "api_secret"] {
-            assert_eq!(
-                schema["properties"]["authentication"]["properties"][secret]["writeOnly"], true,
-                "{secret}"
-            );
+            assert_eq!(auth[secret]["writeOnly"], true, "{secret}");
         }
+        let props = &schema["properties"]["properties"]["properties"];
+        assert_eq!(props["url"]["format"], "uri");
+        assert!(props["url"].get("writeOnly").is_none());
+        let text = schema.to_string();
+        assert_eq!(text.matches("\"format\":\"uri\"").count(), 1, "{text}");
+        assert_eq!(text.matches("\"writeOnly\":true").count(), 4, "{text}");
+        assert!(!text.contains("$ref"));
+        // The shapes: `api: engage` then Engage's, else (gate or none) the Gate's.
         assert_eq!(
-            schema["properties"]["properties"]["properties"]["url"]["format"],
-            "uri"
+            schema["if"]["properties"]["properties"]["properties"]["api"]["const"],
+            "engage"
         );
         assert_eq!(
             schema["then"]["properties"]["authentication"]["required"],
             json!(["api_key", "api_secret"])
         );
+        let gate = &schema["else"];
         assert_eq!(
-            schema["else"]["properties"]["properties"]["required"],
+            gate["properties"]["properties"]["required"],
             json!(["url", "gate"])
         );
+        assert_eq!(gate["required"], json!(["mappings"]));
+        assert_eq!(gate["properties"]["mappings"]["minItems"], 1);
+        assert!(schema["properties"]["mappings"].get("minItems").is_none());
+        assert_eq!(schema["required"], json!(["authentication", "properties"]));
+        assert!(schema.get("additionalProperties").is_none());
     }
 }

@@ -10,7 +10,11 @@
 //!   optional `activation` export) write model rows in batches through
 //!   `data/load`.
 //!
-//! Files: `config.rs` (the integration config, its checks and schema),
+//! Either way it checks an integration's connection on demand (the optional
+//! `connection` export), through the API the config selects.
+//!
+//! Files: `config.rs` (the integration config: its types, from which the
+//! schema is derived, and the checks a schema cannot say),
 //! `api.rs` with one module per API, `api/gate.rs` and `api/engage.rs` (the
 //! requests, value formats, and how answers are classified), and this file
 //! (the [`Connector`] and [`Activation`] implementations).
@@ -23,8 +27,8 @@ use api::{engage, gate};
 pub use config::{EngageConfig, GateConfig, SelligentConfig};
 
 use prefsync_sdk::{
-    Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
-    RowFailure, RowOutcome, SyncBatch,
+    Activation, Capabilities, ConnectionCheck, Connector, ConsentRecord, Context, Description,
+    Outcome, Problems, RowFailure, RowOutcome, SyncBatch, ValidationProblem,
 };
 
 /// The Selligent connector.
@@ -38,7 +42,6 @@ impl Connector for Selligent {
             type_id: "selligent".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Selligent".into(),
-            config_schema: config::schema(),
             // Every installation has its own host: the config's `properties.url`.
             default_hosts: Vec::new(),
             // Selligent publishes no limit for either API; stay polite.
@@ -49,8 +52,8 @@ impl Connector for Selligent {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &SelligentConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(ctx: &Context<'_>, config: &SelligentConfig, record: &ConsentRecord) -> Outcome {
@@ -84,4 +87,19 @@ impl Activation for Selligent {
     }
 }
 
-prefsync_sdk::export!(Selligent, activation);
+/// The connection check, through the API the config selects: the Gate's
+/// `GetUserByFilter` (the login), or Engage's list details (the key and the
+/// list). See `gate::check_connection` and `engage::check_connection`.
+impl ConnectionCheck for Selligent {
+    fn check_connection(
+        ctx: &Context<'_>,
+        config: &SelligentConfig,
+    ) -> Result<Vec<ValidationProblem>, String> {
+        match config {
+            SelligentConfig::Gate(gate) => gate::check_connection(ctx, gate),
+            SelligentConfig::Engage(engage) => engage::check_connection(ctx, engage),
+        }
+    }
+}
+
+prefsync_sdk::export!(Selligent, activation, connection);

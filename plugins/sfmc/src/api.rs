@@ -18,11 +18,12 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use prefsync_sdk::connection::{unreachable, verdict};
 use prefsync_sdk::http::{StatusClass, classify_status, encode_component, retry_after_ms};
 use prefsync_sdk::mapping::map_record;
 use prefsync_sdk::{
     ConsentRecord, Context, DeliveredKind, Failure, HttpError, Method, Outcome, Request, Response,
-    RowFailure, RowOutcome, SyncBatch, SyncMode,
+    RowFailure, RowOutcome, SyncBatch, SyncMode, ValidationProblem,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
@@ -197,6 +198,152 @@ fn refusal(response: &Response) -> Refusal {
     }
 }
 
+/// `POST {auth base}/v2/token` with the client credentials (and the
+/// business unit, when set), as JSON.
+fn token_request(config: &SfmcConfig) -> Request {
+    let auth = &config.authentication;
+    let mut body = json!({
+        "grant_type": "client_credentials",
+        "client_id": auth.client_id,
+        "client_secret": auth.client_secret,
+    });
+    if let Some(account_id) = &auth.account_id {
+        body["account_id"] = json!(account_id);
+    }
+    Request::new(Method::Post, format!("{}/v2/token", config.auth_base())).json(&body)
+}
+
+/// Where refused client credentials are reported.
+pub const SECRET_PATH: &str = "authentication.client_secret";
+/// Where a business unit the package is not installed in is reported.
+pub const ACCOUNT_PATH: &str = "authentication.account_id";
+/// Where an unknown data extension is reported.
+pub const DATA_EXTENSION_PATH: &str = "properties.data_extension_key";
+/// Where a primary key the data extension cannot be read by is reported.
+pub const PRIMARY_KEY_PATH: &str = "properties.primary_key";
+/// Where a token answer's foreign REST base is reported.
+pub const REST_BASE_PATH: &str = "properties.rest_base_url";
+/// Each of the check's two requests.
+const CHECK_TIMEOUT_MS: u32 = 15_000;
+
+fn problem(path: &str, message: impl Into<String>) -> Vec<ValidationProblem> {
+    vec![ValidationProblem {
+        path: path.to_string(),
+        message: message.into(),
+    }]
+}
+
+/// The connection check: a new token (never the cached one: the cache is
+/// keyed without the secret), then one read of the data extension with it.
+///
+/// 1. `POST {auth base}/v2/token`: 401/403 → the client credentials refused,
+///    at `authentication.client_secret` — or at `authentication.account_id`
+///    when the OAuth error names the account (the business unit); other
+///    answers by [`verdict`] (400 → the whole config, 429/5xx → `Err`).
+/// 2. `GET {rest}/data/v1/customobjectdata/key/{key}/rowset?$filter={primary
+///    key} eq ''` (the connector's own row lookup, for a key no row has):
+///    2xx accepted; 404 → `properties.data_extension_key`; 400 → the lookup
+///    on `properties.primary_key` refused; 401/403 with the new token → the
+///    installed package may not read data extensions
+///    (`authentication.client_id`); 429/5xx → `Err`.
+///
+/// Nothing is written, nothing cached; no answer's body is quoted.
+pub fn check_connection(
+    ctx: &Context<'_>,
+    config: &SfmcConfig,
+) -> Result<Vec<ValidationProblem>, String> {
+    #[derive(Deserialize)]
+    struct Token {
+        access_token: String,
+        #[serde(default)]
+        rest_instance_url: Option<String>,
+    }
+    #[derive(Default, Deserialize)]
+    struct TokenError {
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default)]
+        error_description: Option<String>,
+    }
+    let response = match ctx.send(token_request(config).timeout_ms(CHECK_TIMEOUT_MS)) {
+        Ok(response) => response,
+        Err(error) => return unreachable(&error),
+    };
+    if matches!(response.status, 401 | 403) {
+        let error: TokenError = response.json().unwrap_or_default();
+        let names_account = config.authentication.account_id.is_some()
+            && [error.error, error.error_description]
+                .iter()
+                .flatten()
+                .any(|text| text.to_ascii_lowercase().contains("account"));
+        return Ok(if names_account {
+            problem(
+                ACCOUNT_PATH,
+                format!(
+                    "SFMC refused the token for this business unit (HTTP {}): the package is not installed in it",
+                    response.status
+                ),
+            )
+        } else {
+            problem(
+                SECRET_PATH,
+                format!(
+                    "SFMC refused the client credentials (HTTP {}): check authentication.client_id and client_secret",
+                    response.status
+                ),
+            )
+        });
+    }
+    let refused = verdict(&response, SECRET_PATH)?;
+    if !refused.is_empty() {
+        return Ok(refused);
+    }
+    let token: Token = response
+        .json()
+        .map_err(|_| "SFMC's token answer has no access_token; try again later".to_string())?;
+    let client = Client::new(ctx, config);
+    let rest = match client.rest_base(token.rest_instance_url.as_deref()) {
+        Ok(rest) => rest,
+        Err(failure) => return Ok(problem(REST_BASE_PATH, failure.message)),
+    };
+    let filter = format!("{} eq ''", config.properties.primary_key);
+    let url = format!(
+        "{rest}/data/v1/customobjectdata/key/{}/rowset?$filter={}",
+        client.data_extension(),
+        encode_component(&filter)
+    );
+    let read = Request::get(url)
+        .header("Authorization", format!("Bearer {}", token.access_token))
+        .header("Accept", "application/json")
+        .timeout_ms(CHECK_TIMEOUT_MS);
+    let response = match ctx.send(read) {
+        Ok(response) => response,
+        Err(error) => return unreachable(&error),
+    };
+    let key = &config.properties.data_extension_key;
+    Ok(match response.status {
+        404 => problem(
+            DATA_EXTENSION_PATH,
+            format!("SFMC knows no data extension with external key `{key}` (HTTP 404)"),
+        ),
+        400 => problem(
+            PRIMARY_KEY_PATH,
+            format!(
+                "SFMC refused a lookup on column `{}` of data extension `{key}` (HTTP 400)",
+                config.properties.primary_key
+            ),
+        ),
+        401 | 403 => problem(
+            "authentication.client_id",
+            format!(
+                "SFMC gave a token but refused the data extension read with it (HTTP {}): the installed package needs Data Extensions Read",
+                response.status
+            ),
+        ),
+        _ => verdict(&response, SECRET_PATH)?,
+    })
+}
+
 /// An access token and the REST base it was issued for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Session {
@@ -267,24 +414,9 @@ impl<'c, 'h> Client<'c, 'h> {
             #[serde(default)]
             error_description: Option<String>,
         }
-        let auth = &self.config.authentication;
-        let mut body = json!({
-            "grant_type": "client_credentials",
-            "client_id": auth.client_id,
-            "client_secret": auth.client_secret,
-        });
-        if let Some(account_id) = &auth.account_id {
-            body["account_id"] = json!(account_id);
-        }
-        let request = Request::new(
-            Method::Post,
-            format!("{}/v2/token", self.config.auth_base()),
-        )
-        .json(&body)
-        .timeout_ms(REQUEST_TIMEOUT_MS);
         let response = self
             .ctx
-            .send(request)
+            .send(token_request(self.config).timeout_ms(REQUEST_TIMEOUT_MS))
             .map_err(|e| CallFailure::from_http(&e, "SFMC token request"))?;
         match response.status {
             200..=299 => {}
@@ -1067,5 +1199,133 @@ mod tests {
         let refused =
             activation::sync::<Sfmc>(&host, &config(true), &batch(SyncMode::Upsert)).unwrap_err();
         assert!(refused.retryable, "{refused:?}");
+    }
+
+    fn check(host: &MockHost, config: &str) -> Result<Vec<(String, String)>, String> {
+        prefsync_sdk::connection::check::<Sfmc>(host, config)
+            .map(|problems| problems.into_iter().map(|p| (p.path, p.message)).collect())
+    }
+
+    const CHECK_READ: &str =
+        "/data/v1/customobjectdata/key/Consents/rowset?$filter=SubscriberKey%20eq%20%27%27";
+
+    #[test]
+    fn the_check_gets_a_new_token_then_reads_the_data_extension_and_writes_nothing() {
+        let host = MockHost::new();
+        // A delivery caches a token: the check gets its own all the same.
+        host.respond(200, &[], TOKEN_OK).respond(200, &[], "[]");
+        assert_eq!(run(&host, true, &[record("C-1", true)]), [UPDATED]);
+        host.respond(200, &[], &TOKEN_OK.replace("tok-1", "tok-2"))
+            .respond(200, &[], r#"{"count": 0, "items": []}"#);
+        assert_eq!(check(&host, &config(true)), Ok(vec![]));
+        let requests = host.requests.borrow()[2..].to_vec();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].method, Method::Post);
+        assert_eq!(
+            requests[0].url,
+            "https://mc123.auth.marketingcloudapis.com/v2/token"
+        );
+        assert_eq!(
+            serde_json::from_slice::<Json>(requests[0].body.as_ref().unwrap()).unwrap(),
+            json!({"grant_type": "client_credentials", "client_id": "client-1",
+                   "client_secret": SECRET, "account_id": "514000123"})
+        );
+        assert_eq!(requests[0].timeout_ms, Some(CHECK_TIMEOUT_MS));
+        assert_eq!(requests[1].method, Method::Get);
+        assert_eq!(requests[1].url, format!("{REST}{CHECK_READ}"));
+        assert!(requests[1].body.is_none());
+        assert!(
+            requests[1]
+                .headers
+                .contains(&("Authorization".into(), "Bearer tok-2".into()))
+        );
+    }
+
+    #[test]
+    fn refused_credentials_are_a_problem_at_the_secret_or_the_business_unit() {
+        let refused = |description: &str| {
+            json!({"error": "invalid_client", "error_description": description,
+                   "error_uri": "https://developer.salesforce.com"})
+            .to_string()
+        };
+        let host = MockHost::new();
+        host.respond(401, &[], &refused(&format!("Invalid client ID {SECRET}")));
+        let problems = check(&host, &config(true)).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, SECRET_PATH);
+        assert!(!problems[0].1.contains(SECRET), "{problems:?}");
+        assert!(!problems[0].1.contains("Invalid client"), "{problems:?}");
+        assert_eq!(host.requests.borrow().len(), 1, "no read without a token");
+
+        let host = MockHost::new();
+        host.respond(
+            401,
+            &[],
+            &refused("Invalid account_id: the package is not installed in this business unit."),
+        );
+        assert_eq!(check(&host, &config(true)).unwrap()[0].0, ACCOUNT_PATH);
+
+        // A 400 of the token call is the whole config's.
+        let host = MockHost::new();
+        host.respond(400, &[], r#"{"error": "invalid_request"}"#);
+        assert_eq!(check(&host, &config(true)).unwrap()[0].0, "");
+    }
+
+    #[test]
+    fn an_unknown_data_extension_or_key_column_is_a_problem_at_its_field() {
+        let host = MockHost::new();
+        host.respond(200, &[], TOKEN_OK).respond(
+            404,
+            &[],
+            r#"{"message": "Data extension with external key Consents not found", "errorcode": 10000}"#,
+        );
+        assert_eq!(
+            check(&host, &config(true)),
+            Ok(vec![(
+                DATA_EXTENSION_PATH.to_string(),
+                "SFMC knows no data extension with external key `Consents` (HTTP 404)".to_string()
+            )])
+        );
+        let host = MockHost::new();
+        host.respond(200, &[], TOKEN_OK).respond(
+            400,
+            &[],
+            r#"{"message": "Invalid column name: SubscriberKey", "errorcode": 10000}"#,
+        );
+        assert_eq!(check(&host, &config(true)).unwrap()[0].0, PRIMARY_KEY_PATH);
+        // A new token the REST API refuses: the package's permissions.
+        let host = MockHost::new();
+        host.respond(200, &[], TOKEN_OK).respond(403, &[], "{}");
+        assert_eq!(
+            check(&host, &config(true)).unwrap()[0].0,
+            "authentication.client_id"
+        );
+        // A token answer naming another tenant's REST host.
+        let host = MockHost::new();
+        host.respond(200, &[], &TOKEN_OK.replace("mc123.rest", "evil.rest"));
+        assert_eq!(check(&host, &config(true)).unwrap()[0].0, REST_BASE_PATH);
+        assert_eq!(host.requests.borrow().len(), 1);
+    }
+
+    #[test]
+    fn a_check_that_cannot_be_made_is_an_error() {
+        for status in [429, 500, 503] {
+            let host = MockHost::new();
+            host.respond(status, &[], "{}");
+            assert!(check(&host, &config(true)).is_err(), "token {status}");
+            let host = MockHost::new();
+            host.respond(200, &[], TOKEN_OK).respond(status, &[], "{}");
+            assert!(check(&host, &config(true)).is_err(), "read {status}");
+        }
+        let host = MockHost::new();
+        host.fail(HttpError::Timeout);
+        assert!(check(&host, &config(true)).is_err());
+        let host = MockHost::new();
+        host.respond(200, &[], TOKEN_OK).fail(HttpError::Timeout);
+        assert!(check(&host, &config(true)).is_err());
+        // A 2xx without a token.
+        let host = MockHost::new();
+        host.respond(200, &[], "{}");
+        assert!(check(&host, &config(true)).is_err());
     }
 }

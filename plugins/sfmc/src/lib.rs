@@ -1,24 +1,27 @@
 //! Salesforce Marketing Cloud (Engagement) destination: writes each user's
 //! mapped consent choices as a row of a data extension (the synchronous
 //! rowset upsert, up to 50 rows a call), and model rows for activations.
+//! An integration's credentials and data extension are checked on demand
+//! (the `connection` export).
 //!
 //! SFMC keeps consent as data-extension columns — an opt-in flag and the
 //! date it was set — so a withdrawal is the flag written `false` with the
 //! date of the withdrawal (`properties.consent_date_column`).
 //!
-//! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (requests, the token, and how answers are
-//! classified), this file (the [`Connector`] and [`Activation`]
-//! implementations).
+//! Files, as in every connector: `config.rs` (the integration config: its
+//! types, from which the schema is derived, and the checks a schema cannot
+//! say), `api.rs` (requests, the token, and how answers are classified),
+//! this file (the [`Connector`] and [`Activation`] implementations).
 
 mod api;
 mod config;
 
 pub use config::SfmcConfig;
 
+use prefsync_sdk::connection::ConnectionCheck;
 use prefsync_sdk::{
     Activation, Capabilities, Connector, ConsentRecord, Context, Description, Outcome, Problems,
-    RowFailure, RowOutcome, SyncBatch,
+    RowFailure, RowOutcome, SyncBatch, ValidationProblem,
 };
 
 /// The SFMC connector.
@@ -32,7 +35,6 @@ impl Connector for Sfmc {
             type_id: "sfmc".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Salesforce Marketing Cloud".into(),
-            config_schema: config::schema(),
             // The tenant's hosts: the host fills `{properties.subdomain}`
             // from the config (one DNS label, or the entry is left out).
             default_hosts: vec![
@@ -50,8 +52,8 @@ impl Connector for Sfmc {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &SfmcConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(ctx: &Context<'_>, config: &SfmcConfig, record: &ConsentRecord) -> Outcome {
@@ -85,4 +87,15 @@ impl Activation for Sfmc {
     }
 }
 
-prefsync_sdk::export!(Sfmc, activation);
+/// The connection check: a new token, then one read of the data extension
+/// (see `api::check_connection`).
+impl ConnectionCheck for Sfmc {
+    fn check_connection(
+        ctx: &Context<'_>,
+        config: &SfmcConfig,
+    ) -> Result<Vec<ValidationProblem>, String> {
+        api::check_connection(ctx, config)
+    }
+}
+
+prefsync_sdk::export!(Sfmc, activation, connection);

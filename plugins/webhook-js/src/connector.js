@@ -1,7 +1,7 @@
 // prefsync destination connector in JavaScript: POSTs each user's mapped
 // properties as JSON to the configured URL and classifies the answer, like
 // the Rust `webhook` connector (without signatures). It implements the same
-// WIT world, `prefsync:connector/destination@0.1.2`, through componentize-js:
+// WIT world, `prefsync:connector/destination@0.1.3`, through componentize-js:
 // the contract is language-neutral.
 //
 // Conventions of the JS bindings: records are objects with camelCase fields,
@@ -9,8 +9,8 @@
 // BigInt, list<u8> Uint8Array; an imported function returning `result`
 // returns the ok value or throws an error whose `payload` is the err value.
 
-import { send } from 'prefsync:connector/http@0.1.2';
-import { log } from 'prefsync:connector/log@0.1.2';
+import { send } from 'prefsync:connector/http@0.1.3';
+import { log } from 'prefsync:connector/log@0.1.3';
 
 const RETRYABLE = new Set([408, 425, 429]);
 

@@ -199,27 +199,29 @@ mod tests {
 
     #[test]
     fn bad_configs_name_their_fields() {
-        let paths: Vec<String> = connector::validate::<Webhook>(
+        let found: Vec<String> = connector::validate::<Webhook>(
             &json!({
-                "authentication": {"signing_secret": "short"},
-                "properties": {"url": "ftp://x", "headers": {"A": 1}, "retry_on": [99], "timeout_ms": 0, "extra": 1},
+                "authentication": {"signing_secret": "short", "token": "x"},
+                "properties": {"url": 7, "headers": {"A": 1}, "retry_on": [99, 204, 600], "timeout_ms": 0, "extra": 1},
                 "mappings": []
             })
             .to_string(),
         )
         .into_iter()
-        .map(|p| p.path)
+        .map(|p| format!("{}: {}", p.path, p.message))
         .collect();
         assert_eq!(
-            paths,
+            found,
             [
-                "authentication.signing_secret",
-                "properties.url",
-                "properties.headers.A",
-                "properties.retry_on",
-                "properties.timeout_ms",
-                "properties.extra",
-                "mappings"
+                "authentication.signing_secret: must be at least 16 characters long",
+                "authentication.token: unknown field (expected one of: signing_secret)",
+                "mappings: must not be empty",
+                "properties.extra: unknown field (expected one of: headers, retry_on, signature_header, timeout_ms, url)",
+                "properties.headers.A: must be a string",
+                "properties.retry_on[0]: must be at least 100",
+                "properties.retry_on[2]: must be at most 599",
+                "properties.timeout_ms: must be at least 1",
+                "properties.url: must be a string",
             ]
         );
     }

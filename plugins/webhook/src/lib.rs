@@ -3,9 +3,10 @@
 //! classifies the answer by status with a configurable list of retryable
 //! statuses.
 //!
-//! Files, as in every connector: `config.rs` (the integration config, its
-//! checks and schema), `api.rs` (the request, the signature, and how answers
-//! are classified), this file (the [`Connector`] implementation).
+//! Files, as in every connector: `config.rs` (the integration config: its
+//! types, from which the schema is derived, and the checks a schema cannot
+//! say), `api.rs` (the request, the signature, and how answers are
+//! classified), this file (the [`Connector`] implementation).
 
 mod api;
 mod config;
@@ -28,7 +29,6 @@ impl Connector for Webhook {
             type_id: "webhook".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Webhook (any HTTP endpoint)".into(),
-            config_schema: config::schema(),
             // The only host is the one the config names.
             default_hosts: Vec::new(),
             max_concurrency: 4,
@@ -37,8 +37,8 @@ impl Connector for Webhook {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &WebhookConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(ctx: &Context<'_>, config: &WebhookConfig, record: &ConsentRecord) -> Outcome {

@@ -11,6 +11,12 @@
 //! `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`
 //! (a Unix time in seconds, the only wait hint Braze gives).
 //!
+//! It also answers the user lookup, `POST /users/export/ids` (what a
+//! connection check calls): the same key (401 otherwise), `external_ids`
+//! and/or `email_address`, and a 201 `{"users": [...], "invalid_user_ids":
+//! [...], "message": "success"}` (users found, with `fields_to_export` when
+//! given; external ids that match no one listed apart). It writes nothing.
+//!
 //! Unconfirmed, and configurable: what Braze answers for an object with
 //! `_update_existing_only: true` whose user does not exist. By default the
 //! user is not created and the object is reported in `errors[]`
@@ -231,6 +237,9 @@ async fn handle_request(
         &headers,
         body_json.clone(),
     ));
+    if method == Method::POST && uri.path() == "/users/export/ids" {
+        return export_ids(&inner, &headers, &body_json);
+    }
     if method != Method::POST || uri.path() != "/users/track" {
         return error(StatusCode::NOT_FOUND, "Not found");
     }
@@ -244,16 +253,86 @@ async fn handle_request(
     response
 }
 
+fn authorized(inner: &Inner, headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|key| key == inner.api_key)
+}
+
+/// `POST /users/export/ids`: the users these ids name; reads only.
+fn export_ids(inner: &Inner, headers: &HeaderMap, body: &Json) -> Response {
+    if !authorized(inner, headers) {
+        return error(StatusCode::UNAUTHORIZED, "Invalid API key");
+    }
+    let Some(object) = body.as_object() else {
+        return error(StatusCode::BAD_REQUEST, "Invalid JSON in the request body");
+    };
+    let external_ids: Vec<&str> = object
+        .get("external_ids")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .collect();
+    let email = object.get("email_address").and_then(Json::as_str);
+    if external_ids.is_empty() && email.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "A user identifier (external_ids, email_address, ...) must be provided",
+        );
+    }
+    let fields: Option<Vec<&str>> = object
+        .get("fields_to_export")
+        .and_then(Json::as_array)
+        .map(|f| f.iter().filter_map(Json::as_str).collect());
+    let export = |user: &User| {
+        let mut all = user.attributes.clone();
+        if let Some(id) = &user.external_id {
+            all.insert("external_id".into(), json!(id));
+        }
+        if let Some(email) = &user.email {
+            all.insert("email".into(), json!(email));
+        }
+        if let Some(fields) = &fields {
+            all.retain(|name, _| fields.contains(&name.as_str()));
+        }
+        Json::Object(all)
+    };
+    let mut users = Vec::new();
+    let mut invalid = Vec::new();
+    for id in &external_ids {
+        match inner
+            .users
+            .iter()
+            .find(|u| u.external_id.as_deref() == Some(*id))
+        {
+            Some(user) => users.push(export(user)),
+            None => invalid.push(json!(id)),
+        }
+    }
+    if let Some(email) = email {
+        users.extend(
+            inner
+                .users
+                .iter()
+                .filter(|u| u.email.as_deref() == Some(email))
+                .map(export),
+        );
+    }
+    let mut answer = json!({"users": users, "message": "success"});
+    if !invalid.is_empty() {
+        answer["invalid_user_ids"] = Json::Array(invalid);
+    }
+    (StatusCode::CREATED, axum::Json(answer)).into_response()
+}
+
 fn track(inner: &mut Inner, headers: &HeaderMap, body: &Json) -> Response {
     if let Some(fault) = inner.faults.pop_front() {
         return fault_response(fault);
     }
-    let authorized = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|key| key == inner.api_key);
-    if !authorized {
+    if !authorized(inner, headers) {
         return error(StatusCode::UNAUTHORIZED, "Invalid API key");
     }
     if !body.is_object() {

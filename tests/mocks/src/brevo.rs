@@ -11,6 +11,9 @@
 //! - `GET /v3/contacts/{identifier}` returns the contact or 404, and
 //!   `GET /v3/contacts/attributes` the account's attributes and their types
 //!   (`text`, `float`, `boolean`);
+//! - `GET /v3/account` returns the account's details (what a connection
+//!   check reads), and `GET /v3/contacts/lists/{id}` a list's details or 404
+//!   `document_not_found` for a list the account does not have;
 //! - errors are `{"code", "message"}`; attributes must be the account's (in
 //!   capitals) with values of their type, lists must exist (400
 //!   `invalid_parameter` otherwise);
@@ -430,6 +433,49 @@ fn answer(
                 })
                 .collect();
             axum::Json(json!({"attributes": attributes})).into_response()
+        }
+        ("GET", ["v3", "account"]) => axum::Json(json!({
+            "email": "owner@example.com",
+            "firstName": "Mock",
+            "lastName": "Owner",
+            "companyName": "Mock Brevo account",
+            "address": {"street": "", "city": "", "zipCode": "", "country": ""},
+            "plan": [{"type": "free", "creditsType": "sendLimit", "credits": 300}],
+            "relay": {"enabled": false, "data": {"userName": "", "relay": "", "port": 0}}
+        }))
+        .into_response(),
+        ("GET", ["v3", "contacts", "lists", id]) => {
+            let inner = mock.lock();
+            match id.parse::<u64>() {
+                Ok(id) if inner.lists.contains(&id) => {
+                    let subscribers = inner
+                        .contacts
+                        .values()
+                        .filter(|c| c.list_ids.contains(&id))
+                        .count();
+                    axum::Json(json!({
+                        "id": id,
+                        "name": format!("List {id}"),
+                        "totalBlacklisted": 0,
+                        "totalSubscribers": subscribers,
+                        "uniqueSubscribers": subscribers,
+                        "folderId": 1,
+                        "createdAt": "2026-01-01T00:00:00.000+00:00",
+                        "dynamicList": false
+                    }))
+                    .into_response()
+                }
+                Ok(_) => error(
+                    StatusCode::NOT_FOUND,
+                    "document_not_found",
+                    "List ID does not exist",
+                ),
+                Err(_) => error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    "Invalid list id",
+                ),
+            }
         }
         ("GET", ["v3", "contacts", identifier]) => {
             let mut inner = mock.lock();

@@ -6,7 +6,9 @@
 //! ?organization_id=…` stores a partial event, merges it into its user and
 //! answers 201 with the event (its `id` kept when the client chose one).
 //! Only purposes and channels the organization has are accepted (Didomi's
-//! "API v2" validation: 400 otherwise).
+//! "API v2" validation: 400 otherwise). A token valid for another
+//! organization is refused with 403 on every consents call (what the
+//! connection check's user lookup reads as a wrong `organization_id`).
 //!
 //! Like a real organization with a webhook, it posts `event.created` (the
 //! stored event) and `user.updated` (`source` = that event) to a URL after

@@ -6,7 +6,8 @@
 //! flat object → `{"result_code", "message"}`) and the batch
 //! `POST …/data/load?keyFields=…&data_import_option=InsertAndUpdate|OnlyInsert|OnlyUpdate`
 //! (an array of rows, the first the header → counts of inserted, updated and
-//! failed records and the `invalid_records`).
+//! failed records and the `invalid_records`). `GET …/lists/{list}` gives the
+//! list's details (the connector's connection check).
 //!
 //! The API is served under `/Portal/Api` ([`Engage::url`]) and at the
 //! mock's root (`MockServer::url`): the base is the installation's.
@@ -316,6 +317,9 @@ async fn handle_request(
         ["Portal", "Api", rest @ ..] => rest,
         rest => rest,
     };
+    if let ["organizations", org, "lists", list] = api {
+        return list_details(&inner, &method, org, list);
+    }
     let (org, list, load) = match api {
         ["organizations", org, "lists", list, "data"] => (*org, *list, false),
         ["organizations", org, "lists", list, "data", "load"] => (*org, *list, true),
@@ -347,6 +351,44 @@ async fn handle_request(
     } else {
         upsert_one(&mut inner, uri.query(), &body)
     }
+}
+
+/// `GET …/organizations/{org}/lists/{list}` (smc-v1 `listGetList`): the
+/// list's details, or 404 for an organization or list the mock lacks.
+/// Writes nothing (the connector's connection check).
+fn list_details(inner: &Inner, method: &Method, org: &str, list: &str) -> Response {
+    if method != Method::GET {
+        return failed(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Failed",
+            "The method is not allowed on this resource",
+        );
+    }
+    if org != inner.organization {
+        return failed(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("Organization {org} not found"),
+        );
+    }
+    if list != inner.list {
+        return failed(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("List {list} not found in organization {org}"),
+        );
+    }
+    answer(
+        StatusCode::OK,
+        json!({
+            "api_name": list,
+            "name": list,
+            "type": "UserList",
+            "description": "",
+            "tags": [],
+            "organizations": [org]
+        }),
+    )
 }
 
 /// Why `value` does not fit field `field`, if it does not.

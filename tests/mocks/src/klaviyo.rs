@@ -7,7 +7,9 @@
 //! matches (`{"data": []}` when none); subscription jobs
 //! (`POST /api/profile-subscription-bulk-{create,delete}-jobs`) answer
 //! 202 with an empty body and set each profile's email/SMS marketing
-//! consent and list membership. Errors are JSON:API `errors[]` with
+//! consent and list membership; `GET /api/lists/{id}` answers the list
+//! (`{"data": {"type": "list", "id", "attributes": {"name", …}}}`) or 404
+//! `not_found` for a list the account does not have. Errors are JSON:API `errors[]` with
 //! `status`, `code`, `title`, `detail` and `source.pointer`; non-429
 //! answers carry `RateLimit-Limit/Remaining/Reset`, 429s `Retry-After`.
 //!
@@ -45,6 +47,8 @@ pub enum Endpoint {
     Subscribe,
     /// `POST /api/profile-subscription-bulk-delete-jobs`.
     Unsubscribe,
+    /// `GET /api/lists/{id}` (Klaviyo's "Get List").
+    List,
 }
 
 impl Endpoint {
@@ -54,6 +58,10 @@ impl Endpoint {
             ("GET", "/api/profiles") => Some(Endpoint::Lookup),
             ("POST", "/api/profile-subscription-bulk-create-jobs") => Some(Endpoint::Subscribe),
             ("POST", "/api/profile-subscription-bulk-delete-jobs") => Some(Endpoint::Unsubscribe),
+            ("GET", path) => path
+                .strip_prefix("/api/lists/")
+                .filter(|id| !id.is_empty() && !id.contains('/'))
+                .map(|_| Endpoint::List),
             _ => None,
         }
     }
@@ -406,6 +414,7 @@ fn answer(
         Some(Endpoint::Lookup) => lookup(&inner, uri.query().unwrap_or("")),
         Some(Endpoint::Subscribe) => job(&mut inner, body, true),
         Some(Endpoint::Unsubscribe) => job(&mut inner, body, false),
+        Some(Endpoint::List) => list(&inner, uri.path()),
         None => error(404, "not_found", "Not found.", "No such endpoint.", None),
     }
 }
@@ -547,6 +556,38 @@ fn import(inner: &mut Inner, body: &Json) -> Response {
 }
 
 /// `filter=equals(<field>,"<value>")`, the one form the connector sends.
+/// `GET /api/lists/{id}`: the list, or 404 `not_found`.
+fn list(inner: &Inner, path: &str) -> Response {
+    let id = percent_decode(
+        path.trim_end_matches('/')
+            .strip_prefix("/api/lists/")
+            .unwrap_or(""),
+    );
+    if !inner.lists.contains(&id) {
+        return error(
+            404,
+            "not_found",
+            "Not found.",
+            &format!("A list with id {id} does not exist."),
+            None,
+        );
+    }
+    axum::Json(json!({
+        "data": {
+            "type": "list",
+            "id": id,
+            "attributes": {
+                "name": format!("List {id}"),
+                "created": "2026-01-01T00:00:00+00:00",
+                "updated": "2026-01-01T00:00:00+00:00",
+                "opt_in_process": "single_opt_in"
+            },
+            "links": {"self": format!("/api/lists/{id}/")}
+        }
+    }))
+    .into_response()
+}
+
 fn lookup(inner: &Inner, query: &str) -> Response {
     let filter = query
         .split('&')

@@ -5,8 +5,11 @@
 //! `status_if_new`, `PATCH` and `GET` answer 404 for an unknown member);
 //! the list batch `POST /3.0/lists/{list_id}` with `update_existing`, which
 //! answers 200 with `new_members`, `updated_members` and `errors[]` even
-//! when some members fail; errors as `application/problem+json`; more than
-//! 10 requests at once get a 429 without any rate-limit header.
+//! when some members fail; "Get list info" `GET /3.0/lists/{list_id}`
+//! (honouring `fields`; 404 `Resource Not Found` for another list, as every
+//! path under an unknown list); a wrong key gets 401 `API Key Invalid`;
+//! errors as `application/problem+json`; more than 10 requests at once get
+//! a 429 without any rate-limit header.
 //!
 //! Where the docs say "unconfirmed" the mock picks the plausible answer and
 //! can be told otherwise: a member who unsubscribed themselves (or was
@@ -398,6 +401,7 @@ async fn handle_request(
     }
     match (method.as_str(), rest) {
         ("POST", []) => list_batch(&mock, &body_json),
+        ("GET", []) => list_info(&mock, list, &uri),
         ("GET", ["members", hash]) => match mock.lock().members.get(*hash) {
             Some(member) => axum::Json(member_json(list, hash, member)).into_response(),
             None => problem(
@@ -414,6 +418,41 @@ async fn handle_request(
             "Method Not Allowed",
             "The requested method and resource are not compatible.",
         ),
+    }
+}
+
+/// "Get list info": the audience, with only the top-level `fields` asked
+/// for (a comma-separated list) when the query names some.
+fn list_info(mock: &Mailchimp, list: &str, uri: &Uri) -> Response {
+    let member_count = mock.lock().members.len();
+    let info = json!({
+        "id": list,
+        "web_id": 123456,
+        "name": "prefsync mock audience",
+        "double_optin": false,
+        "marketing_permissions": true,
+        "stats": {"member_count": member_count}
+    });
+    let fields: Option<Vec<String>> = uri.query().and_then(|query| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(name, _)| *name == "fields")
+            .map(|(_, value)| {
+                percent_decode(value)
+                    .split(',')
+                    .map(str::to_string)
+                    .collect()
+            })
+    });
+    match (fields, info) {
+        (Some(fields), Json::Object(all)) => axum::Json(Json::Object(
+            all.into_iter()
+                .filter(|(name, _)| fields.iter().any(|f| f == name))
+                .collect(),
+        ))
+        .into_response(),
+        (_, info) => axum::Json(info).into_response(),
     }
 }
 

@@ -6,6 +6,10 @@
 //! content type and the `AutomationAuthHeader`, knows its gates and the
 //! columns of the list behind them, and records the InputData of every
 //! trigger; a trigger creates or updates the profile keyed by `MAIL`.
+//!
+//! It also answers `GetUserByFilter` (the connector's connection check): the
+//! login first (10001), then the profile whose `MAIL` the filter names (0
+//! with its columns, or 10005 no result), writing nothing.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,6 +25,8 @@ use serde_json::Value as Json;
 use super::{MockServer, RecordedRequest, serve};
 
 pub const SOAP_ACTION: &str = "\"http://tempuri.org/TriggerCampaign\"";
+/// The read a connection check makes.
+pub const GET_USER_BY_FILTER: &str = "\"http://tempuri.org/GetUserByFilter\"";
 
 /// One `TriggerCampaign` the mock accepted.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +185,10 @@ async fn handle_request(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     };
+    if header("soapaction") == GET_USER_BY_FILTER && header("content-type").starts_with("text/xml")
+    {
+        return get_user_by_filter(&mock, &text);
+    }
     if header("soapaction") != SOAP_ACTION || !header("content-type").starts_with("text/xml") {
         // What ASMX answers to a request it cannot dispatch.
         return soap_fault(
@@ -225,6 +235,57 @@ async fn handle_request(
         input: request.input,
     });
     soap_result(0, "")
+}
+
+/// `GetUserByFilter{List, Filter}`: the login first (10001), then the
+/// profile whose `MAIL` is the filter's (the mock has one list, whatever
+/// its id): 0 with its columns in `ResultSet`, or 10005 no result. Writes
+/// nothing.
+fn get_user_by_filter(mock: &Selligent, xml: &str) -> Response {
+    let answer = |code: i64, result: &str, error: &str| {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+             <soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+             xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\">\
+             <soap:Body><GetUserByFilterResponse xmlns=\"http://tempuri.org/\">\
+             <GetUserByFilterResult>{code}</GetUserByFilterResult><ResultSet>{result}</ResultSet>\
+             <ErrorStr>{}</ErrorStr></GetUserByFilterResponse></soap:Body></soap:Envelope>",
+            xml_escape(error)
+        );
+        (
+            StatusCode::OK,
+            [("content-type", "text/xml; charset=utf-8")],
+            body,
+        )
+            .into_response()
+    };
+    let (Some(login), Some(password)) = (text_of(xml, "Login"), text_of(xml, "Password")) else {
+        return answer(10009, "", "XML unparsable");
+    };
+    let inner = mock.lock();
+    if login != inner.login || password != inner.password {
+        return answer(10001, "", "Login failed or IP address not allowed");
+    }
+    let mail = between(xml, "<Filter>", "</Filter>")
+        .and_then(|filter| between(filter, "<Property>", "</Property>"))
+        .filter(|property| text_of(property, "Key").as_deref() == Some("MAIL"))
+        .and_then(|property| text_of(property, "Value"));
+    match mail.and_then(|mail| inner.profiles.get(&mail)) {
+        Some(profile) => {
+            let result: String = profile
+                .iter()
+                .map(|(key, value)| {
+                    format!(
+                        "<Property><Key>{}</Key><Value>{}</Value></Property>",
+                        xml_escape(key),
+                        xml_escape(value)
+                    )
+                })
+                .collect();
+            answer(0, &result, "")
+        }
+        None => answer(10005, "", "No result"),
+    }
 }
 
 struct Parsed {

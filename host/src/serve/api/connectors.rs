@@ -169,6 +169,10 @@ pub struct Capabilities {
     pub inbound_webhooks: bool,
     /// It syncs user models (exports `activation`): activations may target it.
     pub activations: bool,
+    /// It checks an integration's credentials against its destination
+    /// (exports `connection`): `POST /v1/integrations/{id}/check` and
+    /// `?check=true` on a save work for its integrations.
+    pub connection_check: bool,
 }
 
 fn config_schema_schema() -> utoipa::openapi::schema::Object {
@@ -381,6 +385,7 @@ async fn describe_type(
             batching: info.batching,
             inbound_webhooks: info.inbound_webhooks,
             activations: info.activations,
+            connection_check: info.connection_check,
         },
         config_schema: info.config_schema.clone(),
         default_hosts: info.default_hosts.clone(),

@@ -182,7 +182,9 @@ impl From<crate::integrations::IntegrationError> for ApiError {
                     .collect();
                 ApiError::bad_request(message).with_details(json!({"problems": listed}))
             }
-            E::ValidatorFailed { .. } => ApiError::new(StatusCode::BAD_GATEWAY, error.to_string()),
+            E::ValidatorFailed { .. } | E::CheckFailed { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, error.to_string())
+            }
             E::Field(_) | E::Id(_) => ApiError::bad_request(error.to_string()),
         }
     }

@@ -66,6 +66,7 @@ pub(crate) fn free_object(description: &str) -> utoipa::openapi::schema::Object 
         integrations::show,
         integrations::replace,
         integrations::remove,
+        integrations::check_stored,
         deliveries::deliveries,
         deliveries::dead_letters,
         deliveries::replay_one,

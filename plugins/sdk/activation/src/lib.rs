@@ -21,7 +21,7 @@ pub mod __wit {
             path: "../../../wit",
             // The shared types are the SDK's, generated once there.
             with: {
-                "prefsync:connector/types@0.1.2": prefsync_sdk::__wit::bindings::prefsync::connector::types,
+                "prefsync:connector/types@0.1.3": prefsync_sdk::__wit::bindings::prefsync::connector::types,
             },
             pub_export_macro: true,
             export_macro_name: "__export_activation_impl",

@@ -5,11 +5,12 @@
 //! answer counts inserted, updated and failed records and lists the
 //! `invalid_records`. Authenticated by `X-ApiKey: <key>:<secret>`.
 
+use prefsync_sdk::connection::{unreachable, verdict};
 use prefsync_sdk::http::{encode_component, failure_from_response};
 use prefsync_sdk::mapping::map_record;
 use prefsync_sdk::{
     ConsentRecord, Context, DeliveredKind, Method, Outcome, Request, Response, RowFailure,
-    RowOutcome, StatusClass, SyncBatch, SyncMode, SyncRow, Value,
+    RowOutcome, StatusClass, SyncBatch, SyncMode, SyncRow, ValidationProblem, Value,
 };
 
 use crate::config::EngageConfig;
@@ -160,6 +161,52 @@ fn request_detail(response: &Response, message: &str) -> String {
         format!("{what} ({})", own.trim())
     }
 }
+
+/// The connection check: the list's details, `GET
+/// {url}/organizations/{org}/lists/{list}` with the same `X-ApiKey` a write
+/// carries, which writes nothing (Engage's smc-v1 `listGetList`, in the
+/// spec `WPP-Public/wtd-selligent-api` the vendor facts cite). 2xx: the key
+/// and the list are known; 401/403: the key and secret (or the key's
+/// rights) refused, at `authentication.api_key`; 404: no such list in that
+/// organization (or no such organization), at `properties.list`; 408, 429
+/// or 5xx: the check could not be made; another status is the whole
+/// config's ([`verdict`]).
+pub fn check_connection(
+    ctx: &Context<'_>,
+    config: &EngageConfig,
+) -> Result<Vec<ValidationProblem>, String> {
+    let request = Request::get(config.list_url())
+        .header("X-ApiKey", config.api_key_header())
+        .header("Accept", "application/json")
+        .timeout_ms(CHECK_TIMEOUT_MS);
+    let response = match ctx.send(request) {
+        Ok(response) => response,
+        Err(error) => return unreachable(&error),
+    };
+    let problem = |path: &str, message: String| {
+        Ok(vec![ValidationProblem {
+            path: path.into(),
+            message,
+        }])
+    };
+    match response.status {
+        401 | 403 => problem(
+            "authentication.api_key",
+            format!(
+                "Selligent refused the API key and secret, or the key has no rights on this list (HTTP {})",
+                response.status
+            ),
+        ),
+        404 => problem(
+            "properties.list",
+            "Selligent knows no such list in this organization, or no such organization (HTTP 404)"
+                .into(),
+        ),
+        _ => verdict(&response, "authentication.api_key"),
+    }
+}
+
+const CHECK_TIMEOUT_MS: u32 = 30_000;
 
 /// The attribute a refusal message names (the longest that occurs in it).
 fn field_named_in<'a>(message: &str, fields: impl Iterator<Item = &'a str>) -> Option<String> {
@@ -989,5 +1036,76 @@ mod tests {
             activation::max_rows::<Selligent>(&engage_config(json!([]))),
             3
         );
+    }
+
+    // -- connection check --
+
+    const LIST_URL: &str = "https://acme.slgnt.eu/Portal/Api/organizations/ACME/lists/USERS";
+
+    fn check(host: &MockHost) -> Result<Vec<ValidationProblem>, String> {
+        prefsync_sdk::connection::check::<Selligent>(host, &engage_config(json!([])))
+    }
+
+    #[test]
+    fn connection_check_reads_the_list_with_the_api_key() {
+        let host = MockHost::new();
+        host.respond_to(
+            M::Get,
+            LIST_URL,
+            200,
+            &[],
+            r#"{"api_name": "USERS", "name": "Users", "type": "UserList"}"#,
+        );
+        assert_eq!(check(&host), Ok(Vec::new()));
+        let requests = host.requests.borrow().clone();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].method, M::Get);
+        assert!(requests[0].body.is_none());
+        assert!(
+            requests[0]
+                .headers
+                .contains(&("X-ApiKey".into(), format!("key-1:{SECRET}"))),
+            "{:?}",
+            requests[0].headers
+        );
+    }
+
+    #[test]
+    fn connection_check_refusals_are_at_the_key_or_the_list() {
+        for status in [401, 403] {
+            let host = MockHost::new();
+            host.respond(
+                status,
+                &[],
+                &format!(
+                    r#"{{"result_code": "Unauthorized", "message": "key-1:{SECRET} refused"}}"#
+                ),
+            );
+            let problems = check(&host).unwrap();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, "authentication.api_key");
+            assert!(!problems[0].message.contains(SECRET));
+        }
+        let host = MockHost::new();
+        host.respond(
+            404,
+            &[],
+            r#"{"result_code": "NotFound", "message": "List USERS not found in organization ACME"}"#,
+        );
+        assert_eq!(check(&host).unwrap()[0].path, "properties.list");
+        // Another 4xx is the whole config's.
+        host.respond(405, &[], "");
+        assert_eq!(check(&host).unwrap()[0].path, "");
+    }
+
+    #[test]
+    fn connection_check_cannot_be_made_on_5xx_429_or_timeout() {
+        let host = MockHost::new();
+        host.respond(500, &[], r#"{"result_code": "Failed"}"#);
+        assert!(check(&host).is_err());
+        host.respond(429, &[("Retry-After", "1")], "");
+        assert!(check(&host).is_err());
+        host.fail(HttpError::Timeout);
+        assert!(check(&host).is_err());
     }
 }

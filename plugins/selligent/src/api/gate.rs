@@ -4,10 +4,12 @@
 //! code in the SOAP body, with `ErrorStr`. The envelope is written here (a
 //! fixed shape, escaped values); answers are read with `quick-xml`.
 
+use prefsync_sdk::connection::{unreachable, verdict};
 use prefsync_sdk::http::failure_from_response;
 use prefsync_sdk::mapping::map_record;
 use prefsync_sdk::{
-    ConsentRecord, Context, DeliveredKind, Failure, Method, Outcome, Request, Value,
+    ConsentRecord, Context, DeliveredKind, Failure, Method, Outcome, Request, ValidationProblem,
+    Value,
 };
 use quick_xml::escape::resolve_xml_entity;
 use quick_xml::events::Event;
@@ -52,6 +54,72 @@ pub fn deliver(ctx: &Context<'_>, config: &GateConfig, record: &ConsentRecord) -
             ),
         }),
     }
+}
+
+/// `SOAPAction` of the connection check's read.
+const GET_USER_BY_FILTER: &str = "\"http://tempuri.org/GetUserByFilter\"";
+/// The check's filter: no profile has this address (`.invalid` is
+/// reserved), so nothing is found and nothing is written.
+pub const CHECK_MAIL: &str = "connection-check@prefsync.invalid";
+/// Where a refused login is reported: the API user's encryption key.
+const LOGIN_PATH: &str = "authentication.password";
+const CHECK_TIMEOUT_MS: u32 = 30_000;
+
+/// The connection check: `GetUserByFilter`, the Individual API's documented
+/// read, with the same `AutomationAuthHeader` a trigger carries, looking up
+/// an address no profile has (list `0`: the config names no list). Selligent
+/// answers HTTP 200 with a result code: `10001` (login failed or IP not
+/// allowed) refuses the login, at `authentication.password`; any other code
+/// (`10005` no result, or one refusing the list) means the login passed.
+/// Another status is read as every check reads one ([`verdict`]: a SOAP
+/// fault's 500 or a 429 means the check could not be made); an answer
+/// without a result code could not be read. The gate is not checked: the
+/// API names no read of a gate, and triggering it would run its campaign.
+pub fn check_connection(
+    ctx: &Context<'_>,
+    config: &GateConfig,
+) -> Result<Vec<ValidationProblem>, String> {
+    let request = Request::new(Method::Post, config.endpoint())
+        .body(
+            "text/xml; charset=utf-8",
+            check_envelope(config).into_bytes(),
+        )
+        .header("SOAPAction", GET_USER_BY_FILTER)
+        .timeout_ms(CHECK_TIMEOUT_MS);
+    let response = match ctx.send(request) {
+        Ok(response) => response,
+        Err(error) => return unreachable(&error),
+    };
+    if response.status != 200 {
+        return verdict(&response, LOGIN_PATH);
+    }
+    let body = String::from_utf8_lossy(&response.body);
+    match element(&body, "GetUserByFilterResult").map(|code| code.trim().parse::<i64>()) {
+        Some(Ok(10001)) => Ok(vec![ValidationProblem {
+            path: LOGIN_PATH.into(),
+            message: "Selligent refused the login (result 10001: login failed or IP not allowed): check authentication.username and this key".into(),
+        }]),
+        Some(Ok(_)) => Ok(Vec::new()),
+        _ => Err("Selligent answered the check without a result code; try again later".into()),
+    }
+}
+
+/// The check's SOAP request: `GetUserByFilter{List, Filter}`.
+fn check_envelope(config: &GateConfig) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header>{}</soap:Header><soap:Body><GetUserByFilter xmlns="http://tempuri.org/"><List>0</List><Filter><Property><Key>MAIL</Key><Value>{}</Value></Property></Filter></GetUserByFilter></soap:Body></soap:Envelope>"#,
+        auth_header(config),
+        escape(CHECK_MAIL),
+    )
+}
+
+/// The `AutomationAuthHeader` every request carries.
+fn auth_header(config: &GateConfig) -> String {
+    format!(
+        r#"<AutomationAuthHeader xmlns="http://tempuri.org/"><Login>{}</Login><Password>{}</Password></AutomationAuthHeader>"#,
+        escape(&config.authentication.username),
+        escape(&config.authentication.password),
+    )
 }
 
 /// A result code as an outcome: 0 delivered; the documented refusals are
@@ -125,9 +193,8 @@ pub fn envelope(config: &GateConfig, input: &[(String, String)]) -> String {
         })
         .collect();
     format!(
-        r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header><AutomationAuthHeader xmlns="http://tempuri.org/"><Login>{}</Login><Password>{}</Password></AutomationAuthHeader></soap:Header><soap:Body><TriggerCampaign xmlns="http://tempuri.org/"><GateName>{}</GateName><InputData>{properties}</InputData></TriggerCampaign></soap:Body></soap:Envelope>"#,
-        escape(&config.authentication.username),
-        escape(&config.authentication.password),
+        r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header>{}</soap:Header><soap:Body><TriggerCampaign xmlns="http://tempuri.org/"><GateName>{}</GateName><InputData>{properties}</InputData></TriggerCampaign></soap:Body></soap:Envelope>"#,
+        auth_header(config),
         escape(&config.properties.gate),
     )
 }
@@ -424,5 +491,87 @@ mod tests {
             &answer(0, "").replace("<soap:Body>", "<soap:Body></soap:Bogus>"),
         );
         assert!(failure(&host).retryable);
+    }
+
+    // -- connection check --
+
+    fn check_answer(code: i64, error: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetUserByFilterResponse xmlns="http://tempuri.org/"><GetUserByFilterResult>{code}</GetUserByFilterResult><ResultSet /><ErrorStr>{error}</ErrorStr></GetUserByFilterResponse></soap:Body></soap:Envelope>"#
+        )
+    }
+
+    fn check(host: &MockHost) -> Result<Vec<ValidationProblem>, String> {
+        prefsync_sdk::connection::check::<Selligent>(host, &config())
+    }
+
+    #[test]
+    fn connection_check_is_a_get_user_by_filter_with_the_auth_header() {
+        let host = MockHost::new();
+        host.respond(200, &[], &check_answer(10005, "No result"));
+        assert_eq!(check(&host), Ok(Vec::new()));
+        let requests = host.requests.borrow().clone();
+        assert_eq!(requests.len(), 1);
+        let request = &requests[0];
+        // SOAP reads are POSTs; this one is the API's documented read.
+        assert_eq!(request.method, Method::Post);
+        assert_eq!(
+            request.url,
+            "https://acme.slgnt.eu/automation/individual.asmx"
+        );
+        assert!(request.headers.contains(&(
+            "SOAPAction".into(),
+            "\"http://tempuri.org/GetUserByFilter\"".into()
+        )));
+        let body = String::from_utf8(request.body.clone().unwrap()).unwrap();
+        assert!(
+            body.contains("<AutomationAuthHeader xmlns=\"http://tempuri.org/\"><Login>api-user</Login><Password>enc&lt;&amp;&gt;key</Password></AutomationAuthHeader>"),
+            "{body}"
+        );
+        assert!(body.contains("<GetUserByFilter xmlns=\"http://tempuri.org/\"><List>0</List><Filter><Property><Key>MAIL</Key><Value>connection-check@prefsync.invalid</Value></Property></Filter></GetUserByFilter>"), "{body}");
+        // Nothing is triggered: no gate, no InputData.
+        assert!(!body.contains("TriggerCampaign") && !body.contains("DIDOMI"));
+        // A profile that happens to match, or a list refused: the login passed.
+        for code in [0, 10013] {
+            host.respond(200, &[], &check_answer(code, ""));
+            assert_eq!(check(&host), Ok(Vec::new()), "{code}");
+        }
+    }
+
+    #[test]
+    fn connection_check_refused_login_is_at_the_key_without_it() {
+        let host = MockHost::new();
+        host.respond(
+            200,
+            &[],
+            &check_answer(10001, "Login failed for api-user / enc&lt;&amp;&gt;key"),
+        );
+        let problems = check(&host).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "authentication.password");
+        assert!(problems[0].message.contains("10001"), "{problems:?}");
+        assert!(!problems[0].message.contains("enc<&>key"));
+        // A wrong URL's 404 is the whole config's.
+        host.respond(404, &[], "not found");
+        assert_eq!(check(&host).unwrap()[0].path, "");
+    }
+
+    #[test]
+    fn connection_check_cannot_be_made_on_a_fault_429_timeout_or_a_non_soap_answer() {
+        let host = MockHost::new();
+        host.respond(
+            500,
+            &[],
+            "<soap:Envelope><soap:Body><soap:Fault><faultstring>Server was unable to process request.</faultstring></soap:Fault></soap:Body></soap:Envelope>",
+        );
+        assert!(check(&host).is_err());
+        host.respond(429, &[], "");
+        assert!(check(&host).is_err());
+        host.respond(200, &[], "<html><body>Maintenance</body></html>");
+        assert!(check(&host).is_err());
+        host.fail(HttpError::Timeout);
+        assert!(check(&host).is_err());
+        host.fail(HttpError::Denied("acme.slgnt.eu is not allowed".into()));
+        assert_eq!(check(&host).unwrap()[0].path, "");
     }
 }

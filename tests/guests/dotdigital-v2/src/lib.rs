@@ -23,7 +23,6 @@ impl Connector for Dotdigital {
             type_id: "dotdigital".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Dotdigital".into(),
-            config_schema: config::schema(),
             default_hosts: [
                 "r1-api.dotdigital.com",
                 "r2-api.dotdigital.com",
@@ -38,8 +37,8 @@ impl Connector for Dotdigital {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        config::check(problems)
+    fn check(config: &config::DotdigitalConfig, problems: &mut Problems) {
+        config::check(config, problems)
     }
 
     fn deliver(
@@ -65,4 +64,13 @@ impl Activation for Dotdigital {
     }
 }
 
-prefsync_sdk::export!(Dotdigital, activation);
+impl prefsync_sdk::ConnectionCheck for Dotdigital {
+    fn check_connection(
+        ctx: &Context<'_>,
+        config: &config::DotdigitalConfig,
+    ) -> Result<Vec<prefsync_sdk::ValidationProblem>, String> {
+        api::check_connection(ctx, config)
+    }
+}
+
+prefsync_sdk::export!(Dotdigital, activation, connection);

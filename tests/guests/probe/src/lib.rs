@@ -26,21 +26,58 @@
 use prefsync_sdk::mapping::mapped_json;
 use prefsync_sdk::{
     Capabilities, Connector, ConsentRecord, ConsentUpdate, Context, DeliveredKind, Description,
-    Inbound, InboundRequest, Outcome, Problems, Receipt, Request, Value,
+    Inbound, InboundRequest, Mapping, Outcome, Problems, Receipt, Request, Value,
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_json::Value as Json;
 
-#[derive(Deserialize)]
+/// The probe's config. Its schema is written by hand ([`Probe::config_schema`]):
+/// it says little on purpose, and `check` names the rest as it always did.
+#[derive(Deserialize, JsonSchema)]
+#[serde(from = "RawProbeConfig")]
 pub struct ProbeConfig {
     mode: String,
+    url: Option<String>,
+    target: Option<String>,
+    authentication: Json,
+    properties: Json,
+    /// `mappings` as given, for `check` to name a malformed entry by its path.
+    raw_mappings: Json,
+    /// `mappings` read (none when malformed, which `check` refuses).
+    mappings: Vec<Mapping>,
+}
+
+/// The config as it comes: `mappings` is read leniently so a malformed one
+/// reaches `check` (which names the entry) rather than failing serde.
+#[derive(Deserialize, JsonSchema)]
+struct RawProbeConfig {
+    mode: String,
+    #[serde(default)]
+    url: Option<String>,
     #[serde(default)]
     target: Option<String>,
     #[serde(default)]
-    authentication: serde_json::Value,
+    authentication: Json,
     #[serde(default)]
-    properties: serde_json::Value,
+    properties: Json,
     #[serde(default)]
-    mappings: Vec<prefsync_sdk::Mapping>,
+    mappings: Json,
+}
+
+impl From<RawProbeConfig> for ProbeConfig {
+    fn from(raw: RawProbeConfig) -> Self {
+        let mappings = serde_json::from_value(raw.mappings.clone()).unwrap_or_default();
+        ProbeConfig {
+            mode: raw.mode,
+            url: raw.url,
+            target: raw.target,
+            authentication: raw.authentication,
+            properties: raw.properties,
+            raw_mappings: raw.mappings,
+            mappings,
+        }
+    }
 }
 
 /// The probe connector (public so the benchmark can link it natively).
@@ -54,19 +91,6 @@ impl Connector for Probe {
             type_id: "probe".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Probe (test guest)".into(),
-            config_schema: serde_json::json!({
-                "type": "object",
-                "required": ["mode"],
-                "properties": {
-                    "mode": {"type": "string"},
-                    "url": {"type": "string", "format": "uri"},
-                    "target": {"type": "string"},
-                    "properties": {
-                        "type": "object",
-                        "properties": {"signing_material": {"type": "string", "writeOnly": true}}
-                    }
-                }
-            }),
             default_hosts: vec![],
             max_concurrency: 2,
             max_batch_size: 10,
@@ -77,18 +101,36 @@ impl Connector for Probe {
         }
     }
 
-    fn check(problems: &mut Problems<'_>) {
-        problems.require_string("mode");
-        if problems.get("url").is_some() {
-            problems.require_url("url", false);
+    /// Deliberately loose: `mode` and two marked fields (`url` a URL,
+    /// `properties.signing_material` a secret only the schema names).
+    fn config_schema() -> Json {
+        serde_json::json!({
+            "type": "object",
+            "required": ["mode"],
+            "properties": {
+                "mode": {"type": "string"},
+                "url": {"type": "string", "format": "uri"},
+                "target": {"type": "string"},
+                "properties": {
+                    "type": "object",
+                    "properties": {"signing_material": {"type": "string", "writeOnly": true}}
+                }
+            }
+        })
+    }
+
+    fn check(config: &ProbeConfig, problems: &mut Problems) {
+        if config.mode.trim().is_empty() {
+            problems.push("mode", "must not be empty");
         }
-        problems.mappings("mappings", false);
-        if problems.get("mode").and_then(|m| m.as_str()) == Some("leak-validate") {
-            let quoted = format!(
-                "{} {}",
-                problems.get("authentication").cloned().unwrap_or_default(),
-                problems.get("properties").cloned().unwrap_or_default()
-            );
+        if let Some(url) = &config.url {
+            problems.url("url", url, false);
+        }
+        if check_mappings_shape(&config.raw_mappings, problems) {
+            problems.mappings("mappings", &config.mappings);
+        }
+        if config.mode == "leak-validate" {
+            let quoted = format!("{} {}", config.authentication, config.properties);
             problems.push("mode", format!("refused; the config holds {quoted}"));
         }
     }
@@ -262,6 +304,63 @@ impl Inbound for Probe {
                 .push(why.as_str().unwrap_or_default().to_string());
         }
         Ok(receipt)
+    }
+}
+
+/// `mappings` (optional), entry by entry: a list of `{id, value}` strings.
+/// True when it is one (then the SDK's rules for blanks and repeats apply).
+fn check_mappings_shape(mappings: &Json, p: &mut Problems) -> bool {
+    let entries = match mappings {
+        Json::Null => return true,
+        Json::Array(entries) => entries,
+        other => {
+            p.push("mappings", format!("must be a list, not {}", kind(other)));
+            return false;
+        }
+    };
+    let mut fits = true;
+    for (i, entry) in entries.iter().enumerate() {
+        let at = format!("mappings[{i}]");
+        let Some(obj) = entry.as_object() else {
+            p.push(&at, "must be an object {\"id\", \"value\"}");
+            fits = false;
+            continue;
+        };
+        for key in obj.keys().filter(|k| *k != "id" && *k != "value") {
+            p.push(
+                &format!("{at}.{key}"),
+                "unknown field (expected `id` and `value`)",
+            );
+            fits = false;
+        }
+        for field in ["id", "value"] {
+            match obj.get(field) {
+                Some(Json::String(_)) => {}
+                None | Some(Json::Null) => {
+                    p.push(&format!("{at}.{field}"), "is required");
+                    fits = false;
+                }
+                Some(other) => {
+                    p.push(
+                        &format!("{at}.{field}"),
+                        format!("must be a string, not {}", kind(other)),
+                    );
+                    fits = false;
+                }
+            }
+        }
+    }
+    fits
+}
+
+fn kind(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
     }
 }
 

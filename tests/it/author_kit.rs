@@ -178,7 +178,7 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
     std::fs::copy(repo.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
     let (ok, stdout, stderr) = output(as_author(cargo(&crate_dir, &["test", "--quiet"]))).await;
     assert!(ok, "the scaffold's unit tests fail:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("3 passed"), "{stdout}");
+    assert!(stdout.contains("4 passed"), "{stdout}");
     let (ok, _, stderr) = output(as_author(cargo(
         &crate_dir,
         &["build", "--release", "--target", "wasm32-wasip2"],
@@ -198,6 +198,7 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
         "version:          0.1.0",
         "display name:     Acme Crm",
         "WIT:              prefsync:connector@0.1.3",
+        "connection check",
     ] {
         assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
     }
@@ -227,6 +228,90 @@ async fn a_scaffolded_connector_builds_on_its_own_and_replays_its_cassette() {
         assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
     }
     assert!(!stdout.contains("replace-me-with-a-real-key"), "{stdout}");
+
+    // The scaffold's connection check, replayed from its cassette.
+    let (ok, stdout, stderr) = connector_test(vec![
+        str_arg(&wasm),
+        "--config".into(),
+        str_arg(&crate_dir.join("examples/integration.json")),
+        "--check".into(),
+        "--cassette".into(),
+        str_arg(&cassettes),
+    ])
+    .await;
+    assert!(ok, "{stdout}\n{stderr}");
+    for expected in [
+        "check: connection accepted",
+        "  -> GET https://api.example.com/v1/account",
+        "cassette: 1 exchange(s) replayed, outcome as recorded",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
+    }
+
+    // Shipped to a running server while it runs: checked against the
+    // customer's API (a receiver on loopback standing in for it), then
+    // delivering through it.
+    let api = prefsync_tests::mocks::receiver::Receiver::start(None)
+        .await
+        .unwrap();
+    let server = crate::serve::Server::start();
+    let (status, shipped) = server
+        .post_bytes("/v1/connectors", std::fs::read(&wasm).unwrap())
+        .await;
+    assert_eq!(status, 201, "{shipped}");
+    let integration = json!({
+        "id": "acme", "type_id": "acme_crm",
+        "authentication": {"url": api.url(), "api_key": "acme-key-0123456789"},
+        "mappings": [{"id": "newsletter", "value": "consents_purposes_newsletter_enabled"}]
+    });
+    let (status, report) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/integrations?check=true",
+            Some(&integration.to_string()),
+        )
+        .await;
+    assert_eq!(
+        (status, &report["result"]),
+        (200, &json!("accepted")),
+        "{report}"
+    );
+    server.create_integration(&integration).await;
+    let event = crate::serve::event(
+        "acme-e1",
+        "2026-12-04T10:00:00Z",
+        "ann@example.com",
+        json!({"purposes": [{"id": "newsletter", "enabled": true}]}),
+        json!({}),
+    );
+    server.post_events(&event).await;
+    assert_eq!(
+        server
+            .wait_outcomes("ann@example.com", Some("acme"), |o| !o.is_empty())
+            .await,
+        ["delivered:updated"]
+    );
+    let sent: Vec<(String, String)> = api
+        .state
+        .requests()
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("GET".to_string(), "/v1/account".to_string()),
+            (
+                "PUT".to_string(),
+                "/v1/contacts/ann%40example.com".to_string()
+            )
+        ]
+    );
+    assert_eq!(
+        api.state.accepted().last().unwrap(),
+        &json!({"attributes": {"newsletter": true}})
+    );
+    drop(server);
 
     // The author changes what is sent: the cassette has no such request.
     let changed = root.path().join("record.json");

@@ -55,6 +55,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "cassettes/record.json",
         include_str!("scaffold/cassettes/record.json.tmpl"),
     ),
+    (
+        "cassettes/check.json",
+        include_str!("scaffold/cassettes/check.json.tmpl"),
+    ),
 ];
 
 /// The files every connector has in `src/`, whoever wrote it.

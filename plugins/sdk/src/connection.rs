@@ -73,7 +73,7 @@ pub fn check<C: ConnectionCheck>(
 }
 
 /// Sends `request` and reads its answer as a check's verdict ([`verdict`]);
-/// a transport error is [`unreachable`]'s.
+/// a transport error is [`unreachable()`]'s.
 pub fn probe(
     ctx: &Context<'_>,
     request: Request,

@@ -1,4 +1,5 @@
-//! Embeds the guest SDK (`plugins/sdk/**`) and the WIT contract (`wit/**`),
+//! Embeds the guest SDKs (`plugins/sdk/**` for Rust, `plugins/sdk-js/**` for
+//! TypeScript) and the WIT contract (`wit/**`),
 //! so `prefsync connector new` can vendor them beside a scaffold and an
 //! author needs no prefsync checkout (`src/cli/scaffold/vendor.rs`).
 //!
@@ -16,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The trees vendored, relative to the repository root.
-const TREES: &[&str] = &["plugins/sdk", "wit"];
+const TREES: &[&str] = &["plugins/sdk", "plugins/sdk-js", "wit"];
 
 fn main() {
     let host = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
@@ -92,7 +93,10 @@ fn walk(repo: &Path, rel: &str, files: &mut Vec<String>) {
     for entry in entries {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().expect("UTF-8 file names");
-        if name.starts_with('.') || name.ends_with('~') || name == "target" || name == "Cargo.lock"
+        if name.starts_with('.')
+            || name.ends_with('~')
+            || ["target", "node_modules", "Cargo.lock", "package-lock.json"]
+                .contains(&name.as_str())
         {
             continue;
         }

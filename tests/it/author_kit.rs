@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use prefsync_tests::guests;
-use prefsync_tests::support::prefsync_bin;
+use prefsync_tests::support::{prefsync_bin, prefsync_command};
 use serde_json::{Value as Json, json};
 
 use super::cli::{connector_test, path_arg, scratch};
 
 /// Runs a command to completion off the async threads: (success, stdout, stderr).
-async fn output(mut command: Command) -> (bool, String, String) {
+pub(super) async fn output(mut command: Command) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || {
         let out = command.output().expect("running a command");
         (
@@ -27,8 +27,8 @@ async fn output(mut command: Command) -> (bool, String, String) {
     .unwrap()
 }
 
-fn prefsync(args: &[&str]) -> Command {
-    let mut command = Command::new(prefsync_bin());
+pub(super) fn prefsync(args: &[&str]) -> Command {
+    let mut command = prefsync_command();
     command.args(args);
     command
 }
@@ -50,11 +50,11 @@ fn cargo(dir: &Path, args: &[&str]) -> Command {
     command
 }
 
-fn workspace_root() -> PathBuf {
+pub(super) fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn str_arg(path: &Path) -> String {
+pub(super) fn str_arg(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 

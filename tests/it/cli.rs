@@ -1,13 +1,13 @@
 //! `prefsync connector inspect` and `prefsync connector test`, run as the real binary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use prefsync_tests::guests;
-use prefsync_tests::support::prefsync_bin;
+use prefsync_tests::support::{prefsync_bin, prefsync_command};
 
 fn inspect(file: &str) -> (bool, String, String) {
-    let out = Command::new(prefsync_bin())
+    let out = prefsync_command()
         .args(["connector", "inspect", file])
         .output()
         .expect("running prefsync");
@@ -35,6 +35,27 @@ fn inspect_shows_the_description_and_wit_version() {
             "{expected} missing from:\n{stdout}"
         );
     }
+}
+
+#[test]
+fn inspect_runs_without_a_cache_it_cannot_create_and_says_so_once() {
+    // Under a regular file: the directory cannot be created.
+    let blocker = scratch("cache-blocker", b"");
+    let out = prefsync_command()
+        .args(["connector", "inspect", guests::DOTDIGITAL])
+        .env("PREFSYNC_CACHE_DIR", blocker.join("artifacts"))
+        .output()
+        .expect("running prefsync");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("type id:          dotdigital"), "{stdout}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected:\n{stderr}");
+    assert!(
+        lines[0].starts_with("warning: not caching compiled components: cannot create"),
+        "{stderr}"
+    );
 }
 
 pub(crate) fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
@@ -81,8 +102,23 @@ fn inspect_refuses_what_is_not_a_connector_in_one_line() {
 
 /// Runs `prefsync connector test <args>` off the async threads: (success, stdout, stderr).
 pub(crate) async fn connector_test(args: Vec<String>) -> (bool, String, String) {
+    run_connector_test(prefsync_command(), args).await
+}
+
+/// [`connector_test`] with its compiled components cached in `cache`
+/// (`PREFSYNC_CACHE_DIR`) instead of the tests' shared cache.
+pub(crate) async fn connector_test_caching_in(
+    cache: &Path,
+    args: Vec<String>,
+) -> (bool, String, String) {
+    let mut command = prefsync_command();
+    command.env("PREFSYNC_CACHE_DIR", cache);
+    run_connector_test(command, args).await
+}
+
+async fn run_connector_test(mut command: Command, args: Vec<String>) -> (bool, String, String) {
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(prefsync_bin())
+        let out = command
             .args(["connector", "test"])
             .args(&args)
             .output()

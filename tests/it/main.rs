@@ -4,6 +4,7 @@
 mod actito;
 mod activations;
 mod author_kit;
+mod author_kit_ts;
 mod braze;
 mod brevo;
 mod cli;

@@ -556,7 +556,7 @@ async fn activations_write_model_rows_in_every_mode() {
 
 #[test]
 fn inspect_shows_type_version_batch_size_and_activations() {
-    let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
+    let out = prefsync_tests::support::prefsync_command()
         .args(["connector", "inspect", guests::SFMC])
         .output()
         .unwrap();

@@ -121,3 +121,84 @@ async fn it_is_installed_and_delivers_through_the_registry() {
         json!({"newsletter": true})
     );
 }
+
+#[tokio::test]
+async fn connector_test_compiles_the_component_once_into_the_user_cache() {
+    use super::cli::{connector_test_caching_in, path_arg, scratch};
+    let receiver = Receiver::start(None).await.unwrap();
+    let config = scratch(
+        "cache-webhook-js.json",
+        json!({
+            "type_id": "webhook_js",
+            "properties": {"url": format!("{}/consent", receiver.url())},
+            "mappings": [{"id": "newsletter", "value": "consents_purposes_newsletter_enabled"}]
+        })
+        .to_string()
+        .as_bytes(),
+    );
+    let record = scratch(
+        "cache-webhook-js-record.json",
+        br#"{"organization_user_id": "cache@example.com", "consents_purposes_newsletter_enabled": true}"#,
+    );
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            guests::WEBHOOK_JS.to_string(),
+            "--config".into(),
+            path_arg(config.clone()),
+            "--record".into(),
+            path_arg(record.clone()),
+            "--allow-loopback".into(),
+            "--allow-http".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let artifacts = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let outcome = |stdout: &str| -> String {
+        stdout
+            .lines()
+            .find(|line| line.starts_with("cache@example.com: "))
+            .unwrap_or_else(|| panic!("no outcome in:\n{stdout}"))
+            .to_string()
+    };
+
+    // Created where PREFSYNC_CACHE_DIR says (missing at first), then filled
+    // with the one compiled component.
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("artifacts");
+    let (ok, first, stderr) = connector_test_caching_in(&cache, args(&[])).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(outcome(&first), "cache@example.com: delivered (updated)");
+    let cached = artifacts(&cache);
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].ends_with(".cwasm"), "{cached:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    }
+
+    // The second run loads it from there: the same outcome, nothing added,
+    // and nothing said about the cache.
+    let (ok, second, stderr) = connector_test_caching_in(&cache, args(&[])).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(outcome(&second), outcome(&first));
+    assert_eq!(artifacts(&cache), cached);
+    assert!(!stderr.contains("cach"), "{stderr}");
+
+    // --no-cache compiles in memory and writes nothing.
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, third, stderr) = connector_test_caching_in(empty.path(), args(&["--no-cache"])).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(outcome(&third), outcome(&first));
+    assert!(artifacts(empty.path()).is_empty());
+    assert_eq!(receiver.state.accepted().len(), 3);
+}

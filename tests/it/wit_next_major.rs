@@ -24,7 +24,7 @@ async fn an_unknown_major_version_is_refused_by_name() {
     );
     assert_eq!(error.to_string(), REFUSAL);
 
-    let out = std::process::Command::new(prefsync_tests::support::prefsync_bin())
+    let out = prefsync_tests::support::prefsync_command()
         .args(["connector", "inspect", guests::WIT_NEXT_MAJOR])
         .output()
         .unwrap();

@@ -16,6 +16,16 @@ pub fn artifact_dir() -> PathBuf {
     PathBuf::from(env!("OUT_DIR")).join("artifacts")
 }
 
+/// The `prefsync` binary as a command whose compiled components are cached
+/// in [`artifact_dir`] (`PREFSYNC_CACHE_DIR`), never in the user's
+/// `~/.cache`: what every test that runs `connector test` or `connector
+/// inspect` starts from.
+pub fn prefsync_command() -> std::process::Command {
+    let mut command = std::process::Command::new(prefsync_bin());
+    command.env("PREFSYNC_CACHE_DIR", artifact_dir());
+    command
+}
+
 /// Egress options that let connectors reach the loopback mocks over http.
 pub fn loopback_egress() -> EgressOptions {
     EgressOptions {
@@ -87,7 +97,7 @@ pub fn model_batch(key_field: &str, mode: SyncMode, rows: Vec<SyncRow>) -> SyncB
 /// Runs `prefsync connector inspect` on a component and checks that it
 /// succeeds and shows each of `expected`.
 pub fn assert_inspect_shows(wasm: &str, expected: &[&str]) {
-    let out = std::process::Command::new(prefsync_bin())
+    let out = prefsync_command()
         .args(["connector", "inspect", wasm])
         .output()
         .unwrap();

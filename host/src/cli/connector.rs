@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 
 use std::sync::Arc;
 
+use super::artifact_cache;
 use super::cassette::{Cassette, Interaction, RecordedError, Tape, TapeReport};
 use super::scaffold;
 use crate::config::HostConfig;
@@ -30,6 +31,10 @@ pub enum ConnectorCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Compile the component in memory and write nothing, instead of
+        /// reusing (or filling) the per-user cache of compiled components.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Validate an integration config with a connector, then deliver records
     /// through it in the real sandbox and print each outcome; or hand it
@@ -75,9 +80,15 @@ pub struct TestArgs {
     #[arg(long)]
     live: bool,
     /// Take limits and egress options from a host config (prefsync.toml);
-    /// without it, the production defaults.
+    /// without it, the production defaults. Compiled components are then
+    /// cached where that config's server caches them (`[storage] data_dir`).
     #[arg(long, value_name = "FILE")]
     host_config: Option<PathBuf>,
+    /// Compile the component in memory and write nothing, instead of
+    /// reusing (or filling) the cache of compiled components (per user,
+    /// `$PREFSYNC_CACHE_DIR` or `~/.cache/prefsync/artifacts`).
+    #[arg(long)]
+    no_cache: bool,
     /// Override the memory limit, in MiB (1 to 4096, the host config's range).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
     memory_mib: Option<u64>,
@@ -94,8 +105,15 @@ pub struct TestArgs {
 
 pub async fn run(command: ConnectorCommand) -> Result<()> {
     match command {
-        ConnectorCommand::Inspect { file, json } => {
-            let runtime = Runtime::new(RuntimeOptions::default())?;
+        ConnectorCommand::Inspect {
+            file,
+            json,
+            no_cache,
+        } => {
+            let runtime = Runtime::new(RuntimeOptions {
+                artifact_dir: artifact_dir(no_cache, None),
+                ..RuntimeOptions::default()
+            })?;
             let connector = runtime
                 .load_file(&file)
                 .await
@@ -117,7 +135,11 @@ pub async fn run(command: ConnectorCommand) -> Result<()> {
 /// Runs `connector test`: the connector in the production sandbox, each record
 /// delivered through a [`Tape`] that shows (and records or replays) its HTTP.
 async fn test(args: TestArgs) -> Result<()> {
-    let (limits, egress) = sandbox_options(&args)?;
+    let host = match &args.host_config {
+        Some(path) => Some(HostConfig::load(Some(path))?),
+        None => None,
+    };
+    let (limits, egress) = sandbox_options(&args, host.as_ref());
     let config = read_json(&args.config)?;
     let replaying = args.cassette.is_some() && !args.live;
     let tape = Arc::new(if replaying {
@@ -131,7 +153,7 @@ async fn test(args: TestArgs) -> Result<()> {
     let runtime = Runtime::new(RuntimeOptions {
         limits,
         egress,
-        artifact_dir: None,
+        artifact_dir: artifact_dir(args.no_cache, host.as_ref()),
         transport: Some(tape.clone()),
     })?;
     let connector = runtime
@@ -206,14 +228,25 @@ enum Verdict {
     Failed,
 }
 
+/// Where compiled components are cached: nowhere with `--no-cache`, the
+/// server's cache with a host config, else the per-user one (see
+/// [`artifact_cache`]); `None` (compile in memory) when it cannot be created.
+fn artifact_dir(no_cache: bool, host: Option<&HostConfig>) -> Option<PathBuf> {
+    if no_cache {
+        return None;
+    }
+    let dir = match host {
+        Some(host) => host.storage.artifact_dir(),
+        None => artifact_cache::user_cache_dir()?,
+    };
+    artifact_cache::prepare(dir)
+}
+
 /// The sandbox's limits and egress options: the host config's (else the
 /// production defaults), with the command line's overrides.
-fn sandbox_options(args: &TestArgs) -> Result<(Limits, EgressOptions)> {
-    let (mut limits, mut egress) = match &args.host_config {
-        Some(path) => {
-            let host = HostConfig::load(Some(path))?;
-            (host.limits, host.egress)
-        }
+fn sandbox_options(args: &TestArgs, host: Option<&HostConfig>) -> (Limits, EgressOptions) {
+    let (mut limits, mut egress) = match host {
+        Some(host) => (host.limits.clone(), host.egress.clone()),
         None => (Limits::default(), EgressOptions::default()),
     };
     if let Some(mib) = args.memory_mib {
@@ -226,7 +259,7 @@ fn sandbox_options(args: &TestArgs) -> Result<(Limits, EgressOptions)> {
     egress.allow_http |= args.allow_http;
     // A denial should name this command's flags, not the server's settings.
     egress.named_by = OptionNames::CommandLine;
-    Ok((limits, egress))
+    (limits, egress)
 }
 
 /// Fails with every problem the connector finds in the config at `path`.

@@ -1,6 +1,7 @@
 //! The `prefsync` command line.
 
 mod activation;
+mod artifact_cache;
 pub mod cassette; // pub for the fuzzer (fuzz/)
 mod config_check;
 mod connector;

@@ -1,7 +1,9 @@
-//! `prefsync connector new`: a connector crate of its own (outside any Cargo
-//! workspace) that builds into a component with `cargo build --release
-//! --target wasm32-wasip2`, with the three files every connector has, a unit
-//! test, an example config and record, a cassette, and the author's README.
+//! `prefsync connector new`: a connector of its own, in Rust (a crate
+//! outside any Cargo workspace that builds into a component with `cargo
+//! build --release --target wasm32-wasip2`) or in TypeScript (`--lang ts`:
+//! an npm package whose `npm run build` makes the component), with the files
+//! every connector has, unit tests, an example config and record,
+//! cassettes, and the author's README.
 //!
 //! The templates are the files under `scaffold/` (`*.tmpl`), embedded in the
 //! binary; `{{name}}`-style placeholders are filled from the connector's name.
@@ -12,7 +14,7 @@
 
 mod vendor;
 
-pub use vendor::{VendorArgs, refresh as vendor_sdk};
+pub use vendor::{Lang, VendorArgs, refresh as vendor_sdk};
 
 use std::path::{Path, PathBuf};
 
@@ -28,14 +30,17 @@ pub struct NewArgs {
     /// Where to create the crate; `./<name>` by default. Must not exist or be empty.
     #[arg(long, value_name = "PATH")]
     dir: Option<PathBuf>,
-    /// Depend on the guest SDK of a prefsync checkout (its `plugins/sdk`)
-    /// by path, instead of the copy this binary vendors into
-    /// `vendor/prefsync`; `PREFSYNC_SDK` does the same.
+    /// The language to write the connector in.
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: Lang,
+    /// Depend on the guest SDK of a prefsync checkout (its `plugins/sdk`,
+    /// or `plugins/sdk-js` with `--lang ts`) by path, instead of the copy
+    /// this binary vendors into `vendor/prefsync`; `PREFSYNC_SDK` does the same.
     #[arg(long, value_name = "PATH")]
     sdk: Option<PathBuf>,
 }
 
-/// Template files: (path in the new crate, contents).
+/// Template files of a Rust connector: (path in the new crate, contents).
 const TEMPLATES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("scaffold/Cargo.toml.tmpl")),
     (".gitignore", include_str!("scaffold/gitignore.tmpl")),
@@ -61,6 +66,61 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Template files of a TypeScript connector. The examples and cassettes are
+/// the Rust scaffold's: both connectors make the same requests.
+const TS_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "package.json",
+        include_str!("scaffold/ts/package.json.tmpl"),
+    ),
+    (
+        "tsconfig.json",
+        include_str!("scaffold/ts/tsconfig.json.tmpl"),
+    ),
+    (".gitignore", include_str!("scaffold/ts/gitignore.tmpl")),
+    ("README.md", include_str!("scaffold/ts/README.md.tmpl")),
+    (
+        "src/index.ts",
+        include_str!("scaffold/ts/src/index.ts.tmpl"),
+    ),
+    (
+        "src/connector.ts",
+        include_str!("scaffold/ts/src/connector.ts.tmpl"),
+    ),
+    (
+        "src/config.ts",
+        include_str!("scaffold/ts/src/config.ts.tmpl"),
+    ),
+    ("src/api.ts", include_str!("scaffold/ts/src/api.ts.tmpl")),
+    (
+        "test/connector.test.ts",
+        include_str!("scaffold/ts/test/connector.test.ts.tmpl"),
+    ),
+    (
+        "examples/integration.json",
+        include_str!("scaffold/examples/integration.json.tmpl"),
+    ),
+    (
+        "examples/record.json",
+        include_str!("scaffold/examples/record.json.tmpl"),
+    ),
+    (
+        "cassettes/record.json",
+        include_str!("scaffold/cassettes/record.json.tmpl"),
+    ),
+    (
+        "cassettes/check.json",
+        include_str!("scaffold/cassettes/check.json.tmpl"),
+    ),
+];
+
+fn templates(lang: Lang) -> &'static [(&'static str, &'static str)] {
+    match lang {
+        Lang::Rust => TEMPLATES,
+        Lang::Ts => TS_TEMPLATES,
+    }
+}
+
 /// The files every connector has in `src/`, whoever wrote it.
 #[cfg(test)]
 const CONNECTOR_FILES: &[&str] = &["src/lib.rs", "src/config.rs", "src/api.rs"];
@@ -76,6 +136,8 @@ pub struct Names {
     pub type_id: String,
     /// `AcmeCrm`: the connector type.
     pub struct_name: String,
+    /// `acmeCrm`: the TypeScript connector's constant.
+    pub camel_name: String,
     /// `Acme Crm`: what `describe` shows people.
     pub display_name: String,
 }
@@ -108,11 +170,15 @@ impl Names {
             })
             .collect();
         let snake = name.replace('-', "_");
+        let struct_name = words.concat();
+        let mut camel_name = struct_name.clone();
+        camel_name[..1].make_ascii_lowercase();
         Ok(Names {
             crate_name: name.to_string(),
             lib_name: snake.clone(),
             type_id: snake,
-            struct_name: words.concat(),
+            struct_name,
+            camel_name,
             display_name: words.join(" "),
         })
     }
@@ -134,6 +200,16 @@ impl Sdk {
             Sdk::Vendored => vendor::SDK_PATH.to_string(),
             Sdk::Path(path) => path.display().to_string(),
         }
+    }
+
+    /// The `@prefsync/sdk` dependency's npm spec, as JSON string content.
+    fn npm_spec(&self) -> String {
+        let path = match self {
+            Sdk::Vendored => vendor::SDK_JS_PATH.to_string(),
+            Sdk::Path(path) => path.display().to_string(),
+        };
+        let spec = serde_json::to_string(&format!("file:{path}")).expect("a string");
+        spec[1..spec.len() - 1].to_string()
     }
 
     /// The comment above that dependency.
@@ -161,6 +237,8 @@ pub fn render(template: &str, names: &Names, sdk: &Sdk) -> String {
         .replace("{{lib_name}}", &names.lib_name)
         .replace("{{type_id}}", &names.type_id)
         .replace("{{struct_name}}", &names.struct_name)
+        .replace("{{camel_name}}", &names.camel_name)
+        .replace("{{sdk_spec}}", &sdk.npm_spec())
         .replace("{{display_name}}", &names.display_name)
         .replace("{{sdk_note}}", sdk.note())
         // A TOML basic string: backslashes (Windows paths) must be doubled.
@@ -168,20 +246,27 @@ pub fn render(template: &str, names: &Names, sdk: &Sdk) -> String {
 }
 
 /// Where the guest SDK comes from: `--sdk`, `PREFSYNC_SDK`, or vendored.
-fn find_sdk(given: Option<&Path>) -> Result<Sdk> {
+fn find_sdk(given: Option<&Path>, lang: Lang) -> Result<Sdk> {
     let from_env = std::env::var_os("PREFSYNC_SDK").filter(|v| !v.is_empty());
     let (candidate, how) = match (given, from_env) {
         (Some(path), _) => (path.to_path_buf(), "--sdk"),
         (None, Some(env)) => (PathBuf::from(env), "PREFSYNC_SDK"),
         (None, None) => return Ok(Sdk::Vendored),
     };
-    let manifest = candidate.join("Cargo.toml");
-    let is_sdk = std::fs::read_to_string(&manifest)
-        .map(|text| text.contains("name = \"prefsync-sdk\""))
+    let (manifest, marker, folder) = match lang {
+        Lang::Rust => ("Cargo.toml", "name = \"prefsync-sdk\"", "plugins/sdk"),
+        Lang::Ts => (
+            "package.json",
+            "\"name\": \"@prefsync/sdk\"",
+            "plugins/sdk-js",
+        ),
+    };
+    let is_sdk = std::fs::read_to_string(candidate.join(manifest))
+        .map(|text| text.contains(marker))
         .unwrap_or(false);
     if !is_sdk {
         bail!(
-            "no prefsync guest SDK at {} (from {how}); give the plugins/sdk folder of a prefsync checkout, or neither --sdk nor PREFSYNC_SDK to vendor the SDK this binary carries",
+            "no prefsync guest SDK at {} (from {how}); give the {folder} folder of a prefsync checkout, or neither --sdk nor PREFSYNC_SDK to vendor the SDK this binary carries",
             candidate.display()
         );
     }
@@ -194,7 +279,7 @@ fn find_sdk(given: Option<&Path>) -> Result<Sdk> {
 /// Creates the crate: every file or none.
 pub fn create(args: &NewArgs) -> Result<()> {
     let names = Names::parse(&args.name)?;
-    let sdk = find_sdk(args.sdk.as_deref())?;
+    let sdk = find_sdk(args.sdk.as_deref(), args.lang)?;
     let dir = args
         .dir
         .clone()
@@ -224,7 +309,7 @@ pub fn create(args: &NewArgs) -> Result<()> {
         names.crate_name,
         std::process::id()
     ));
-    let written = write_all(&staging, &names, &sdk).and_then(|()| {
+    let written = write_all(&staging, &names, &sdk, args.lang).and_then(|()| {
         std::fs::rename(&staging, &dir)
             .with_context(|| format!("cannot move the new crate to {}", dir.display()))
     });
@@ -241,19 +326,30 @@ pub fn create(args: &NewArgs) -> Result<()> {
         ),
         Sdk::Path(path) => println!("using the guest SDK at {}", path.display()),
     }
+    let (test, build, wasm) = match args.lang {
+        Lang::Rust => (
+            "cargo test",
+            "cargo build --release --target wasm32-wasip2",
+            format!("target/wasm32-wasip2/release/{}.wasm", names.lib_name),
+        ),
+        Lang::Ts => (
+            "npm install && npm test",
+            "npm run build",
+            format!("target/{}.wasm", names.lib_name),
+        ),
+    };
     println!(
-        "created connector `{}` (type id `{}`) in {}\n\nnext:\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-wasip2\n  prefsync connector test target/wasm32-wasip2/release/{}.wasm --config examples/integration.json --record examples/record.json --cassette cassettes",
+        "created connector `{}` (type id `{}`) in {}\n\nnext:\n  cd {}\n  {test}\n  {build}\n  prefsync connector test {wasm} --config examples/integration.json --record examples/record.json --cassette cassettes",
         names.crate_name,
         names.type_id,
         dir.display(),
         dir.display(),
-        names.lib_name
     );
     Ok(())
 }
 
-fn write_all(root: &Path, names: &Names, sdk: &Sdk) -> Result<()> {
-    for (path, template) in TEMPLATES {
+fn write_all(root: &Path, names: &Names, sdk: &Sdk, lang: Lang) -> Result<()> {
+    for (path, template) in templates(lang) {
         let target = root.join(path);
         if let Some(dir) = target.parent() {
             std::fs::create_dir_all(dir)
@@ -263,7 +359,7 @@ fn write_all(root: &Path, names: &Names, sdk: &Sdk) -> Result<()> {
             .with_context(|| format!("cannot write {}", target.display()))?;
     }
     if *sdk == Sdk::Vendored {
-        vendor::write(&root.join(vendor::DIR))?;
+        vendor::write(&root.join(vendor::DIR), lang)?;
     }
     Ok(())
 }
@@ -278,6 +374,7 @@ mod tests {
         assert_eq!(names.lib_name, "acme_crm2");
         assert_eq!(names.type_id, "acme_crm2");
         assert_eq!(names.struct_name, "AcmeCrm2");
+        assert_eq!(names.camel_name, "acmeCrm2");
         assert_eq!(names.display_name, "Acme Crm2");
         for bad in [
             "Acme",
@@ -297,7 +394,7 @@ mod tests {
     fn every_placeholder_is_filled() {
         let names = Names::parse("acme").unwrap();
         for sdk in [Sdk::Vendored, Sdk::Path(PathBuf::from("/sdk"))] {
-            for (path, template) in TEMPLATES {
+            for (path, template) in TEMPLATES.iter().chain(TS_TEMPLATES) {
                 let text = render(template, &names, &sdk);
                 assert!(!text.contains("{{"), "{path} keeps a placeholder");
             }
@@ -323,19 +420,50 @@ mod tests {
     }
 
     #[test]
+    fn the_package_depends_on_the_vendored_typescript_sdk_unless_told_otherwise() {
+        let names = Names::parse("acme").unwrap();
+        let package = TS_TEMPLATES[0].1;
+        let vendored: serde_json::Value =
+            serde_json::from_str(&render(package, &names, &Sdk::Vendored)).unwrap();
+        assert_eq!(
+            vendored["devDependencies"]["@prefsync/sdk"],
+            "file:vendor/prefsync/plugins/sdk-js"
+        );
+        assert_eq!(vendored["scripts"]["build"], "prefsync-js build");
+        let given = Sdk::Path(PathBuf::from(r"C:\sdk-js"));
+        let checkout: serde_json::Value =
+            serde_json::from_str(&render(package, &names, &given)).unwrap();
+        assert_eq!(
+            checkout["devDependencies"]["@prefsync/sdk"],
+            r"file:C:\sdk-js"
+        );
+    }
+
+    #[test]
     fn a_new_crate_carries_the_sdk_and_the_wit() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("acme");
         let names = Names::parse("acme").unwrap();
-        write_all(&dir, &names, &Sdk::Vendored).unwrap();
+        write_all(&dir, &names, &Sdk::Vendored, Lang::Rust).unwrap();
         let vendored = dir.join(vendor::DIR);
         assert!(vendored.join("README.md").is_file());
         assert!(vendored.join("plugins/sdk/Cargo.toml").is_file());
         assert!(vendored.join("wit/connector.wit").is_file());
         assert!(dir.join(vendor::SDK_PATH).join("Cargo.toml").is_file());
         let other = parent.path().join("other");
-        write_all(&other, &names, &Sdk::Path(PathBuf::from("/sdk"))).unwrap();
+        write_all(
+            &other,
+            &names,
+            &Sdk::Path(PathBuf::from("/sdk")),
+            Lang::Rust,
+        )
+        .unwrap();
         assert!(!other.join("vendor").exists());
+        let ts = parent.path().join("acme-ts");
+        write_all(&ts, &names, &Sdk::Vendored, Lang::Ts).unwrap();
+        assert!(ts.join("src/connector.ts").is_file());
+        assert!(ts.join(vendor::SDK_JS_PATH).join("package.json").is_file());
+        assert!(!ts.join(vendor::SDK_PATH).exists());
     }
 
     #[test]

@@ -20,6 +20,34 @@ pub const DIR: &str = "vendor/prefsync";
 /// The SDK crate inside the vendored tree, as the scaffold's Cargo.toml names it.
 pub const SDK_PATH: &str = "vendor/prefsync/plugins/sdk";
 
+/// The TypeScript SDK package inside the vendored tree, as the scaffold's
+/// package.json names it.
+pub const SDK_JS_PATH: &str = "vendor/prefsync/plugins/sdk-js";
+
+/// The language a connector is written in: which SDK it vendors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust, with the `prefsync-sdk` crates (`plugins/sdk`).
+    Rust,
+    /// TypeScript, with the `@prefsync/sdk` package (`plugins/sdk-js`).
+    Ts,
+}
+
+impl Lang {
+    /// The vendored tree's top directory holding this language's SDK.
+    fn sdk_tree(self) -> &'static str {
+        match self {
+            Lang::Rust => "plugins/sdk/",
+            Lang::Ts => "plugins/sdk-js/",
+        }
+    }
+
+    /// Whether the embedded file at `path` goes to a connector in this language.
+    fn wants(self, path: &str) -> bool {
+        path.starts_with("wit/") || path.starts_with(self.sdk_tree())
+    }
+}
+
 /// The prefsync version whose SDK this binary carries.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -32,10 +60,30 @@ pub struct VendorArgs {
 }
 
 /// `vendor/prefsync/README.md`: what this is, which versions, how to refresh it.
-pub fn readme() -> String {
+pub fn readme(lang: Lang) -> String {
+    if lang == Lang::Ts {
+        return format!(
+            "# The prefsync TypeScript SDK, vendored\n\
+             \n\
+             - prefsync version: {VERSION}\n\
+             - WIT package: {WIT_PACKAGE}\n\
+             \n\
+             Written by `prefsync connector new --lang ts` (or `prefsync connector vendor-sdk`) of\n\
+             prefsync {VERSION}: the TypeScript SDK (`plugins/sdk-js`, the npm package\n\
+             `@prefsync/sdk` with its `prefsync-js` build and test tool) and the WIT contract it\n\
+             is built against (`wit/`; the SDK's types in `plugins/sdk-js/generated` are jco's\n\
+             from it), laid out as in the prefsync repository so the SDK finds the contract where\n\
+             it expects it. Your `package.json` depends on it by path.\n\
+             \n\
+             Commit this directory with your connector, and do not edit it: `prefsync connector\n\
+             vendor-sdk` (in the connector's directory, or with `--dir PATH`) replaces it with the\n\
+             SDK of the prefsync binary that runs it; then `npm install`. The host keeps loading\n\
+             components built against any `prefsync:connector@0.1.x`.\n"
+        );
+    }
     let crates: Vec<String> = FILES
         .iter()
-        .filter(|(path, _)| path.ends_with("/Cargo.toml"))
+        .filter(|(path, _)| lang.wants(path) && path.ends_with("/Cargo.toml"))
         .filter_map(|(_, manifest)| {
             let manifest: toml::Table = std::str::from_utf8(manifest).ok()?.parse().ok()?;
             Some(format!(
@@ -65,9 +113,10 @@ pub fn readme() -> String {
     )
 }
 
-/// Writes the vendored tree at `root` (which becomes `…/vendor/prefsync`).
-pub fn write(root: &Path) -> Result<()> {
-    for (path, contents) in FILES {
+/// Writes the vendored tree for a connector in `lang` at `root` (which
+/// becomes `…/vendor/prefsync`): that language's SDK and the WIT.
+pub fn write(root: &Path, lang: Lang) -> Result<()> {
+    for (path, contents) in FILES.iter().filter(|(path, _)| lang.wants(path)) {
         let target = root.join(path);
         if let Some(dir) = target.parent() {
             std::fs::create_dir_all(dir)
@@ -77,20 +126,26 @@ pub fn write(root: &Path) -> Result<()> {
             .with_context(|| format!("cannot write {}", target.display()))?;
     }
     let readme_path = root.join("README.md");
-    std::fs::write(&readme_path, readme())
+    std::fs::write(&readme_path, readme(lang))
         .with_context(|| format!("cannot write {}", readme_path.display()))
 }
 
-/// `prefsync connector vendor-sdk`: replaces a connector crate's
-/// `vendor/prefsync` with this binary's SDK, whole or not at all.
+/// `prefsync connector vendor-sdk`: replaces a connector's `vendor/prefsync`
+/// with this binary's SDK for its language (a `Cargo.toml` means Rust, a
+/// `package.json` TypeScript), whole or not at all.
 pub fn refresh(args: &VendorArgs) -> Result<()> {
-    let manifest = args.dir.join("Cargo.toml");
-    let Ok(text) = std::fs::read_to_string(&manifest) else {
+    let (lang, manifest) = if args.dir.join("Cargo.toml").is_file() {
+        (Lang::Rust, args.dir.join("Cargo.toml"))
+    } else if args.dir.join("package.json").is_file() {
+        (Lang::Ts, args.dir.join("package.json"))
+    } else {
         bail!(
-            "no Cargo.toml in {}: run in a connector crate, or pass --dir PATH",
+            "no Cargo.toml or package.json in {}: run in a connector's directory, or pass --dir PATH",
             args.dir.display()
         );
     };
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
     let vendor = args.dir.join("vendor");
     std::fs::create_dir_all(&vendor)
         .with_context(|| format!("cannot create {}", vendor.display()))?;
@@ -98,7 +153,7 @@ pub fn refresh(args: &VendorArgs) -> Result<()> {
     let id = std::process::id();
     let staging = vendor.join(format!(".prefsync-new-{id}"));
     let old = vendor.join(format!(".prefsync-old-{id}"));
-    if let Err(error) = write(&staging) {
+    if let Err(error) = write(&staging, lang) {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(error);
     }
@@ -122,11 +177,17 @@ pub fn refresh(args: &VendorArgs) -> Result<()> {
         if had_one { "replaced" } else { "vendored" },
         target.display()
     );
-    if !text.contains(SDK_PATH) {
-        println!(
+    match lang {
+        Lang::Rust if !text.contains(SDK_PATH) => println!(
             "note: {} does not depend on it; to build against it, use\n  prefsync-sdk = {{ path = \"{SDK_PATH}\" }}",
             manifest.display()
-        );
+        ),
+        Lang::Ts if !text.contains(SDK_JS_PATH) => println!(
+            "note: {} does not depend on it; to build against it, use\n  \"@prefsync/sdk\": \"file:{SDK_JS_PATH}\"",
+            manifest.display()
+        ),
+        Lang::Ts => println!("run `npm install` to use it"),
+        Lang::Rust => {}
     }
     Ok(())
 }
@@ -146,8 +207,8 @@ mod tests {
             let name = entry.file_name().into_string().unwrap();
             if name.starts_with('.')
                 || name.ends_with('~')
-                || name == "target"
-                || name == "Cargo.lock"
+                || ["target", "node_modules", "Cargo.lock", "package-lock.json"]
+                    .contains(&name.as_str())
             {
                 continue;
             }
@@ -165,6 +226,7 @@ mod tests {
         let repo = repo();
         let mut on_disk = Vec::new();
         walk(&repo, "plugins/sdk", &mut on_disk);
+        walk(&repo, "plugins/sdk-js", &mut on_disk);
         walk(&repo, "wit", &mut on_disk);
         on_disk.sort();
         let embedded: Vec<&str> = FILES.iter().map(|(path, _)| *path).collect();
@@ -179,6 +241,10 @@ mod tests {
             "plugins/sdk/activation/src/lib.rs",
             "plugins/sdk/schema/Cargo.toml",
             "plugins/sdk/schema/src/lib.rs",
+            "plugins/sdk-js/package.json",
+            "plugins/sdk-js/src/index.ts",
+            "plugins/sdk-js/tools/prefsync-js.mjs",
+            "plugins/sdk-js/generated/destination.d.ts",
             "wit/connector.wit",
         ] {
             assert!(embedded.contains(&required), "{required} not embedded");
@@ -306,6 +372,8 @@ mod tests {
         refresh(&args).unwrap();
         assert!(!root.join("plugins/sdk/src/gone.rs").exists());
         assert!(root.join("plugins/sdk/src/lib.rs").is_file());
+        // A Rust connector gets the Rust SDK only.
+        assert!(!root.join("plugins/sdk-js").exists());
         let leftovers: Vec<_> = std::fs::read_dir(crate_dir.path().join("vendor"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -317,5 +385,38 @@ mod tests {
         })
         .unwrap_err();
         assert!(error.to_string().contains("no Cargo.toml"), "{error}");
+    }
+
+    #[test]
+    fn a_typescript_connector_gets_the_typescript_sdk_and_the_wit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("package.json"),
+            format!(r#"{{"devDependencies": {{"@prefsync/sdk": "file:{SDK_JS_PATH}"}}}}"#),
+        )
+        .unwrap();
+        refresh(&VendorArgs {
+            dir: dir.path().to_path_buf(),
+        })
+        .unwrap();
+        let root = dir.path().join(DIR);
+        for file in [
+            "plugins/sdk-js/package.json",
+            "plugins/sdk-js/src/component.ts",
+            "plugins/sdk-js/tools/prefsync-js.mjs",
+            "wit/connector.wit",
+        ] {
+            assert!(root.join(file).is_file(), "{file}");
+        }
+        assert!(!root.join("plugins/sdk").exists());
+        assert!(!root.join("plugins/sdk-js/node_modules").exists());
+        // The tool finds the WIT at the same relative path as in the repository.
+        assert!(
+            root.join("plugins/sdk-js")
+                .join("../../wit/connector.wit")
+                .is_file()
+        );
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        assert!(readme.contains("@prefsync/sdk"), "{readme}");
     }
 }

@@ -10,10 +10,10 @@
 // scaffolded connector, `wit/` in the prefsync repository).
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync, mkdtempSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const SDK = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -83,10 +83,8 @@ async function build(args) {
   //    A component declares what it exports, so the host sees exactly these.
   const optional = [['connection', 'connection']].filter(([js]) => exports.includes(js)).map(([, wit]) => wit);
   const world = join(mkdtempSync(join(tmpdir(), 'prefsync-js-')), 'wit');
-  mkdirSync(world);
-  for (const file of readdirSync(witDir).filter((n) => n.endsWith('.wit'))) {
-    copyFileSync(join(witDir, file), join(world, file));
-  }
+  // The whole package (a `deps/` folder included), plus one file declaring the world.
+  cpSync(witDir, world, { recursive: true });
   writeFileSync(
     join(world, 'zz-prefsync-js.wit'),
     `package ${witPackage(witDir)};\n\n/// What this connector exports.\nworld prefsync-js {\n    include destination;\n${optional

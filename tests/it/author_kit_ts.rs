@@ -92,8 +92,13 @@ async fn a_scaffolded_typescript_connector_is_tested_built_checked_and_shipped()
         "file:vendor/prefsync/plugins/sdk-js"
     );
 
-    let (ok, stdout, stderr) =
-        output(node_tool("npm", &dir, &["install", "--loglevel=error"])).await;
+    // Packages the webhook-js build already put in npm's cache come from there.
+    let (ok, stdout, stderr) = output(node_tool(
+        "npm",
+        &dir,
+        &["install", "--prefer-offline", "--loglevel=error"],
+    ))
+    .await;
     assert!(ok, "npm install failed:\n{stdout}\n{stderr}");
 
     // The scaffold's unit tests, against the SDK's mock host.

@@ -18,19 +18,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use prefsync_tests::pipeline::{Load, Measurement, measure_process};
+use prefsync_tests::pipeline::{Load, Measurement, env_usize, measure_process};
 
 /// Rounds per build and load; the median round (by delivery rate) is shown.
 const ROUNDS: usize = 5;
 /// Offered rate of the paced load, below every build's capacity.
 const PACED_RATE: f64 = 350.0;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

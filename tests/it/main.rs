@@ -28,6 +28,7 @@ mod mailchimp;
 mod openapi;
 mod other_world;
 mod overview;
+mod peer_guard;
 mod pipeline;
 mod postgres;
 mod probe;

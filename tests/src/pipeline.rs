@@ -142,6 +142,15 @@ pub async fn measure_process(bin: &Path, load: Load) -> Result<Measurement> {
     result
 }
 
+/// A benchmark's size setting from the environment (`PREFSYNC_BENCH_USERS`
+/// and the like), or `default` when unset or not a number.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn check(load: Load) -> Result<()> {
     ensure!(
         load.users > 0 && load.events_per_post > 0 && load.posters > 0,

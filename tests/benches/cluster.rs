@@ -3,13 +3,17 @@
 //! webhook integration to a receiver on loopback, `EVENTS` Didomi events for
 //! as many users (one each, so nothing coalesces) posted round-robin to the
 //! hosts by 8 clients in NDJSON batches of 20; measured: events accepted per
-//! second, and deliveries per second until the last one arrived.
+//! second, deliveries per second until the last one arrived, and the hosts'
+//! CPU time per delivered event (`/proc/<pid>/stat`, all hosts together).
+//! With `PREFSYNC_BIN_BASELINE` set, the two builds run in interleaved
+//! rounds, so their ratio is measured under the same conditions.
 //!
 //! ```text
 //! cargo build --release -p prefsync
 //! dir=$(mktemp -d /tmp/prefsync-pg.XXXXXX)
 //! export PREFSYNC_TEST_POSTGRES=$(PREFSYNC_PG_FSYNC=on ./scripts/postgres.sh start "$dir")
-//! PREFSYNC_BIN=target/release/prefsync cargo bench -p prefsync-tests --bench cluster
+//! PREFSYNC_BIN=$PWD/target/release/prefsync [PREFSYNC_BIN_BASELINE=/tmp/prefsync-before] \
+//!   cargo bench -p prefsync-tests --bench cluster
 //! ./scripts/postgres.sh stop "$dir"
 //! ```
 
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use prefsync_tests::guests;
 use prefsync_tests::mocks::receiver::Receiver;
-use prefsync_tests::support::{ServeProcess, postgres_database};
+use prefsync_tests::support::{ServeProcess, postgres_database, process_cpu};
 use serde_json::json;
 
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -48,22 +52,30 @@ fn host_config(root: &Path, index: usize, database: &str) -> PathBuf {
     config
 }
 
+#[derive(Clone)]
 struct Round {
-    hosts: usize,
     ingest_per_s: f64,
     delivered_per_s: f64,
     deliveries: usize,
+    /// The hosts' CPU time (user + system, all hosts) per delivered event.
+    cpu_per_event_us: Option<f64>,
 }
 
-async fn round(hosts: usize) -> Round {
+/// CPU time so far of every process in `pids`.
+fn hosts_cpu(pids: &[u32]) -> Option<Duration> {
+    pids.iter().map(|pid| process_cpu(*pid)).sum()
+}
+
+async fn round(bin: &Path, hosts: usize) -> Round {
     let database = postgres_database().await;
     let receiver = Receiver::start(None).await.unwrap();
     let root = tempfile::tempdir().unwrap();
     let mut processes = Vec::new();
     for index in 0..hosts {
         let config = host_config(root.path(), index, &database);
+        let bin = bin.to_path_buf();
         processes.push(
-            tokio::task::spawn_blocking(move || ServeProcess::start(&config))
+            tokio::task::spawn_blocking(move || ServeProcess::start_binary(&bin, &config, "info"))
                 .await
                 .unwrap()
                 .expect("prefsync serve started"),
@@ -84,6 +96,8 @@ async fn round(hosts: usize) -> Round {
         .unwrap();
     assert_eq!(created.status().as_u16(), 201);
 
+    let pids: Vec<u32> = processes.iter().map(ServeProcess::pid).collect();
+    let cpu_before = hosts_cpu(&pids);
     let next_batch = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut clients = tokio::task::JoinSet::new();
@@ -128,26 +142,85 @@ async fn round(hosts: usize) -> Round {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivered = started.elapsed();
+    let cpu = hosts_cpu(&pids)
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
     for process in processes {
         process.kill();
     }
     Round {
-        hosts,
+        cpu_per_event_us: cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / EVENTS as f64),
         ingest_per_s: EVENTS as f64 / ingested.as_secs_f64(),
         delivered_per_s: EVENTS as f64 / delivered.as_secs_f64(),
         deliveries: receiver.state.accepted().len(),
     }
 }
 
+fn median(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}
+
 #[tokio::main]
 async fn main() {
-    println!("| hosts | events accepted/s | delivered/s (until the last) | deliveries |");
-    println!("|---|---|---|---|");
+    let mut builds = vec![(
+        "PREFSYNC_BIN",
+        std::env::var_os("PREFSYNC_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(prefsync_tests::support::prefsync_bin),
+    )];
+    if let Some(baseline) = std::env::var_os("PREFSYNC_BIN_BASELINE") {
+        builds.push(("PREFSYNC_BIN_BASELINE", PathBuf::from(baseline)));
+    }
+    let rounds: usize = std::env::var("PREFSYNC_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    println!(
+        "Median of {rounds} interleaved rounds [min–max]; CPU is the hosts' (all of them), per delivered event.\n"
+    );
+    println!(
+        "| build | hosts | events accepted/s | delivered/s (until the last) | host CPU µs per event | deliveries |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
     for hosts in 1..=3 {
-        let r = round(hosts).await;
-        println!(
-            "| {} | {:.0} | {:.0} | {} |",
-            r.hosts, r.ingest_per_s, r.delivered_per_s, r.deliveries
-        );
+        let mut results: Vec<Vec<Round>> = vec![Vec::new(); builds.len()];
+        for _ in 0..rounds {
+            for (index, (_, bin)) in builds.iter().enumerate() {
+                results[index].push(round(bin, hosts).await);
+            }
+        }
+        let mut delivered_medians = Vec::new();
+        for ((name, _), rs) in builds.iter().zip(&results) {
+            let ingest = median(rs.iter().map(|r| r.ingest_per_s).collect());
+            let delivered = median(rs.iter().map(|r| r.delivered_per_s).collect());
+            let cpu = median(rs.iter().filter_map(|r| r.cpu_per_event_us).collect());
+            delivered_medians.push((delivered.0, cpu.0));
+            println!(
+                "| {name} | {hosts} | {:.0} [{:.0}–{:.0}] | {:.0} [{:.0}–{:.0}] | {:.0} [{:.0}–{:.0}] | {} |",
+                ingest.0,
+                ingest.1,
+                ingest.2,
+                delivered.0,
+                delivered.1,
+                delivered.2,
+                cpu.0,
+                cpu.1,
+                cpu.2,
+                rs.iter().map(|r| r.deliveries).min().unwrap_or(0),
+            );
+        }
+        if let [(after, after_cpu), (before, before_cpu)] = delivered_medians.as_slice() {
+            println!(
+                "| PREFSYNC_BIN / PREFSYNC_BIN_BASELINE | {hosts} | | {:.2}× | {:.2}× | |",
+                after / before,
+                after_cpu / before_cpu
+            );
+        }
     }
 }

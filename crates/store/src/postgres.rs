@@ -22,8 +22,9 @@ mod connectors;
 
 use anyhow::{Context as _, anyhow, bail};
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::{Row, Transaction};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use futures_util::future::try_join_all;
+use tokio_postgres::{Row, Statement};
 
 use std::sync::Arc;
 
@@ -449,13 +450,20 @@ fn audit_from_row(row: &Row) -> Result<AuditRow> {
     })
 }
 
+/// `sql` prepared once per pooled connection (deadpool's statement cache):
+/// a hot-path statement then costs one round trip, not a prepare and an
+/// execute. Only for fixed SQL: the cache keeps every distinct text.
+async fn cached(tx: &Transaction<'_>, sql: &str) -> Result<Statement> {
+    Ok(tx.prepare_cached(sql).await?)
+}
+
 async fn load_user(tx: &Transaction<'_>, user: &str) -> Result<Option<UserRecord>> {
-    let row = tx
-        .query_opt(
-            "SELECT state, updated_at_ms FROM users WHERE organization_user_id = $1",
-            &[&user],
-        )
-        .await?;
+    let statement = cached(
+        tx,
+        "SELECT state, updated_at_ms FROM users WHERE organization_user_id = $1",
+    )
+    .await?;
+    let row = tx.query_opt(&statement, &[&user]).await?;
     row.map(|row| {
         Ok(UserRecord {
             state: json(&row, 0)?,
@@ -466,10 +474,8 @@ async fn load_user(tx: &Transaction<'_>, user: &str) -> Result<Option<UserRecord
 }
 
 async fn integration_exists(tx: &Transaction<'_>, id: &str) -> Result<bool> {
-    Ok(tx
-        .query_opt("SELECT 1 FROM integrations WHERE id = $1", &[&id])
-        .await?
-        .is_some())
+    let statement = cached(tx, "SELECT 1 FROM integrations WHERE id = $1").await?;
+    Ok(tx.query_opt(&statement, &[&id]).await?.is_some())
 }
 
 /// As in SQLite's `enqueue`: raise `wanted_version`, a clean slate for a row
@@ -483,7 +489,8 @@ async fn enqueue(
     origin: Option<&str>,
     trace_context: Option<&str>,
 ) -> Result<()> {
-    tx.execute(
+    let statement = cached(
+        tx,
         "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
              acked_version, attempts, next_attempt_at_ms, updated_at_ms, origin,
              pending_since_ms, trace_context)
@@ -502,6 +509,10 @@ async fn enqueue(
                  THEN excluded.next_attempt_at_ms ELSE outbox.next_attempt_at_ms END,
              updated_at_ms = excluded.updated_at_ms
          WHERE excluded.wanted_version > outbox.wanted_version",
+    )
+    .await?;
+    tx.execute(
+        &statement,
         &[
             &integration_id,
             &user,
@@ -516,11 +527,16 @@ async fn enqueue(
 }
 
 async fn insert_audit(tx: &Transaction<'_>, row: &AuditRow) -> Result<()> {
-    tx.execute(
+    let statement = cached(
+        tx,
         "INSERT INTO audit (at_ms, integration_id, organization_user_id, state_version,
              connector_type, connector_version, connector_hash, outcome, detail,
              http_statuses, duration_ms, attempt, origin)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .await?;
+    tx.execute(
+        &statement,
         &[
             &row.at_ms,
             &row.integration_id,
@@ -631,12 +647,17 @@ async fn ingest_event(
     event: &StoredEvent,
     plan: &IngestPlanner,
 ) -> Result<IngestOutcome> {
+    let statement = cached(
+        tx,
+        &format!(
+            "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (event_id) DO NOTHING"
+        ),
+    )
+    .await?;
     let inserted = tx
         .execute(
-            &format!(
-                "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (event_id) DO NOTHING"
-            ),
+            &statement,
             &[
                 &event.event_id,
                 &event.organization_user_id,
@@ -688,13 +709,11 @@ async fn ingest_event(
     Ok(IngestOutcome::Recorded { version, enqueued })
 }
 
-/// Ends one claim (see [`Store::complete_all`]); false when its lease is
-/// no longer held.
-async fn complete_one(tx: &Transaction<'_>, done: &Completed, now_ms: i64) -> Result<bool> {
+/// The outbox update that ends one claim (see [`Store::complete_all`]);
+/// false when its lease is no longer held.
+async fn complete_update(tx: &Transaction<'_>, done: &Completed, now_ms: i64) -> Result<bool> {
     let Completed {
-        claim,
-        completion,
-        audit,
+        claim, completion, ..
     } = done;
     const HELD: &str = "WHERE integration_id = $1 AND organization_user_id = $2
          AND lease_owner = $3 AND lease_until_ms = $4";
@@ -707,13 +726,18 @@ async fn complete_one(tx: &Transaction<'_>, done: &Completed, now_ms: i64) -> Re
     let version = int(claim.version)?;
     let changed = match completion {
         Completion::Acked => {
-            tx.execute(
+            let statement = cached(
+                tx,
                 &format!(
                     "UPDATE outbox SET acked_version = GREATEST(acked_version, $5),
                          attempts = 0, last_error = NULL, lease_owner = NULL,
                          lease_until_ms = NULL, next_attempt_at_ms = $6,
                          updated_at_ms = $6, pending_since_ms = $6 {HELD}"
                 ),
+            )
+            .await?;
+            tx.execute(
+                &statement,
                 &[key[0], key[1], key[2], key[3], &version, &now_ms],
             )
             .await?
@@ -722,12 +746,17 @@ async fn complete_one(tx: &Transaction<'_>, done: &Completed, now_ms: i64) -> Re
             next_attempt_at_ms,
             error,
         } => {
-            tx.execute(
+            let statement = cached(
+                tx,
                 &format!(
                     "UPDATE outbox SET attempts = attempts + 1, last_error = $5,
                          lease_owner = NULL, lease_until_ms = NULL,
                          next_attempt_at_ms = $6, updated_at_ms = $7 {HELD}"
                 ),
+            )
+            .await?;
+            tx.execute(
+                &statement,
                 &[
                     key[0],
                     key[1],
@@ -741,41 +770,56 @@ async fn complete_one(tx: &Transaction<'_>, done: &Completed, now_ms: i64) -> Re
             .await?
         }
         Completion::DeadLetter { error } => {
-            let changed = tx
-                .execute(
-                    &format!(
-                        "UPDATE outbox SET acked_version = GREATEST(acked_version, $5),
-                             attempts = 0, last_error = $6, lease_owner = NULL,
-                             lease_until_ms = NULL, next_attempt_at_ms = $7,
-                             updated_at_ms = $7, pending_since_ms = $7 {HELD}"
-                    ),
-                    &[key[0], key[1], key[2], key[3], &version, error, &now_ms],
-                )
-                .await?;
-            if changed > 0 {
-                tx.execute(
-                    "INSERT INTO dead_letters (integration_id, organization_user_id,
-                         version, attempts, last_error, created_at_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
-                        &claim.integration_id,
-                        &claim.organization_user_id,
-                        &version,
-                        &i64::from(claim.attempts.saturating_add(1)),
-                        error,
-                        &now_ms,
-                    ],
-                )
-                .await?;
-            }
-            changed
+            let statement = cached(
+                tx,
+                &format!(
+                    "UPDATE outbox SET acked_version = GREATEST(acked_version, $5),
+                         attempts = 0, last_error = $6, lease_owner = NULL,
+                         lease_until_ms = NULL, next_attempt_at_ms = $7,
+                         updated_at_ms = $7, pending_since_ms = $7 {HELD}"
+                ),
+            )
+            .await?;
+            tx.execute(
+                &statement,
+                &[key[0], key[1], key[2], key[3], &version, error, &now_ms],
+            )
+            .await?
         }
     };
-    if changed == 0 {
-        return Ok(false);
+    Ok(changed > 0)
+}
+
+/// What a held completion writes besides its outbox row: its dead letter,
+/// if it is one, and its audit row.
+async fn complete_rows(tx: &Transaction<'_>, done: &Completed, now_ms: i64) -> Result<()> {
+    let Completed {
+        claim,
+        completion,
+        audit,
+    } = done;
+    if let Completion::DeadLetter { error } = completion {
+        let statement = cached(
+            tx,
+            "INSERT INTO dead_letters (integration_id, organization_user_id,
+                 version, attempts, last_error, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+        tx.execute(
+            &statement,
+            &[
+                &claim.integration_id,
+                &claim.organization_user_id,
+                &int(claim.version)?,
+                &i64::from(claim.attempts.saturating_add(1)),
+                error,
+                &now_ms,
+            ],
+        )
+        .await?;
     }
-    insert_audit(tx, audit).await?;
-    Ok(true)
+    insert_audit(tx, audit).await
 }
 
 #[async_trait]
@@ -843,12 +887,9 @@ impl Store for PostgresStore {
             .collect();
         users.sort_unstable();
         users.dedup();
+        let lock = cached(&tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").await?;
         for user in users {
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&user],
-            )
-            .await?;
+            tx.execute(&lock, &[&user]).await?;
         }
         let mut outcomes = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
@@ -860,13 +901,13 @@ impl Store for PostgresStore {
 
     async fn users(&self, organization_user_ids: &[String]) -> Result<Vec<Option<UserRecord>>> {
         let client = self.client().await?;
-        let rows = client
-            .query(
+        let statement = client
+            .prepare_cached(
                 "SELECT organization_user_id, state, updated_at_ms FROM users
                  WHERE organization_user_id = ANY($1)",
-                &[&organization_user_ids],
             )
             .await?;
+        let rows = client.query(&statement, &[&organization_user_ids]).await?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
         for row in rows {
             let id: String = row.try_get(0)?;
@@ -964,8 +1005,8 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let lease_until_ms = now_ms.saturating_add(lease_ms);
         // Rows another host is claiming right now are skipped, not waited for.
-        let rows = client
-            .query(
+        let statement = client
+            .prepare_cached(
                 "WITH due AS (
                      SELECT integration_id, organization_user_id FROM outbox
                      WHERE integration_id = $1
@@ -982,6 +1023,11 @@ impl Store for PostgresStore {
                  RETURNING outbox.organization_user_id, outbox.wanted_version,
                      outbox.attempts, outbox.origin, outbox.next_attempt_at_ms,
                      outbox.trace_context",
+            )
+            .await?;
+        let rows = client
+            .query(
+                &statement,
                 &[
                     &integration_id,
                     &now_ms,
@@ -1020,10 +1066,25 @@ impl Store for PostgresStore {
     async fn complete_all(&self, completed: Vec<Completed>, now_ms: i64) -> Result<Vec<bool>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let mut held = Vec::with_capacity(completed.len());
-        for done in &completed {
-            held.push(complete_one(&tx, done, now_ms).await?);
-        }
+        // Every statement of a phase is sent before the first answer is
+        // read (tokio-postgres pipelines concurrent queries on one
+        // connection): a batch costs two round trips, not two per delivery.
+        // The rows that follow an update wait for it: a lease lost in the
+        // meantime writes neither audit nor dead letter.
+        let held = try_join_all(
+            completed
+                .iter()
+                .map(|done| complete_update(&tx, done, now_ms)),
+        )
+        .await?;
+        try_join_all(
+            completed
+                .iter()
+                .zip(&held)
+                .filter(|(_, held)| **held)
+                .map(|(done, _)| complete_rows(&tx, done, now_ms)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(held)
     }
@@ -1235,13 +1296,18 @@ impl Store for PostgresStore {
 }
 
 async fn save_user(tx: &Transaction<'_>, state: &UserState, updated_at_ms: i64) -> Result<()> {
-    tx.execute(
+    let statement = cached(
+        tx,
         "INSERT INTO users (organization_user_id, state, version, updated_at_ms)
          VALUES ($1, $2, $3, $4)
          ON CONFLICT (organization_user_id) DO UPDATE SET
              state = excluded.state,
              version = excluded.version,
              updated_at_ms = excluded.updated_at_ms",
+    )
+    .await?;
+    tx.execute(
+        &statement,
         &[
             &state.organization_user_id,
             &to_json(state)?,

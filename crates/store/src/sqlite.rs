@@ -49,6 +49,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
+use rusqlite::config::DbConfig;
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
@@ -372,6 +373,18 @@ fn lock(conn: &Mutex<Connection>) -> Result<std::sync::MutexGuard<'_, Connection
     Ok(guard)
 }
 
+/// The rows of one integration due for delivery (`?1` integration, `?2`
+/// now, `?3` how many), oldest first.
+const CLAIM_DUE: &str =
+    "SELECT organization_user_id, wanted_version, attempts, origin, trace_context
+     FROM outbox
+     WHERE integration_id = ?1
+       AND wanted_version > acked_version
+       AND next_attempt_at_ms <= ?2
+       AND (lease_until_ms IS NULL OR lease_until_ms <= ?2)
+     ORDER BY next_attempt_at_ms, organization_user_id
+     LIMIT ?3";
+
 fn configure(conn: &Connection) -> Result<()> {
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -382,6 +395,12 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.busy_timeout(Duration::from_millis(5000))?;
+    // The query planner stability guarantee: a statement's plan does not
+    // depend on the values bound to it. Without it (STAT4 is compiled in),
+    // binding a new `now_ms` or `LIMIT` marks a cached statement expired,
+    // and the claim query was parsed and planned again at every dispatch
+    // tick (profiled: about 7 % of the server's CPU when paced).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(())
 }
 
@@ -1021,16 +1040,7 @@ impl Store for SqliteStore {
             let lease_until_ms = now_ms.saturating_add(lease_ms);
             type Due = (String, u64, u32, Option<String>, Option<String>);
             let due: Vec<Due> = tx
-                .prepare_cached(
-                    "SELECT organization_user_id, wanted_version, attempts, origin, trace_context
-                     FROM outbox
-                     WHERE integration_id = ?1
-                       AND wanted_version > acked_version
-                       AND next_attempt_at_ms <= ?2
-                       AND (lease_until_ms IS NULL OR lease_until_ms <= ?2)
-                     ORDER BY next_attempt_at_ms, organization_user_id
-                     LIMIT ?3",
-                )?
+                .prepare_cached(CLAIM_DUE)?
                 .query_map(params![integration_id, now_ms, limit], |row| {
                     Ok((
                         row.get(0)?,
@@ -1278,6 +1288,33 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The claim query runs at every dispatch tick with a new `now_ms`: it
+    /// must not be parsed and planned again each time (see `configure`).
+    #[test]
+    fn the_claim_query_is_planned_once_whatever_is_bound() {
+        use rusqlite::StatementStatus;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("claims.db");
+        drop(SqliteStore::open(&path).expect("open"));
+        let reprepares = |configured: bool| {
+            let conn = Connection::open(&path).expect("raw open");
+            if configured {
+                configure(&conn).expect("configure");
+            }
+            let mut statement = conn.prepare(CLAIM_DUE).expect("prepare");
+            for now_ms in 0..5_i64 {
+                statement
+                    .query_map(params!["crm", now_ms * 1000, 8 - now_ms], |_| Ok(()))
+                    .expect("query")
+                    .for_each(drop);
+            }
+            statement.get_status(StatementStatus::RePrepare)
+        };
+        // The premise: without the guarantee a new bound value re-prepares.
+        assert!(reprepares(false) > 0);
+        assert_eq!(reprepares(true), 0);
+    }
 
     async fn open_sqlite() -> (Box<dyn std::any::Any + Send>, Arc<dyn Store>) {
         let dir = tempfile::tempdir().expect("tempdir");

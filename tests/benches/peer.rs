@@ -162,7 +162,12 @@ async fn node_side(dir: &Path, mode: &str, events: usize, rate: Option<f64>) -> 
         .with_context(|| format!("the {mode} side took over 300 s"))??;
     let cpu_after = process_cpu(pid);
     let wall = started.elapsed();
-    let _ = child.wait().await;
+    // A side that refused or failed may still be sending: stop it now.
+    if done["peer"] == "done" {
+        let _ = child.wait().await;
+    } else {
+        let _ = child.kill().await;
+    }
     match done["peer"].as_str() {
         Some("done") => {}
         Some("refused") => bail!(

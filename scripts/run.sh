@@ -17,6 +17,8 @@ CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=debuginfo \
 # test guest and run npm, none of which the demo uses.
 cargo build --quiet --release -p prefsync --bin prefsync -p prefsync-mocks --bin prefsync-mocks
 
+# Where cargo put them: CARGO_TARGET_DIR when set, ./target otherwise.
+target_dir=${CARGO_TARGET_DIR:-target}
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -37,7 +39,7 @@ wait_for_line() { # file pattern
 }
 
 # Both stop by themselves after 5 minutes at the latest.
-target/release/prefsync-mocks dotdigital --seconds 300 >"$work/mock.log" 2>&1 &
+"$target_dir"/release/prefsync-mocks dotdigital --seconds 300 >"$work/mock.log" 2>&1 &
 pids+=($!)
 wait_for_line "$work/mock.log" "listening on"
 mock_url=$(sed -n 's/.*listening on //p' "$work/mock.log")
@@ -54,11 +56,13 @@ listen = "127.0.0.1:0"
 data_dir = "data/demo"
 [activations]
 source_dir = "$work"
+[connectors]
+dir = "$target_dir/wasm32-wasip2/release"
 [egress]
 allow_loopback = true
 allow_http = true
 TOML
-PREFSYNC_LOG=${PREFSYNC_LOG:-warn} timeout 300 target/release/prefsync serve --config "$work/prefsync.toml" >"$work/serve.log" 2>&1 &
+PREFSYNC_LOG=${PREFSYNC_LOG:-warn} timeout 300 "$target_dir"/release/prefsync serve --config "$work/prefsync.toml" >"$work/serve.log" 2>&1 &
 pids+=($!)
 wait_for_line "$work/serve.log" "prefsync listening on"
 api=$(sed -n 's/^prefsync listening on //p' "$work/serve.log")

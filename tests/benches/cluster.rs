@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use prefsync_tests::guests;
 use prefsync_tests::mocks::receiver::Receiver;
+use prefsync_tests::pipeline::env_usize;
 use prefsync_tests::support::{ServeProcess, postgres_database, process_cpu};
 use serde_json::json;
 
@@ -176,11 +177,7 @@ async fn main() {
     if let Some(baseline) = std::env::var_os("PREFSYNC_BIN_BASELINE") {
         builds.push(("PREFSYNC_BIN_BASELINE", PathBuf::from(baseline)));
     }
-    let rounds: usize = std::env::var("PREFSYNC_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let rounds = env_usize("PREFSYNC_BENCH_ROUNDS", 3).max(1);
     println!(
         "Median of {rounds} interleaved rounds [min–max]; CPU is the hosts' (all of them), per delivered event.\n"
     );
@@ -195,12 +192,13 @@ async fn main() {
                 results[index].push(round(bin, hosts).await);
             }
         }
-        let mut delivered_medians = Vec::new();
+        // Per build: the medians of accepted/s, delivered/s and CPU per event.
+        let mut medians = Vec::new();
         for ((name, _), rs) in builds.iter().zip(&results) {
             let ingest = median(rs.iter().map(|r| r.ingest_per_s).collect());
             let delivered = median(rs.iter().map(|r| r.delivered_per_s).collect());
             let cpu = median(rs.iter().filter_map(|r| r.cpu_per_event_us).collect());
-            delivered_medians.push((delivered.0, cpu.0));
+            medians.push((ingest.0, delivered.0, cpu.0));
             println!(
                 "| {name} | {hosts} | {:.0} [{:.0}–{:.0}] | {:.0} [{:.0}–{:.0}] | {:.0} [{:.0}–{:.0}] | {} |",
                 ingest.0,
@@ -215,11 +213,12 @@ async fn main() {
                 rs.iter().map(|r| r.deliveries).min().unwrap_or(0),
             );
         }
-        if let [(after, after_cpu), (before, before_cpu)] = delivered_medians.as_slice() {
+        if let [after, before] = medians.as_slice() {
             println!(
-                "| PREFSYNC_BIN / PREFSYNC_BIN_BASELINE | {hosts} | | {:.2}× | {:.2}× | |",
-                after / before,
-                after_cpu / before_cpu
+                "| PREFSYNC_BIN / PREFSYNC_BIN_BASELINE | {hosts} | {:.2}× | {:.2}× | {:.2}× | |",
+                after.0 / before.0,
+                after.1 / before.1,
+                after.2 / before.2
             );
         }
     }

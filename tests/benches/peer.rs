@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use prefsync_tests::mocks::MockServer;
 use prefsync_tests::mocks::dotdigital::{Dotdigital, FieldType};
-use prefsync_tests::pipeline::{Load, env_usize, measure_process};
+use prefsync_tests::pipeline::{Load, env_usize, measure_process, percentile};
 use prefsync_tests::support::process_cpu;
 use serde_json::Value as Json;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
@@ -67,11 +67,6 @@ impl Round {
         self.cpu
             .map(|cpu| cpu.as_secs_f64() * 1e6 / self.events as f64)
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 async fn start_mock() -> Result<MockServer<Dotdigital>> {

@@ -79,9 +79,15 @@ impl Measurement {
 
     /// The `p`-th percentile latency (0 < p ≤ 100).
     pub fn percentile(&self, p: f64) -> Duration {
-        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
-        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+        percentile(&self.latencies, p)
     }
+}
+
+/// The `p`-th percentile (0 < p ≤ 100, nearest rank) of `sorted`, which
+/// holds at least one value.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Runs `load` through a fresh server in this process (its own data

@@ -246,6 +246,21 @@ macro_rules! store_conformance_tests {
     }
 
     #[tokio::test]
+    async fn every_integration_write_is_counted_once_it_is_over() {
+        let (_dir, store) = open().await;
+        let count = store.integrations_written();
+        store.put_integration(&integration("crm", 10)).await.expect("put");
+        assert_eq!(store.integrations_written(), count + 1);
+        assert!(!store.insert_integration(&integration("crm", 11)).await.expect("insert"));
+        assert_eq!(store.integrations_written(), count + 2, "a refused insert counts too");
+        let _ = store.integrations().await.expect("list");
+        let _ = store.integration("crm").await.expect("get");
+        assert_eq!(store.integrations_written(), count + 2, "reads count nothing");
+        assert!(store.delete_integration("crm").await.expect("delete"));
+        assert_eq!(store.integrations_written(), count + 3);
+    }
+
+    #[tokio::test]
     async fn a_duplicate_event_changes_nothing() {
         let (_dir, store) = with_one_change().await;
         let calls = Arc::new(AtomicUsize::new(0));

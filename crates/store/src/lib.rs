@@ -351,6 +351,17 @@ pub struct AuditRow {
     pub origin: Option<String>,
 }
 
+/// Adds one to its counter when dropped: a write counted once it is over,
+/// however it ended, so a reader that saw the old count cannot keep what it
+/// read before the write as current (see [`Store::integrations_written`]).
+pub(crate) struct CountOnDrop<'a>(pub(crate) &'a std::sync::atomic::AtomicU64);
+
+impl Drop for CountOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// The storage interface. Every method is one transaction.
 #[async_trait]
 pub trait Store: ConnectorStore + ActivationStore + Send + Sync + 'static {
@@ -362,6 +373,12 @@ pub trait Store: ConnectorStore + ActivationStore + Send + Sync + 'static {
     async fn integrations(&self) -> Result<Vec<IntegrationRecord>>;
     /// Deletes the integration and its outbox rows; true when it existed.
     async fn delete_integration(&self, id: &str) -> Result<bool>;
+    /// How many integration writes (put, insert, delete) this store and its
+    /// clones attempted since it was opened. A copy of [`Store::integrations`]
+    /// is current while this number stays the same, for writes made by this
+    /// process; another process's (another host on PostgreSQL, the CLI on
+    /// the same file) are not counted, so such a copy must also expire.
+    fn integrations_written(&self) -> u64;
 
     /// Stores `events`, in order and all in one transaction: each one unless
     /// its id is known (then it is a [`IngestOutcome::Duplicate`]); for each

@@ -27,6 +27,7 @@ use futures_util::future::try_join_all;
 use tokio_postgres::{Row, Statement};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
     AuditRow, Claim, Completed, Completion, DELIVERY_COUNTS, DeadLetter, DeliveryCount,
@@ -223,6 +224,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX audit_by_time ON audit (at_ms);
     "#,
+    // 8: claims read only the waiting rows, already in claim order
+    // (SQLite's migration 10).
+    r#"
+    CREATE INDEX outbox_waiting ON outbox (integration_id, next_attempt_at_ms, organization_user_id)
+        WHERE wanted_version > acked_version;
+    DROP INDEX outbox_due;
+    "#,
 ];
 
 /// Key of the advisory lock migrations hold ("prefsync" in ASCII).
@@ -239,6 +247,8 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// See [`Store::integrations_written`].
+    integrations_written: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -284,7 +294,10 @@ impl PostgresStore {
             .max_size(pool_size.max(1))
             .build()
             .map_err(|e| anyhow!("building the connection pool for {shown}: {e}"))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            integrations_written: Arc::default(),
+        };
         store
             .migrate()
             .await
@@ -617,6 +630,7 @@ impl PostgresStore {
         integration: &IntegrationRecord,
         on_conflict: &'static str,
     ) -> Result<bool> {
+        let _counted = crate::CountOnDrop(&self.integrations_written);
         let written = self
             .client()
             .await?
@@ -846,6 +860,10 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    fn integrations_written(&self) -> u64 {
+        self.integrations_written.load(Ordering::SeqCst)
+    }
+
     async fn integrations(&self) -> Result<Vec<IntegrationRecord>> {
         let client = self.client().await?;
         client
@@ -860,6 +878,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_integration(&self, id: &str) -> Result<bool> {
+        let _counted = crate::CountOnDrop(&self.integrations_written);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute("DELETE FROM outbox WHERE integration_id = $1", &[&id])

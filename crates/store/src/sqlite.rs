@@ -12,8 +12,9 @@
 //! - `outbox(integration_id, organization_user_id, wanted_version, acked_version,
 //!   attempts, next_attempt_at_ms, lease_owner, lease_until_ms, last_error,
 //!   updated_at_ms, origin, pending_since_ms, trace_context)`, primary key `(integration_id, organization_user_id)`: one
-//!   row per pair, work is left while `wanted_version > acked_version`; indexed
-//!   on `(integration_id, next_attempt_at_ms)` for claiming. Rows reference
+//!   row per pair, work is left while `wanted_version > acked_version`; the
+//!   waiting rows alone are indexed on `(integration_id, next_attempt_at_ms,
+//!   organization_user_id)`, the order they are claimed in. Rows reference
 //!   `integrations` (`ON DELETE CASCADE`).
 //! - `dead_letters(id PK AUTOINCREMENT, integration_id, organization_user_id,
 //!   version, attempts, last_error, created_at_ms, replayed_at_ms)`.
@@ -44,6 +45,7 @@
 //! write lock up front instead of failing to upgrade a read halfway.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -66,6 +68,8 @@ use prefsync_consent::UserState;
 mod activations;
 mod connectors;
 mod writer;
+
+use writer::Durability;
 
 /// Schema migrations, in order. Never edit a released one: add another.
 const MIGRATIONS: &[&str] = &[
@@ -263,6 +267,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX audit_by_time ON audit (at_ms);
     "#,
+    // 10: claims read only the waiting rows, already in claim order. The old
+    // index also held every acknowledged row, which a claim stepped over
+    // (and sorted by user) before reaching the first due one: its cost grew
+    // with everything ever delivered.
+    r#"
+    CREATE INDEX outbox_waiting ON outbox (integration_id, next_attempt_at_ms, organization_user_id)
+        WHERE wanted_version > acked_version;
+    DROP INDEX outbox_due;
+    "#,
 ];
 
 /// `deliveries` answers this many rows when the filter's limit is 0.
@@ -273,6 +286,8 @@ const DEFAULT_DELIVERIES_LIMIT: u32 = 100;
 pub struct SqliteStore {
     writer: Arc<writer::Writer>,
     reader: Arc<Mutex<Connection>>,
+    /// See [`Store::integrations_written`].
+    integrations_written: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -310,6 +325,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Arc::new(writer::Writer::start(conn)?),
             reader: Arc::new(Mutex::new(reader)),
+            integrations_written: Arc::default(),
         })
     }
 
@@ -322,7 +338,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         if write {
-            return self.writer.write(op, body).await;
+            return self.writer.write(op, Durability::Synced, body).await;
         }
         let conn = Arc::clone(&self.reader);
         tokio::task::spawn_blocking(move || -> Result<T> {
@@ -334,6 +350,32 @@ impl SqliteStore {
         })
         .await
         .with_context(|| format!("sqlite store: {op}: task failed"))?
+        .with_context(|| format!("sqlite store: {op}"))
+    }
+
+    /// Runs `body`, a short read (a few rows by key), on the calling thread
+    /// when the read connection is free, and as [`Self::transaction`] does
+    /// otherwise. The hop to the blocking pool (two thread wake-ups) costs
+    /// more than such a read from the page cache; a read that would wait
+    /// for the connection takes the hop, so the async runtime never blocks
+    /// on the lock.
+    async fn short_read<T, F>(&self, op: &'static str, body: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let Ok(mut conn) = self.reader.try_lock() else {
+            return self.transaction(op, false, body).await;
+        };
+        // A panic fails this read alone, as on the blocking pool (the
+        // poisoned lock is recovered by the next `lock`).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<T> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let value = body(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the read panicked")))
         .with_context(|| format!("sqlite store: {op}"))
     }
 
@@ -884,6 +926,7 @@ impl SqliteStore {
         integration: &IntegrationRecord,
         on_conflict: &'static str,
     ) -> Result<bool> {
+        let _counted = crate::CountOnDrop(&self.integrations_written);
         let integration = integration.clone();
         self.transaction(label, true, move |tx| {
             let written = tx
@@ -931,8 +974,12 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn integrations_written(&self) -> u64 {
+        self.integrations_written.load(Ordering::SeqCst)
+    }
+
     async fn integrations(&self) -> Result<Vec<IntegrationRecord>> {
-        self.transaction("integrations", false, move |tx| {
+        self.short_read("integrations", move |tx| {
             let mut stmt = tx.prepare_cached(&format!(
                 "SELECT {INTEGRATION_COLUMNS} FROM integrations ORDER BY id"
             ))?;
@@ -944,6 +991,7 @@ impl Store for SqliteStore {
 
     async fn delete_integration(&self, id: &str) -> Result<bool> {
         let id = id.to_owned();
+        let _counted = crate::CountOnDrop(&self.integrations_written);
         self.transaction("delete_integration", true, move |tx| {
             // The foreign key cascades too; deleting explicitly keeps the
             // intent visible. Dead letters and audit rows stay: history.
@@ -979,7 +1027,7 @@ impl Store for SqliteStore {
 
     async fn users(&self, organization_user_ids: &[String]) -> Result<Vec<Option<UserRecord>>> {
         let ids = organization_user_ids.to_vec();
-        self.transaction("users", false, move |tx| {
+        self.short_read("users", move |tx| {
             ids.iter().map(|id| load_user(tx, id)).collect()
         })
         .await
@@ -1036,48 +1084,51 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Claim>> {
         let integration_id = integration_id.to_owned();
         let owner = owner.to_owned();
-        self.transaction("claim_due", true, move |tx| {
-            let lease_until_ms = now_ms.saturating_add(lease_ms);
-            type Due = (String, u64, u32, Option<String>, Option<String>);
-            let due: Vec<Due> = tx
-                .prepare_cached(CLAIM_DUE)?
-                .query_map(params![integration_id, now_ms, limit], |row| {
-                    Ok((
-                        row.get(0)?,
-                        u64_column(row, 1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut lease = tx.prepare_cached(
-                "UPDATE outbox SET lease_owner = ?3, lease_until_ms = ?4, updated_at_ms = ?5
+        // A lease need not survive a crash of the machine, which ends the
+        // host holding it: the claim is answered before any fsync.
+        self.writer
+            .write("claim_due", Durability::Deferred, move |tx| {
+                let lease_until_ms = now_ms.saturating_add(lease_ms);
+                type Due = (String, u64, u32, Option<String>, Option<String>);
+                let due: Vec<Due> = tx
+                    .prepare_cached(CLAIM_DUE)?
+                    .query_map(params![integration_id, now_ms, limit], |row| {
+                        Ok((
+                            row.get(0)?,
+                            u64_column(row, 1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut lease = tx.prepare_cached(
+                    "UPDATE outbox SET lease_owner = ?3, lease_until_ms = ?4, updated_at_ms = ?5
                  WHERE integration_id = ?1 AND organization_user_id = ?2",
-            )?;
-            let mut claims = Vec::with_capacity(due.len());
-            for (organization_user_id, version, attempts, origin, trace_context) in due {
-                lease.execute(params![
-                    integration_id,
-                    organization_user_id,
-                    owner,
-                    lease_until_ms,
-                    now_ms
-                ])?;
-                claims.push(Claim {
-                    integration_id: integration_id.clone(),
-                    organization_user_id,
-                    version,
-                    attempts,
-                    lease_owner: owner.clone(),
-                    lease_until_ms,
-                    origin,
-                    trace_context,
-                });
-            }
-            Ok(claims)
-        })
-        .await
+                )?;
+                let mut claims = Vec::with_capacity(due.len());
+                for (organization_user_id, version, attempts, origin, trace_context) in due {
+                    lease.execute(params![
+                        integration_id,
+                        organization_user_id,
+                        owner,
+                        lease_until_ms,
+                        now_ms
+                    ])?;
+                    claims.push(Claim {
+                        integration_id: integration_id.clone(),
+                        organization_user_id,
+                        version,
+                        attempts,
+                        lease_owner: owner.clone(),
+                        lease_until_ms,
+                        origin,
+                        trace_context,
+                    });
+                }
+                Ok(claims)
+            })
+            .await
     }
 
     async fn complete_all(&self, completed: Vec<Completed>, now_ms: i64) -> Result<Vec<bool>> {
@@ -1314,6 +1365,53 @@ mod tests {
         // The premise: without the guarantee a new bound value re-prepares.
         assert!(reprepares(false) > 0);
         assert_eq!(reprepares(true), 0);
+    }
+
+    /// A claim reads the waiting rows only: acknowledged rows, however
+    /// many and however old, cost it nothing (they used to be stepped over
+    /// and sorted, so a claim's cost grew with everything delivered).
+    #[test]
+    fn a_claim_steps_over_no_acknowledged_row() {
+        use rusqlite::StatementStatus;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("claims.db");
+        drop(SqliteStore::open(&path).expect("open"));
+        // Rows without an integration row: foreign keys off.
+        let conn = Connection::open(&path).expect("raw open");
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .expect("foreign keys off");
+        let mut insert = conn
+            .prepare(
+                "INSERT INTO outbox (integration_id, organization_user_id, wanted_version,
+                     acked_version, attempts, next_attempt_at_ms, updated_at_ms)
+                 VALUES ('crm', ?1, 1, ?2, 0, ?3, ?3)",
+            )
+            .expect("prepare insert");
+        for n in 0..2_000_i64 {
+            insert
+                .execute(params![format!("acked-{n:04}"), 1, n])
+                .expect("acked row");
+        }
+        insert.execute(params!["due", 0, 5_000]).expect("due row");
+        drop(insert);
+        let steps = |conn: &Connection| {
+            let mut statement = conn.prepare(CLAIM_DUE).expect("prepare");
+            let users: Vec<String> = statement
+                .query_map(params!["crm", 10_000, 8], |row| row.get(0))
+                .expect("query")
+                .collect::<rusqlite::Result<_>>()
+                .expect("rows");
+            assert_eq!(users, ["due"]);
+            statement.get_status(StatementStatus::VmStep)
+        };
+        assert!(steps(&conn) < 200, "{} steps", steps(&conn));
+        // The premise: the index migration 10 replaced steps over them all.
+        conn.execute_batch(
+            "DROP INDEX outbox_waiting;
+             CREATE INDEX outbox_due ON outbox (integration_id, next_attempt_at_ms);",
+        )
+        .expect("old index");
+        assert!(steps(&conn) > 2_000 * 5, "{} steps", steps(&conn));
     }
 
     async fn open_sqlite() -> (Box<dyn std::any::Any + Send>, Arc<dyn Store>) {

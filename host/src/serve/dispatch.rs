@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use tokio::sync::watch;
@@ -24,7 +24,9 @@ use crate::now_ms;
 use crate::pipeline::retry::at_after;
 use crate::pipeline::{RetryPolicy, mapped_properties, record_for, write_back};
 use crate::runtime::{ConsentRecord, DeliveredKind, Destination, IntegrationContext, Outcome};
-use crate::store::{AuditOutcome, AuditRow, Claim, Completed, Completion, IntegrationRecord};
+use crate::store::{
+    AuditOutcome, AuditRow, Claim, Completed, Completion, IntegrationRecord, Store,
+};
 
 /// Per integration: its runtime context per connector version (rebuilt when
 /// the config changes; the allowlist depends on the version's schema and
@@ -53,40 +55,99 @@ impl IntegrationSlot {
     }
 }
 
+/// The integrations a tick works from. Read again when this process wrote
+/// integrations since (an API call, a load), or once older than `max_age`,
+/// for writes this process cannot count (another host on PostgreSQL, the
+/// CLI on the same file): a busy dispatcher ticks thousands of times a
+/// second, and the list rarely changes.
+struct IntegrationList {
+    max_age: Duration,
+    read: Option<(u64, Instant, Vec<IntegrationRecord>)>,
+}
+
+impl IntegrationList {
+    async fn current(&mut self, store: &dyn Store) -> Result<&[IntegrationRecord]> {
+        let written = store.integrations_written();
+        let fresh = self.read.as_ref().is_some_and(|(at_count, read_at, _)| {
+            *at_count == written && read_at.elapsed() < self.max_age
+        });
+        if !fresh {
+            // The count is taken before the read: a write that ends during
+            // it changes the count, so the next tick reads again.
+            self.read = Some((written, Instant::now(), store.integrations().await?));
+        }
+        Ok(self
+            .read
+            .as_ref()
+            .map_or(&[], |(_, _, list)| list.as_slice()))
+    }
+}
+
 /// Runs until `shutdown` turns true, then waits for the batches in flight.
+///
+/// A tick runs when work may be due: on the ingest's notification, every
+/// `poll_ms` (retries coming due, other hosts' work), and when a batch ends
+/// if the last tick left something behind — its claims filled some
+/// integration's room, or batches were in flight, whose leased users may
+/// have had newer changes queued behind them. Otherwise a batch's end wakes
+/// no claim: a paced event costs one claim, not one per wake-up.
 pub async fn run(app: Arc<App>, owner: String, mut shutdown: watch::Receiver<bool>) {
     let poll = Duration::from_millis(app.config.dispatch.poll_ms.max(10));
     let mut slots: HashMap<String, IntegrationSlot> = HashMap::new();
+    let mut integrations = IntegrationList {
+        max_age: poll,
+        read: None,
+    };
     let mut batches = JoinSet::new();
+    let mut tick_now = true;
+    let mut recheck_when_a_batch_ends = false;
     while !*shutdown.borrow() {
-        let claimed = match tick(&app, &owner, &mut slots, &mut batches).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::error!(error = %format!("{error:#}"), "dispatch tick failed");
-                0
-            }
-        };
-        while batches.try_join_next().is_some() {}
-        if claimed == 0 {
+        if tick_now {
+            let busy = !batches.is_empty();
+            let ticked = tick(&app, &owner, &mut integrations, &mut slots, &mut batches).await;
+            let left_behind = match ticked {
+                Ok(left_behind) => left_behind,
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "dispatch tick failed");
+                    false
+                }
+            };
+            recheck_when_a_batch_ends |= left_behind || busy;
+        }
+        let mut ended = false;
+        while batches.try_join_next().is_some() {
+            ended = true;
+        }
+        tick_now = ended && recheck_when_a_batch_ends;
+        if !tick_now {
             tokio::select! {
-                _ = app.work.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
+                _ = app.work.notified() => tick_now = true,
+                _ = tokio::time::sleep(poll) => tick_now = true,
                 _ = shutdown.changed() => {}
-                Some(_) = batches.join_next(), if !batches.is_empty() => {}
+                Some(_) = batches.join_next(), if !batches.is_empty() => {
+                    tick_now = recheck_when_a_batch_ends;
+                }
             }
+        }
+        if tick_now {
+            recheck_when_a_batch_ends = false;
         }
     }
     while batches.join_next().await.is_some() {}
 }
 
+/// Claims and spawns what is due for every enabled integration; true when
+/// some integration had no room left for all of it (its in-flight batches
+/// must end before more is claimed).
 async fn tick(
     app: &Arc<App>,
     owner: &str,
+    integrations: &mut IntegrationList,
     slots: &mut HashMap<String, IntegrationSlot>,
     batches: &mut JoinSet<()>,
-) -> Result<usize> {
-    let mut claimed = 0;
-    for integration in app.store.integrations().await? {
+) -> Result<bool> {
+    let mut left_behind = false;
+    for integration in integrations.current(app.store.as_ref()).await? {
         if !integration.enabled {
             continue;
         }
@@ -98,6 +159,7 @@ async fn tick(
         let capacity = batch_size * connector.info().max_concurrency.max(1) as usize;
         let room = capacity.saturating_sub(slot.in_flight.load(Ordering::SeqCst));
         if room == 0 {
+            left_behind = true;
             continue;
         }
         let lease_ms = i64::try_from(app.config.dispatch.lease_ms).unwrap_or(i64::MAX);
@@ -105,7 +167,7 @@ async fn tick(
             .store
             .claim_due(&integration.id, owner, now_ms(), lease_ms, room as u32)
             .await?;
-        claimed += claims.len();
+        left_behind |= claims.len() == room;
         for chunk in claims.chunks(batch_size) {
             // Picked per batch, at its start: a switch after this point
             // leaves this batch on the version it started with.
@@ -137,7 +199,7 @@ async fn tick(
             }
             let job = Batch {
                 app: app.clone(),
-                context: slot.context(&integration, &picked.destination),
+                context: slot.context(integration, &picked.destination),
                 connector: picked.destination,
                 canary: picked.canary.map(|run| (run, picked.is_candidate)),
                 integration: integration.clone(),
@@ -153,7 +215,7 @@ async fn tick(
             ));
         }
     }
-    Ok(claimed)
+    Ok(left_behind)
 }
 
 struct Batch {
@@ -344,13 +406,9 @@ impl Batch {
                 tracing::error!(error = %format!("{error:#}"), integration = %self.integration.id, deliveries = finished.len(), "recording delivery outcomes failed; the leases will expire and the deliveries be retried")
             }
         }
-        if finished
-            .iter()
-            .any(|done| !matches!(done.completion, Completion::Retry { .. }))
-        {
-            // An acknowledgement may leave newer work due at once.
-            self.app.work.notify_one();
-        }
+        // An acknowledgement may leave newer work due at once (a change that
+        // arrived while the user was leased): the dispatcher looks again
+        // when this batch ends, since it ticked while the batch was in flight.
     }
 }
 

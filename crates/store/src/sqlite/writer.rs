@@ -11,6 +11,15 @@
 //! No timer is involved: a group is whatever arrived while the previous
 //! commit was being made, so an idle store commits at once and a busy one
 //! commits in larger groups.
+//!
+//! A job that needs no fsync ([`Durability::Deferred`], e.g. a lease) is
+//! committed with `synchronous = NORMAL` when its whole group is deferred:
+//! its commit reaches the WAL file (the kernel's page cache) at once, so a
+//! process that dies loses nothing, and the disk with the next synced commit
+//! — WAL frames are appended in order, so syncing a later commit syncs every
+//! earlier one. Only a crash of the machine can undo it. A synced job never
+//! joins a deferred group: `synchronous` cannot change inside a transaction,
+//! so it starts the next group.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +38,24 @@ const MAX_GROUP: usize = 256;
 /// What a job hands back after it ran: sends its answer once the group's
 /// commit is known (`None`: committed; `Some`: why the commit failed).
 type Finish = Box<dyn FnOnce(Option<&anyhow::Error>) + Send>;
-/// A job: runs its body inside a savepoint on the write connection.
-type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+/// A job's body: runs inside a savepoint on the write connection.
+type Body = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+
+/// When a write must be on disk for its caller to be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Durability {
+    /// Answered after its commit is fsynced (`synchronous = FULL`).
+    Synced,
+    /// Answered after its commit is in the WAL file, before any fsync: for
+    /// writes a crash of the machine may undo without harm (a lease, which
+    /// the crash ends anyway).
+    Deferred,
+}
+
+struct Job {
+    durability: Durability,
+    body: Body,
+}
 
 /// The handle to the writer thread; dropping the last one stops it after the
 /// jobs already sent.
@@ -63,15 +88,21 @@ impl Writer {
         self.commits.load(Ordering::Relaxed)
     }
 
-    /// Runs `body` in the next group and answers once that group committed.
-    /// `body`'s error (or panic) undoes its own writes only.
-    pub(super) async fn write<T, F>(&self, op: &'static str, body: F) -> Result<T>
+    /// Runs `body` in the next group and answers once that group committed
+    /// as `durability` asks. `body`'s error (or panic) undoes its own writes
+    /// only.
+    pub(super) async fn write<T, F>(
+        &self,
+        op: &'static str,
+        durability: Durability,
+        body: F,
+    ) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (answer, answered) = tokio::sync::oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
+        let body: Body = Box::new(move |conn| {
             let result = in_savepoint(conn, body);
             Box::new(move |commit_error| {
                 let result = match (result, commit_error) {
@@ -83,6 +114,7 @@ impl Writer {
                 let _ = answer.send(result);
             })
         });
+        let job = Job { durability, body };
         self.jobs
             .as_ref()
             .and_then(|jobs| jobs.send(job).ok())
@@ -111,18 +143,30 @@ impl Drop for Writer {
 
 /// The thread: a group per wake-up until every sender is gone.
 fn run(conn: &Connection, queue: &mpsc::Receiver<Job>, commits: &AtomicU64) {
-    while let Ok(first) = queue.recv() {
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let error = anyhow::Error::new(error).context("starting a transaction");
+    // As `configure` left it.
+    let mut level = Durability::Synced;
+    // A synced job that arrived during a deferred group: it opens the next.
+    let mut held: Option<Job> = None;
+    while let Some(first) = held.take().or_else(|| queue.recv().ok()) {
+        if let Err(error) = set_level(conn, &mut level, first.durability)
+            .and_then(|()| Ok(conn.execute_batch("BEGIN IMMEDIATE")?))
+        {
+            let error = error.context("starting a transaction");
             // Nothing ran: the job is answered with the error, unrun.
-            first(conn)(Some(&error));
+            (first.body)(conn)(Some(&error));
             continue;
         }
         let mut finishes = Vec::with_capacity(8);
-        finishes.push(first(conn));
+        finishes.push((first.body)(conn));
         while finishes.len() < MAX_GROUP {
             match queue.try_recv() {
-                Ok(job) => finishes.push(job(conn)),
+                Ok(job)
+                    if level == Durability::Deferred && job.durability == Durability::Synced =>
+                {
+                    held = Some(job);
+                    break;
+                }
+                Ok(job) => finishes.push((job.body)(conn)),
                 Err(_) => break,
             }
         }
@@ -142,6 +186,20 @@ fn run(conn: &Connection, queue: &mpsc::Receiver<Job>, commits: &AtomicU64) {
             finish(commit_error.as_ref());
         }
     }
+}
+
+/// Sets `synchronous` for the next group when it differs from the last
+/// (outside a transaction: SQLite refuses the change inside one).
+fn set_level(conn: &Connection, level: &mut Durability, wanted: Durability) -> Result<()> {
+    if *level != wanted {
+        let value = match wanted {
+            Durability::Synced => "FULL",
+            Durability::Deferred => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", value)?;
+        *level = wanted;
+    }
+    Ok(())
 }
 
 /// Runs `body` inside a savepoint: kept when it returns `Ok`, rolled back
@@ -197,16 +255,20 @@ mod tests {
     async fn a_failing_or_panicking_job_is_undone_alone() {
         let (_dir, writer, path) = writer();
         let (ok, failed, panicked, after) = tokio::join!(
-            writer.write("ok", |c| Ok(c.execute("INSERT INTO t VALUES (1)", [])?)),
-            writer.write("fails", |c| -> Result<()> {
+            writer.write("ok", Durability::Synced, |c| Ok(
+                c.execute("INSERT INTO t VALUES (1)", [])?
+            )),
+            writer.write("fails", Durability::Synced, |c| -> Result<()> {
                 c.execute("INSERT INTO t VALUES (2)", [])?;
                 Err(anyhow!("no"))
             }),
-            writer.write("panics", |c| -> Result<()> {
+            writer.write("panics", Durability::Synced, |c| -> Result<()> {
                 c.execute("INSERT INTO t VALUES (3)", [])?;
                 panic!("a bug")
             }),
-            writer.write("after", |c| Ok(c.execute("INSERT INTO t VALUES (4)", [])?)),
+            writer.write("after", Durability::Synced, |c| Ok(
+                c.execute("INSERT INTO t VALUES (4)", [])?
+            )),
         );
         assert_eq!(ok.expect("ok"), 1);
         assert!(format!("{:#}", failed.expect_err("fails")).contains("no"));
@@ -233,7 +295,7 @@ mod tests {
         let first = writer.clone();
         tasks.spawn(async move {
             first
-                .write("first", move |c| {
+                .write("first", Durability::Synced, move |c| {
                     hold.recv().expect("released");
                     Ok(c.execute("INSERT INTO t VALUES (0)", [])?)
                 })
@@ -246,7 +308,7 @@ mod tests {
             let writer = writer.clone();
             tasks.spawn(async move {
                 writer
-                    .write("insert", move |c| {
+                    .write("insert", Durability::Synced, move |c| {
                         Ok(c.execute("INSERT INTO t VALUES (?1)", [i])?)
                     })
                     .await
@@ -260,5 +322,57 @@ mod tests {
         }
         assert_eq!(count(&path), 200);
         assert_eq!(writer.commits(), 1, "200 writes, one commit");
+    }
+
+    fn synchronous(c: &Connection) -> Result<i64> {
+        Ok(c.query_row("PRAGMA synchronous", [], |row| row.get(0))?)
+    }
+
+    #[tokio::test]
+    async fn a_synced_write_never_shares_a_deferred_commit() {
+        let (_dir, writer, path) = writer();
+        let writer = Arc::new(writer);
+        // A deferred job holds the thread while a synced one and another
+        // deferred one queue behind it.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let first = writer.clone();
+        let first = tokio::spawn(async move {
+            first
+                .write("lease", Durability::Deferred, move |c| {
+                    hold.recv().expect("released");
+                    c.execute("INSERT INTO t VALUES (1)", [])?;
+                    synchronous(c)
+                })
+                .await
+        });
+        tokio::task::yield_now().await;
+        let synced = writer.clone();
+        let synced = tokio::spawn(async move {
+            synced
+                .write("ingest", Durability::Synced, |c| {
+                    c.execute("INSERT INTO t VALUES (2)", [])?;
+                    synchronous(c)
+                })
+                .await
+        });
+        let deferred = writer.clone();
+        let deferred = tokio::spawn(async move {
+            deferred
+                .write("lease", Durability::Deferred, |c| {
+                    c.execute("INSERT INTO t VALUES (3)", [])?;
+                    synchronous(c)
+                })
+                .await
+        });
+        tokio::task::yield_now().await;
+        release.send(()).expect("release");
+        // NORMAL is 1, FULL 2: the first group committed without an fsync,
+        // the synced job opened a group of its own, which the deferred job
+        // behind it joined.
+        assert_eq!(first.await.expect("task").expect("first"), 1);
+        assert_eq!(synced.await.expect("task").expect("synced"), 2);
+        assert_eq!(deferred.await.expect("task").expect("deferred"), 2);
+        assert_eq!(writer.commits(), 2);
+        assert_eq!(count(&path), 3);
     }
 }

@@ -203,11 +203,25 @@ pub async fn execute(inputs: RunInputs<'_>) -> RunSummary {
 type Attribute<'c> = (usize, u64, &'c str);
 
 /// A chunk's rows with a usable key, each key once: the keys (moved into
-/// the snapshot lookup and back), and each row's number and values.
+/// the snapshot lookup and back), and each row's number and values; and
+/// what the chunk adds to the summary before its rows are judged (rows
+/// read, rows rejected for their key), kept apart while the chunk waits
+/// for its lookup so the summary keeps the source's order.
 #[derive(Default)]
 struct KeyedChunk {
     keys: Vec<String>,
     rows: Vec<(u64, Vec<Value>)>,
+    rows_read: u64,
+    rejected: Vec<RowError>,
+}
+
+/// A keyed chunk's rows with what the snapshot knows of each key.
+struct LookedUp {
+    rows: Vec<(u64, Vec<Value>)>,
+    entries: Vec<SnapshotEntry>,
+    rows_read: u64,
+    rejected: Vec<RowError>,
+    position_bytes: Option<u64>,
 }
 
 async fn execute_into(
@@ -228,40 +242,73 @@ async fn execute_into(
     let mut progress = Progress::default();
     let mut seen = SeenKeys::default();
     let key_hasher = RandomState::new();
-    while let Some(chunk) = reader.next_chunk().await {
-        let chunk = chunk?;
-        if !inputs.lease.renew().await {
+    // One chunk ahead: the next chunk's snapshot lookup runs on the store's
+    // thread while this chunk's rows are hashed, compared and sent (in an
+    // unchanged run the lookups are a third of the CPU). Lookups still run
+    // one after the other, in the source's order, so key numbers — and a
+    // key repeated in a later chunk — come out as without the overlap.
+    let mut looked_up: Option<LookedUp> = None;
+    loop {
+        let upcoming = match reader.next_chunk().await {
+            Some(chunk) => Some(chunk?),
+            None => None,
+        };
+        if upcoming.is_some() && !inputs.lease.renew().await {
             return Err(LOST_LEASE.into());
         }
-        let keyed = keyed_rows(
-            chunk.items,
-            key_index,
-            &config.key.column,
-            &key_hasher,
-            summary,
-        );
-        live.rows_read.store(summary.rows_read, Ordering::Relaxed);
-        let entries = lookup_snapshot(inputs, keyed.keys).await?;
-        for (row, entry) in keyed.rows.into_iter().zip(entries) {
-            if !seen.first_sight(entry.key_number) {
-                summary.reject(duplicate(row.0));
-                continue;
-            }
-            let Some(row) = pending_for(inputs, &attributes, row, entry, summary) else {
-                continue;
+        let lookup = async {
+            let Some(chunk) = upcoming else {
+                return Ok(None);
             };
-            pending.push(row);
-            if pending.len() >= max_rows {
-                let batch = std::mem::take(&mut pending);
-                progress.sent += batch.len() as u64;
-                send(inputs, batch, summary).await?;
-                live.rows_sent.store(progress.sent, Ordering::Relaxed);
+            let keyed = keyed_rows(chunk.items, key_index, &config.key.column, &key_hasher);
+            let entries = lookup_snapshot(inputs, keyed.keys).await?;
+            Ok::<_, String>(Some(LookedUp {
+                rows: keyed.rows,
+                entries,
+                rows_read: keyed.rows_read,
+                rejected: keyed.rejected,
+                position_bytes: chunk.position_bytes,
+            }))
+        };
+        let judge = async {
+            let Some(chunk) = looked_up.take() else {
+                return Ok(());
+            };
+            summary.rows_read += chunk.rows_read;
+            for error in chunk.rejected {
+                summary.reject(error);
             }
+            live.rows_read.store(summary.rows_read, Ordering::Relaxed);
+            for (row, entry) in chunk.rows.into_iter().zip(chunk.entries) {
+                if !seen.first_sight(entry.key_number) {
+                    summary.reject(duplicate(row.0));
+                    continue;
+                }
+                let Some(row) = pending_for(inputs, &attributes, row, entry, summary) else {
+                    continue;
+                };
+                pending.push(row);
+                if pending.len() >= max_rows {
+                    let batch = std::mem::take(&mut pending);
+                    progress.sent += batch.len() as u64;
+                    send(inputs, batch, summary).await?;
+                    live.rows_sent.store(progress.sent, Ordering::Relaxed);
+                }
+            }
+            progress.rows_read = summary.rows_read;
+            progress.failed = summary.failed;
+            progress.fraction = read_fraction(chunk.position_bytes, total_bytes);
+            (inputs.progress)(&progress);
+            Ok::<_, String>(())
+        };
+        // The lookup is polled first, so its job is on the store's thread
+        // before the judging starts.
+        let (next, judged) = tokio::join!(lookup, judge);
+        judged?;
+        match next? {
+            Some(next) => looked_up = Some(next),
+            None => break,
         }
-        progress.rows_read = summary.rows_read;
-        progress.failed = summary.failed;
-        progress.fraction = read_fraction(chunk.position_bytes, total_bytes);
-        (inputs.progress)(&progress);
     }
     if !pending.is_empty() {
         progress.sent += pending.len() as u64;
@@ -306,26 +353,26 @@ fn resolve_columns<'c>(
 }
 
 /// Rows with a usable key, not repeated within the chunk; the others are
-/// rejected into `summary`. (A key repeated from an earlier chunk is caught
+/// kept as rejected, for the summary. (A key repeated from an earlier chunk is caught
 /// by its key number after the lookup.)
 fn keyed_rows(
     items: Vec<SourceItem>,
     key_index: usize,
     key_column: &str,
     key_hasher: &RandomState,
-    summary: &mut RunSummary,
 ) -> KeyedChunk {
     let mut keyed = KeyedChunk {
         keys: Vec::with_capacity(items.len()),
         rows: Vec::with_capacity(items.len()),
+        ..KeyedChunk::default()
     };
     // A key's hash → the first key with that hash; equal hashes are
     // compared as text, so the keys need not be copied into a set.
     let mut in_chunk: HashMap<u64, usize> = HashMap::with_capacity(items.len());
     for item in items {
-        summary.rows_read += 1;
+        keyed.rows_read += 1;
         match item {
-            SourceItem::Unreadable { number, message } => summary.reject(RowError {
+            SourceItem::Unreadable { number, message } => keyed.rejected.push(RowError {
                 key: None,
                 row: number,
                 stage: "source".into(),
@@ -333,7 +380,7 @@ fn keyed_rows(
                 message,
             }),
             SourceItem::Row { number, values } => match key_of(values.get(key_index)) {
-                None => summary.reject(RowError {
+                None => keyed.rejected.push(RowError {
                     key: None,
                     row: number,
                     stage: "source".into(),
@@ -351,7 +398,7 @@ fn keyed_rows(
                         }
                     };
                     if repeated {
-                        summary.reject(duplicate(number));
+                        keyed.rejected.push(duplicate(number));
                     } else {
                         keyed.keys.push(key);
                         keyed.rows.push((number, values));

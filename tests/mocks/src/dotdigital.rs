@@ -166,6 +166,11 @@ impl Dotdigital {
         self.lock().contacts.values().cloned().collect()
     }
 
+    /// How many contacts exist: cheap enough to poll (no clone).
+    pub fn contact_count(&self) -> usize {
+        self.lock().contacts.len()
+    }
+
     /// The most requests the mock was answering at the same time.
     pub fn peak_concurrency(&self) -> usize {
         self.concurrency.peak()

@@ -470,6 +470,18 @@ macro_rules! store_conformance_tests {
             ]
         );
         assert!(store.users(&[]).await.expect("none").is_empty());
+        // A long list too (a store may read it another way).
+        let many: Vec<String> = (0..100)
+            .map(|i| if i % 2 == 0 { "bob" } else { "nobody" }.to_string())
+            .collect();
+        let found: Vec<bool> = store
+            .users(&many)
+            .await
+            .expect("many users")
+            .iter()
+            .map(Option::is_some)
+            .collect();
+        assert_eq!(found, (0..100).map(|i| i % 2 == 0).collect::<Vec<_>>());
     }
 
     #[tokio::test]

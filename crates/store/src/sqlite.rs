@@ -281,6 +281,10 @@ const MIGRATIONS: &[&str] = &[
 /// `deliveries` answers this many rows when the filter's limit is 0.
 const DEFAULT_DELIVERIES_LIMIT: u32 = 100;
 
+/// Most users whose states `users` reads on the calling thread (see
+/// `short_read`); a few microseconds each from the page cache.
+const SHORT_READ_USERS: usize = 16;
+
 /// The SQLite [`Store`]. Cheap to clone: clones share the connections.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -367,8 +371,8 @@ impl SqliteStore {
         let Ok(mut conn) = self.reader.try_lock() else {
             return self.transaction(op, false, body).await;
         };
-        // A panic fails this read alone, as on the blocking pool (the
-        // poisoned lock is recovered by the next `lock`).
+        // A panic fails this read alone, as on the blocking pool; the
+        // transaction rolls back as it unwinds.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<T> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
             let value = body(&tx)?;
@@ -1027,10 +1031,14 @@ impl Store for SqliteStore {
 
     async fn users(&self, organization_user_ids: &[String]) -> Result<Vec<Option<UserRecord>>> {
         let ids = organization_user_ids.to_vec();
-        self.short_read("users", move |tx| {
-            ids.iter().map(|id| load_user(tx, id)).collect()
-        })
-        .await
+        let read = move |tx: &Connection| ids.iter().map(|id| load_user(tx, id)).collect();
+        // A large batch's states are read on the blocking pool: the async
+        // runtime is not held for hundreds of lookups.
+        if organization_user_ids.len() <= SHORT_READ_USERS {
+            self.short_read("users", read).await
+        } else {
+            self.transaction("users", false, read).await
+        }
     }
 
     async fn clamp_future_stamps(&self, limit_ms: i64, now_ms: i64) -> Result<u64> {

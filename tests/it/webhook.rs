@@ -9,11 +9,12 @@ use hmac::{Hmac, Mac};
 use prefsync_tests::guests;
 use prefsync_tests::mocks::MockServer;
 use prefsync_tests::mocks::receiver::Receiver;
+use prefsync_tests::mocks::tls::TestCa;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::serve::{Server, event};
+use crate::serve::{Server, event, eventually};
 
 const SECRET: &str = "whsec-test-0123456789abcdef";
 
@@ -158,4 +159,119 @@ async fn signed_deliveries_reach_the_receiver_and_failures_follow_the_config() {
         !log.contains(SECRET),
         "the signing secret stays out of the log"
     );
+}
+
+/// HTTPS to a destination whose certificate a private CA signed: trusted
+/// once the operator names the CA in `egress.extra_root_certificates`,
+/// spoken in HTTP/2 (the receiver offers `h2` in the handshake), every
+/// delivery multiplexed over one connection. A receiver whose CA nobody
+/// named is refused at the handshake and its events dead-lettered with the
+/// reason.
+#[tokio::test]
+async fn https_deliveries_share_one_http2_connection_under_the_operators_root() {
+    let operators_ca = TestCa::new();
+    let trusted = Receiver::start_tls(None, &operators_ca).await.unwrap();
+    let unknown_ca = TestCa::new();
+    let untrusted = Receiver::start_tls(None, &unknown_ca).await.unwrap();
+    let server = Server::try_start("", |dir| {
+        std::fs::copy(guests::WEBHOOK, dir.join("connectors").join("webhook.wasm")).unwrap();
+        let ca = dir.join("operators-ca.pem");
+        std::fs::write(&ca, operators_ca.pem()).unwrap();
+        // No allow_http: https only.
+        format!("[egress]\nallow_loopback = true\nextra_root_certificates = [{ca:?}]\n")
+    })
+    .unwrap();
+    for (id, receiver) in [("tls", &trusted), ("untrusted", &untrusted)] {
+        let (status, body) = server
+            .send(
+                Method::POST,
+                "/v1/integrations",
+                Some(&integration(id, &format!("{}/consent", receiver.url()), None).to_string()),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    // One delivery first, so that the connection exists (and has chosen
+    // HTTP/2) before the others start.
+    server
+        .post_newsletter("t0", "user0@example.com", true)
+        .await;
+    eventually("the first delivery", || {
+        !trusted.state.accepted().is_empty()
+    })
+    .await;
+    for n in 1..30 {
+        server
+            .post_newsletter(
+                &format!("t{n}"),
+                &format!("user{n}@example.com"),
+                n % 2 == 0,
+            )
+            .await;
+    }
+    // Every user, on both integrations; only the trusted receiver gets any.
+    eventually("30 users at the trusted receiver", || {
+        trusted.state.accepted().len() >= 30
+    })
+    .await;
+    let stats = trusted.tls_stats().unwrap();
+    assert_eq!(
+        (stats.connections(), stats.http2_connections()),
+        (1, 1),
+        "one connection, in HTTP/2, carried every delivery"
+    );
+    let mut users: Vec<String> = trusted
+        .state
+        .accepted()
+        .iter()
+        .map(|body| body["organization_user_id"].as_str().unwrap().to_string())
+        .collect();
+    users.sort();
+    users.dedup();
+    assert_eq!(users.len(), 30);
+
+    let dead = server
+        .wait_for_list("/v1/dead-letters?integration=untrusted", 1)
+        .await;
+    let reason = dead[0]["last_error"].as_str().unwrap();
+    assert!(reason.contains("certificate"), "{reason}");
+    assert!(untrusted.state.requests().is_empty());
+    assert_eq!(untrusted.tls_stats().unwrap().connections(), 0);
+    let (clean, _) = server.terminate();
+    assert!(clean);
+}
+
+/// A root certificate file the host cannot use stops `serve` before it
+/// listens, naming the option and the file, never the file's content.
+#[tokio::test]
+async fn an_unusable_root_certificate_file_stops_the_start_by_name() {
+    let secret_line = "Zm9yLXlvdXItZXllcy1vbmx5";
+    for (name, content, problem) in [
+        ("absent.pem", None, "could not be read: no such file"),
+        (
+            "truncated.pem",
+            Some(format!("-----BEGIN CERTIFICATE-----\n{secret_line}\n")),
+            "has no `-----END` line",
+        ),
+        ("empty.pem", Some(String::new()), "holds no certificate"),
+    ] {
+        let mut path = None;
+        let error = Server::try_start("", |dir| {
+            let file = dir.join(name);
+            if let Some(content) = &content {
+                std::fs::write(&file, content).unwrap();
+            }
+            let line = format!("[egress]\nextra_root_certificates = [{file:?}]\n");
+            path = Some(file);
+            line
+        })
+        .err()
+        .unwrap_or_else(|| panic!("{name}: the server started"));
+        let path = path.unwrap().display().to_string();
+        assert!(error.contains("egress.extra_root_certificates"), "{error}");
+        assert!(error.contains(&path), "{error}");
+        assert!(error.contains(problem), "{name}: {error}");
+        assert!(!error.contains(secret_line), "{error}");
+    }
 }

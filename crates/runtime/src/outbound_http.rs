@@ -87,6 +87,26 @@ impl OutboundHttp {
     }
 }
 
+/// What every client the egress policy builds has in common: redirects off
+/// (a redirect would reach a target the policy never checked), the
+/// [`PolicyResolver`] (every resolved address checked), no proxy from the
+/// environment, the operator's extra root certificates beside the system's,
+/// and HTTP/2 when the server offers it in the TLS handshake (ALPN), which
+/// multiplexes a destination's requests over one connection; plain `http://`
+/// stays HTTP/1.1.
+fn policy_client(options: &EgressOptions) -> Result<reqwest::ClientBuilder> {
+    let roots = egress::roots::load(&options.extra_root_certificates)?;
+    let mut certificates = Vec::with_capacity(roots.len());
+    for root in roots {
+        certificates.push(reqwest::Certificate::from_der(&root)?);
+    }
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(PolicyResolver::new(options.clone())))
+        .no_proxy()
+        .tls_certs_merge(certificates))
+}
+
 /// The network: one pooled reqwest client whose resolver enforces the
 /// egress options on every resolved address.
 #[derive(Debug, Clone)]
@@ -97,11 +117,7 @@ pub struct Network {
 
 impl Network {
     pub fn new(options: EgressOptions, max_response_bytes: u64) -> Result<Self> {
-        let client = reqwest::Client::builder()
-            // A redirect would bypass the allowlist check of its target.
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(std::sync::Arc::new(PolicyResolver::new(options.clone())))
-            .no_proxy()
+        let client = policy_client(&options)?
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("prefsync/", env!("CARGO_PKG_VERSION")))
@@ -192,11 +208,7 @@ pub enum HostHttpError {
 impl HostHttp {
     /// A client whose requests give up after `timeout`.
     pub fn new(options: EgressOptions, timeout: Duration) -> Result<Self> {
-        let client = reqwest::Client::builder()
-            // A redirect would reach a target the policy never checked.
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(std::sync::Arc::new(PolicyResolver::new(options.clone())))
-            .no_proxy()
+        let client = policy_client(&options)?
             .connect_timeout(timeout)
             .timeout(timeout)
             .user_agent(concat!("prefsync/", env!("CARGO_PKG_VERSION")))

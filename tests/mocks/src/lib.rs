@@ -13,8 +13,10 @@ pub mod mailchimp;
 pub mod receiver;
 pub mod selligent;
 pub mod sfmc;
+pub mod tls;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::http::{HeaderMap, Method, Uri};
@@ -112,12 +114,23 @@ pub struct MockServer<S> {
     pub addr: SocketAddr,
     pub state: S,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Set when it serves HTTPS ([`tls::serve_tls`]).
+    tls: Option<Arc<tls::TlsStats>>,
 }
 
 impl<S> MockServer<S> {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` over TLS (the
+    /// name its certificate carries).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            Some(_) => format!("https://localhost:{}", self.addr.port()),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// Its TLS connections, when it serves HTTPS.
+    pub fn tls_stats(&self) -> Option<&tls::TlsStats> {
+        self.tls.as_deref()
     }
 }
 
@@ -154,5 +167,6 @@ pub async fn serve<S>(port: u16, router: axum::Router, state: S) -> std::io::Res
         addr,
         state,
         shutdown: Some(tx),
+        tls: None,
     })
 }

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value as Json;
 
+use super::tls::{TestCa, serve_tls};
 use super::{MockServer, RecordedRequest, serve};
 
 /// Decides whether a request's signature is right: (headers, body) → ok.
@@ -44,6 +45,21 @@ impl Receiver {
             .fallback(handle_request)
             .with_state(handle.clone());
         serve(0, router, handle).await
+    }
+
+    /// Like [`Receiver::start`], over HTTPS with a certificate signed by `ca`.
+    pub async fn start_tls(
+        verify: Option<Verifier>,
+        ca: &TestCa,
+    ) -> std::io::Result<MockServer<Receiver>> {
+        let handle = Receiver {
+            inner: Arc::default(),
+            verify,
+        };
+        let router = Router::new()
+            .fallback(handle_request)
+            .with_state(handle.clone());
+        serve_tls(router, handle, ca).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

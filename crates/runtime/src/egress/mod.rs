@@ -15,9 +15,11 @@
 pub mod address;
 pub mod host;
 mod resolver;
+pub mod roots;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -41,6 +43,12 @@ pub struct EgressOptions {
     /// Let connectors use plain `http://` URLs.
     #[serde(default)]
     pub allow_http: bool,
+    /// PEM files of certificate authorities that HTTPS connections trust
+    /// beside the system's roots: a private CA in front of a self-hosted
+    /// destination, a TLS-inspecting proxy's. Relative paths are read from
+    /// the working directory; a file that cannot be used stops the start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_root_certificates: Vec<PathBuf>,
     /// How a denial names the option that would allow the request; not
     /// configurable (the host config's names unless a command sets its own).
     #[serde(skip)]

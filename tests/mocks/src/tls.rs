@@ -108,12 +108,14 @@ pub async fn serve_tls<S>(
     let counted = stats.clone();
     tokio::spawn(async move {
         loop {
-            let (tcp, _) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(_) => continue,
-                },
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
                 _ = &mut rx => return,
+            };
+            let Ok((tcp, _)) = accepted else {
+                // Out of descriptors, say: wait rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
             };
             let (acceptor, router, stats) = (acceptor.clone(), router.clone(), counted.clone());
             tokio::spawn(async move {

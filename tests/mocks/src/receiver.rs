@@ -37,13 +37,7 @@ pub struct Receiver {
 impl Receiver {
     /// Starts a receiver; with `verify`, a request it refuses gets a 401.
     pub async fn start(verify: Option<Verifier>) -> std::io::Result<MockServer<Receiver>> {
-        let handle = Receiver {
-            inner: Arc::default(),
-            verify,
-        };
-        let router = Router::new()
-            .fallback(handle_request)
-            .with_state(handle.clone());
+        let (handle, router) = Self::routed(verify);
         serve(0, router, handle).await
     }
 
@@ -52,6 +46,12 @@ impl Receiver {
         verify: Option<Verifier>,
         ca: &TestCa,
     ) -> std::io::Result<MockServer<Receiver>> {
+        let (handle, router) = Self::routed(verify);
+        serve_tls(router, handle, ca).await
+    }
+
+    /// A new receiver and the router that answers for it.
+    fn routed(verify: Option<Verifier>) -> (Receiver, Router) {
         let handle = Receiver {
             inner: Arc::default(),
             verify,
@@ -59,7 +59,7 @@ impl Receiver {
         let router = Router::new()
             .fallback(handle_request)
             .with_state(handle.clone());
-        serve_tls(router, handle, ca).await
+        (handle, router)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
